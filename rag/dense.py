@@ -1,0 +1,48 @@
+"""Dense search: FAISS inner product over L2-normalized vectors (exact, or HNSW for large indexes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+
+class DenseIndex:
+    """Vectors in a FAISS index; `search` gives cosine similarities, best first."""
+
+    def __init__(self, index: faiss.Index) -> None:
+        self.index = index
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, dimension: int, hnsw_min_vectors: int = 200_000) -> DenseIndex:
+        """Exact search below `hnsw_min_vectors` vectors, HNSW (M=32) from there on."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dimension)
+        if len(vectors) >= hnsw_min_vectors:
+            index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+            index.hnsw.efSearch = 128
+        else:
+            index = faiss.IndexFlatIP(dimension)
+        if len(vectors):
+            index.add(vectors)
+        return cls(index)
+
+    @property
+    def size(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and cosine similarities of the `k` nearest vectors to one query vector."""
+        if self.size == 0 or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        scores, ids = self.index.search(np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1), min(k, self.size))
+        keep = ids[0] >= 0
+        return ids[0][keep].astype(np.int64), scores[0][keep]
+
+    def save(self, path: Path) -> None:
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, path: Path) -> DenseIndex:
+        return cls(faiss.read_index(str(path)))

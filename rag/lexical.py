@@ -1,0 +1,128 @@
+"""Lexical search: BM25 (bm25s) over jieba words and over character bigrams of normalized text."""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import bm25s
+import jieba
+import numpy as np
+
+jieba.setLogLevel(logging.WARNING)
+
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[a-z0-9]+(?:[.\-_][a-z0-9]+)*")
+_WORDLIKE = re.compile(r"[\w\u3400-\u9fff]")
+
+#: Question and function words that say how to answer, not what about; dropped from questions.
+QUESTION_WORDS = re.compile(
+    r"请问|请|为什么|为何|什么样|什么|哪些|哪几|哪个|哪里|哪一|怎么样|怎么|怎样|如何|多少|几个|几项|是否|有没有|"
+    r"具体|主要|一般|应该|应当|需要|可以|包括|包含|指的是|是指|指|情况|分别|有关|关于|吗|呢|吧|啊|呀|\?|？"
+)
+STOPWORDS = frozenset("的 了 和 与 及 或 是 在 对 为 把 被 将 有 要 也 都 就 而 并 等 中 上 下 其 之 以 于 这 那 个 各 该 一".split())
+
+
+@lru_cache(maxsize=1)
+def _jieba() -> jieba.Tokenizer:
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    return tokenizer
+
+
+def words(text: str) -> list[str]:
+    """jieba words (search mode) of normalized text, without punctuation and stop words."""
+    return [w for w in _jieba().cut_for_search(text) if _WORDLIKE.search(w) and w.strip() and w not in STOPWORDS]
+
+
+def bigrams(text: str) -> list[str]:
+    """Overlapping character bigrams of Chinese runs; Latin words and numbers whole."""
+    tokens: list[str] = []
+    for run in _CJK_RUN.findall(text):
+        if not ("\u3400" <= run[0] <= "\ufaff"):
+            tokens.append(run)
+        elif len(run) == 1:
+            tokens.append(run)
+        else:
+            tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
+    return tokens
+
+
+def strip_question_words(normalized_question: str) -> str:
+    """The question without its question and function words (keeps it whole if nothing is left)."""
+    stripped = QUESTION_WORDS.sub(" ", normalized_question)
+    return stripped if stripped.strip() else normalized_question
+
+
+TOKENIZERS = {"words": words, "bigrams": bigrams}
+
+
+class BM25:
+    """A BM25 index over token lists, numpy scores, saved as a bm25s folder."""
+
+    def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
+        self.k1, self.b = k1, b
+        self._bm25: bm25s.BM25 | None = None
+        self.size = 0
+
+    def build(self, corpus_tokens: list[list[str]]) -> BM25:
+        """Index one token list per passage (an empty list indexes as an empty passage)."""
+        self.size = len(corpus_tokens)
+        if self.size:
+            self._bm25 = bm25s.BM25(k1=self.k1, b=self.b)
+            self._bm25.index([tokens or [""] for tokens in corpus_tokens], show_progress=False)
+        return self
+
+    def scores(self, tokens: list[str]) -> np.ndarray:
+        """BM25 score of every passage for a tokenized query (zeros when nothing matches)."""
+        out = np.zeros(self.size, dtype=np.float32)
+        if self._bm25 is None:
+            return out
+        vocab = self._bm25.vocab_dict
+        known = [t for t in tokens if t in vocab and t]
+        if known:
+            out[:] = self._bm25.get_scores(known)
+        return out
+
+    def document_frequency(self, tokens: list[str]) -> np.ndarray:
+        """In how many passages each token occurs (0 for a token the index has never seen)."""
+        out = np.zeros(len(tokens), dtype=np.int64)
+        if self._bm25 is None:
+            return out
+        vocab = self._bm25.vocab_dict
+        indptr = np.append(self._bm25.scores["indptr"], len(self._bm25.scores["data"]))
+        for i, token in enumerate(tokens):
+            column = vocab.get(token)
+            if column is not None and token:
+                out[i] = indptr[column + 1] - indptr[column]
+        return out
+
+    def search(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and scores of the `k` best passages with a positive score, best first."""
+        scores = self.scores(tokens)
+        return top_k(scores, k)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if self._bm25 is not None:
+            self._bm25.save(str(folder))
+
+    @classmethod
+    def load(cls, folder: Path, size: int, k1: float = 1.2, b: float = 0.75) -> BM25:
+        index = cls(k1, b)
+        index.size = size
+        if size:
+            index._bm25 = bm25s.BM25.load(str(folder), mmap=False)
+        return index
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the `k` largest positive scores, best first."""
+    if k <= 0 or scores.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    k = min(k, scores.size)
+    candidates = np.argpartition(-scores, k - 1)[:k]
+    candidates = candidates[scores[candidates] > 0]
+    order = candidates[np.argsort(-scores[candidates], kind="stable")]
+    return order, scores[order]

