@@ -12,10 +12,10 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from rag.chunk import Span, sentence_spans
+from rag.chunk import Span, heading_level, sentence_spans
 from rag.clean import Document
 from rag.config import Settings
-from rag.lexical import bigrams, words
+from rag.lexical import bigrams
 from rag.normalize import compact
 from rag.retrieve import Hit, Query
 from rag.store import KnowledgeBase
@@ -23,11 +23,10 @@ from rag.store import KnowledgeBase
 ABSTAIN_TEXT = "知识库中没有找到能回答这个问题的内容。"
 RELATED_LABEL = "可能相关"
 
-_NUMBER_Q = re.compile(r"多少|几[个项名人次年天家条位批]|数量|比例|百分之|人次")
-_TIME_Q = re.compile(r"哪一年|哪年|何时|什么时候|哪天|哪一天|日期")
-_DEFINITION_Q = re.compile(r"是什么|指什么|什么是|是指|含义|定义|定位|意思|内涵|角色|什么叫")
-_LIST_Q = re.compile(r"包括|包含|哪些|哪几|几个方面|怎么做|怎样做|如何|怎样|怎么|措施|举措|做法|途径|办法|步骤|方面|表现")
-_DEFINES = re.compile(r"(?:主要)?是指|指的是|是|即|就是")
+_ANNOUNCES_LIST = re.compile(r"[一二三四五六七八九十两几\d]+(?:个|项|条|点|种|大)|以下|如下|主要|包括|[:：]$")
+_DEFINES_STRONG = re.compile(r"(?:主要|具体)?(?:是指|指的是|就是|即是|即|包括|主要有|主要是)")
+_DEFINES_WEAK = re.compile(r"是")
+_ENUMERATES = re.compile(r"既.{6,80}又|包括|主要有|[:：]")
 _HAS_NUMBER = re.compile(r"\d|[一二三四五六七八九十百千万两]+(?:项|名|人次|个|条|家|批|次|年|%)")
 _HAS_DATE = re.compile(r"\d{4}年|\d{1,2}月|\d{4}[-/.]\d{1,2}")
 
@@ -89,6 +88,8 @@ class Answer:
     truncated: bool = False
     evidence: float = 0.0
     """Share of the question's key terms (IDF-weighted) that the best passage covers."""
+    confidence: float = 0.0
+    """Evidence adjusted by semantic closeness; below `Settings.abstain_below` the answer abstains."""
 
     def to_dict(self) -> dict[str, object]:
         """The stable JSON form (see README, “JSON output”)."""
@@ -116,14 +117,7 @@ class _Sentence:
     chunk_id: str
     score: float = 0.0
     grams: frozenset[str] = frozenset()
-
-
-def question_kind(normalized_question: str) -> str:
-    """`number`, `time`, `definition`, `list` or `general`: what shape the answer should take."""
-    for kind, cue in (("number", _NUMBER_Q), ("time", _TIME_Q), ("definition", _DEFINITION_Q), ("list", _LIST_Q)):
-        if cue.search(normalized_question):
-            return kind
-    return "general"
+    coverage: float = 0.0
 
 
 class Composer:
@@ -142,12 +136,20 @@ class Composer:
         return [math.log(1 + (n - d + 0.5) / (d + 0.5)) for d in df.tolist()]
 
     def coverage(self, terms: list[str], weights: list[float], text: str) -> float:
-        """IDF-weighted share of `terms` found in `text` (compared in matching form)."""
+        """IDF-weighted share of `terms` found in `text` (compared in matching form).
+
+        Where the text has `*` masks (words removed by the publisher) and already holds half of the
+        question, a missing word of up to four characters counts half: the mask may stand for it.
+        """
         if not terms:
             return 0.0
         haystack = compact(text)
-        found = sum(w for t, w in zip(terms, weights) if t in haystack)
-        return found / sum(weights)
+        total = sum(weights)
+        present = [term in haystack for term in terms]
+        found = sum(w for w, p in zip(weights, present) if p)
+        if "*" in haystack and found >= total / 2:
+            found += sum(w / 2 for t, w, p in zip(terms, weights, present) if not p and len(t) <= 4 and not t.isascii())
+        return found / total
 
     def evidence(self, query: Query, hits: list[Hit]) -> float:
         """How well the best of the top passages covers the question's key terms (0..1)."""
@@ -158,12 +160,13 @@ class Composer:
             default=0.0,
         )
 
-    def should_abstain(self, evidence: float, hits: list[Hit]) -> bool:
-        """Too little of the question is in the corpus, or nothing is even semantically close."""
+    def confidence(self, evidence: float, hits: list[Hit]) -> float:
+        """Evidence that the corpus answers the question: term coverage, raised or lowered by how
+        close the best passage is in meaning."""
         if not hits:
-            return True
-        best_dense = max(h.dense for h in hits)
-        return evidence < self.settings.abstain_min_coverage or best_dense < self.settings.abstain_min_dense
+            return 0.0
+        s = self.settings
+        return evidence + s.abstain_dense_weight * (max(h.dense for h in hits) - s.abstain_dense_center)
 
     # --- composing -----------------------------------------------------------------------------
 
@@ -177,47 +180,58 @@ class Composer:
         """The answer to `query` from `hits`; `exclude` holds (source, start) of quotes already given."""
         passages = [_passage(h) for h in hits]
         evidence = self.evidence(query, hits)
-        kind = question_kind(query.normalized)
-        if self.should_abstain(evidence, hits):
-            return Answer(question, self._abstention(hits), True, [], passages, query.text, kind, False, evidence)
+        confidence = self.confidence(evidence, hits)
+        kind = query.kind
+
+        def abstain() -> Answer:
+            return Answer(question, self._abstention(hits), True, [], passages, query.text, kind, False,
+                          evidence, confidence)
+
+        if confidence < self.settings.abstain_below:
+            return abstain()
         terms = query.key_terms
         weights = self.term_weights(terms)
         top = hits[: self.settings.answer_passages]
-        exclude = exclude or set()
+        sentences = self._scored_sentences(query, terms, weights, top, exclude or set())
+        if not sentences:
+            return abstain()
         picked = None
         if kind in ("list", "general"):
-            picked = self._enumeration(terms, weights, top, exclude)
+            picked = self._enumeration(terms, weights, top, exclude or set(), sentences[0].score)
+        as_list = picked is not None
         if picked is None:
-            picked = self._sentences(query, kind, terms, weights, top, exclude)
-        if not picked:
-            return Answer(question, self._abstention(hits), True, [], passages, query.text, kind, False, evidence)
-        text, citations, truncated = self._render(picked, as_list=kind == "list" and len(picked) > 1)
-        return Answer(question, text, False, citations, passages, query.text, kind, truncated, evidence)
+            picked = self._select(sentences, kind, top)
+        text, citations, truncated = self._render(picked, as_list)
+        return Answer(question, text, False, citations, passages, query.text, kind, truncated, evidence, confidence)
 
     def _enumeration(
-        self, terms: list[str], weights: list[float], hits: list[Hit], exclude: set[tuple[str, int]]
+        self, terms: list[str], weights: list[float], hits: list[Hit], exclude: set[tuple[str, int]], bar: float
     ) -> list[_Sentence] | None:
-        """The items of an enumerated block whose lead-in matches the question, or None."""
-        best: tuple[float, int, list[_Sentence]] | None = None
+        """The items of an enumerated block introduced as what the question asks for, or None.
+
+        A block qualifies when its lead-in (`_intro`) covers most of the question's terms and, with
+        a bonus for being a list (more for one announced as such: 五个…, 主要…, 以下), scores at least
+        as well as the best single sentence (`bar`).
+        """
+        found: list[tuple[float, int, str, list[Span], str]] = []
         for hit in hits:
             document = self.kb.documents[hit.chunk.source]
             for group in self._enumerations(document):
+                if any(g is group for *_, g, _ in found):
+                    continue
                 if not any(hit.chunk.start <= s.start < hit.chunk.end for s in group):
                     continue
-                intro = self._intro(document, group[0], hit)
-                intro_cover = self.coverage(terms, weights, intro)
-                items_cover = self.coverage(terms, weights, " ".join(document.text[s.start : s.end] for s in group))
-                score = max(intro_cover, 0.5 * intro_cover + 0.5 * items_cover)
-                if intro_cover < 0.6 or best is not None and (score, -hit.rank) <= (best[0], best[1]):
-                    continue
-                items = [
-                    _Sentence(document.source, s.start, s.end, hit.rank, hit.chunk.id)
-                    for s in group
-                    if (document.source, s.start) not in exclude
-                ]
-                if len(items) >= 2:
-                    best = (score, -hit.rank, items)
-        return best[2] if best else None
+                intro = self._intro(document, group[0])
+                cover = self.coverage(terms, weights, intro)
+                if cover >= 0.6:
+                    score = cover + 0.3 + (0.1 if _ANNOUNCES_LIST.search(intro) else 0.0)
+                    found.append((score, hit.rank, document.source, group, hit.chunk.id))
+        qualified = [f for f in found if f[0] >= bar]
+        if not qualified:
+            return None
+        cover, rank, source, group, chunk_id = max(qualified, key=lambda f: (f[0], -f[1], len(f[3])))
+        items = [_Sentence(source, s.start, s.end, rank, chunk_id) for s in group if (source, s.start) not in exclude]
+        return items if len(items) >= 2 else None
 
     def _enumerations(self, document: Document) -> list[list[Span]]:
         """Blocks of numbered items (lead sentence of each item) in a document, cached per document."""
@@ -226,24 +240,26 @@ class Composer:
             self._groups[key] = find_enumerations(document.text)
         return self._groups[key]
 
-    def _intro(self, document: Document, first: Span, hit: Hit) -> str:
-        """What introduces an enumeration: its heading path and the sentence before its first item."""
-        before = sentence_spans(document.text, max(0, first.start - 200), first.start)
-        lead = document.text[before[-1].start : before[-1].end] if before else ""
-        return f"{hit.chunk.heading}\n{lead}"
+    def _intro(self, document: Document, first: Span) -> str:
+        """What introduces an enumeration: the sentence before its first item, and the heading above
+        it when no other numbered item stands between that heading and the first item."""
+        text = document.text
+        before = sentence_spans(text, max(0, first.start - 200), first.start)
+        lead = text[before[-1].start : before[-1].end] if before else ""
+        heading = _heading_before(text, first.start)
+        if heading is None:
+            return lead
+        items = (s.start for group in self._enumerations(document) for s in group)
+        if any(heading.end <= start < first.start for start in items):
+            return lead
+        return f"{text[heading.start : heading.end]}\n{lead}"
 
-    def _sentences(
-        self,
-        query: Query,
-        kind: str,
-        terms: list[str],
-        weights: list[float],
-        hits: list[Hit],
-        exclude: set[tuple[str, int]],
+    def _scored_sentences(
+        self, query: Query, terms: list[str], weights: list[float], hits: list[Hit], exclude: set[tuple[str, int]]
     ) -> list[_Sentence]:
-        """Best-scoring sentences of the top passages, without repeats (MMR)."""
+        """Sentences of the top passages, best first, scored by term coverage and question kind."""
         candidates: dict[tuple[str, int], _Sentence] = {}
-        subject = _subject(query.lexical) if kind == "definition" else ""
+        subjects = _subjects(query.lexical) if query.kind in ("definition", "list") else []
         for hit in hits:
             text = self.kb.documents[hit.chunk.source].text
             for span in sentence_spans(text, hit.chunk.start, hit.chunk.end):
@@ -251,26 +267,30 @@ class Composer:
                 if key in candidates or key in exclude or span.end - span.start < 6:
                     continue
                 sentence = text[span.start : span.end]
-                score = self.coverage(terms, weights, sentence) + 0.15 / hit.rank
                 norm = compact(sentence)
-                if kind == "number" and _HAS_NUMBER.search(sentence):
-                    score += 0.25
-                elif kind == "time" and _HAS_DATE.search(sentence):
-                    score += 0.25
-                elif kind == "definition" and subject and _defines(norm, subject):
-                    score += 0.4
+                coverage = self.coverage(terms, weights, sentence)
+                bonus = _definition_strength(norm, subjects)
+                if query.kind == "number" and _HAS_NUMBER.search(sentence):
+                    bonus = 0.25
+                elif query.kind == "time" and _HAS_DATE.search(sentence):
+                    bonus = 0.25
+                elif query.kind == "list" and _ENUMERATES.search(norm):
+                    bonus = max(bonus, 0.2)
+                score = coverage + bonus + 0.15 / hit.rank
                 candidates[key] = _Sentence(
-                    hit.chunk.source, span.start, span.end, hit.rank, hit.chunk.id, score, frozenset(bigrams(norm))
+                    hit.chunk.source, span.start, span.end, hit.rank, hit.chunk.id, score, frozenset(bigrams(norm)),
+                    coverage,
                 )
-        if not candidates:
-            return []
-        ranked = sorted(candidates.values(), key=lambda s: (-s.score, s.rank, s.start))
+        return sorted(candidates.values(), key=lambda s: (-s.score, s.rank, s.start))
+
+    def _select(self, ranked: list[_Sentence], kind: str, hits: list[Hit]) -> list[_Sentence]:
+        """The best sentence, then others that add to it (MMR), fact-bearing sentence first."""
         limit = 2 if kind in ("number", "time", "definition") else 4
         budget = self.settings.answer_max_chars if limit == 4 else self.settings.answer_max_chars // 2
-        chosen = [ranked[0]]
-        used = ranked[0].end - ranked[0].start
-        floor = 0.6 * ranked[0].score
-        pool = [s for s in ranked[1:] if s.score >= floor]
+        head = ranked[0]
+        chosen = [head]
+        used = head.end - head.start
+        pool = [s for s in ranked[1:] if s.score >= 0.6 * head.score and s.coverage >= 0.6 * head.coverage]
         while pool and len(chosen) < limit:
             best = max(pool, key=lambda s: 0.7 * s.score - 0.3 * max(_overlap(s, c) for c in chosen))
             pool.remove(best)
@@ -278,9 +298,8 @@ class Composer:
                 continue
             chosen.append(best)
             used += best.end - best.start
-        head, rest = chosen[0], chosen[1:]
-        order = {h.chunk.source: h.rank for h in hits}
-        rest.sort(key=lambda s: (order.get(s.source, 99), s.start))
+        order = {h.chunk.source: h.rank for h in reversed(hits)}
+        rest = sorted(chosen[1:], key=lambda s: (order.get(s.source, 99), s.start))
         return [head, *rest]
 
     def _render(self, picked: list[_Sentence], as_list: bool) -> tuple[str, list[Citation], bool]:
@@ -394,20 +413,47 @@ def _ordinal(token: str) -> int:
     return _ORDINAL.index(token[0]) + 1
 
 
-def _subject(lexical_question: str) -> str:
-    """The thing a definition question asks about (`党委主体责任具体指什么` → `党委主体责任`)."""
-    parts = [p for p in re.split(r"[\s“”\"'，,。]+", lexical_question) if p]
-    return max(parts, key=len) if parts else ""
+def _subjects(lexical_question: str) -> list[str]:
+    """What a definition question asks about (`纪检监察机关的职责定位` → `纪检监察机关的职责定位`,
+    `纪检监察机关`, `职责定位`), longest first."""
+    parts = [p.rstrip("是") for p in re.split(r"[\s“”\"'，,。]+", lexical_question) if len(p.rstrip("是")) >= 2]
+    pieces = [q for p in parts for q in p.split("的") if len(q) >= 2 and q != p]
+    return sorted(dict.fromkeys(parts + pieces), key=len, reverse=True)
 
 
-def _defines(sentence: str, subject: str) -> bool:
-    """The sentence says what `subject` (or its last 4+ characters) is."""
-    for size in range(len(subject), min(3, len(subject)) - 1, -1):
-        tail = subject[-size:]
-        at = sentence.find(tail)
-        if at >= 0 and _DEFINES.match(sentence, at + len(tail)):
-            return True
-    return False
+def _heading_before(text: str, position: int) -> Span | None:
+    """The nearest heading line (or `（一）` paragraph lead) above the line holding `position`."""
+    line_start = text.rfind("\n", 0, position) + 1
+    while line_start > 0:
+        end = line_start - 1
+        line_start = text.rfind("\n", 0, end) + 1
+        level = heading_level(text[line_start:end])
+        if level == 1:
+            return Span(line_start, end)
+        if level == 2:
+            first = sentence_spans(text, line_start, end)
+            return first[0] if first else Span(line_start, end)
+    return None
+
+
+def _definition_strength(sentence: str, subjects: list[str]) -> float:
+    """How plainly a (normalized) sentence says what one of `subjects` is: 0 (not at all) to 0.6."""
+    best = 0.0
+    for subject in subjects:
+        for size in range(len(subject), min(4, len(subject)) - 1, -1):
+            tail = subject[-size:]
+            at = sentence.find(tail)
+            if at < 0:
+                continue
+            after = at + len(tail)
+            if after < len(sentence) and sentence[after] == "的":
+                after += 1
+            if _DEFINES_STRONG.match(sentence, after):
+                best = max(best, 0.6 if at <= 2 else 0.5)
+            elif _DEFINES_WEAK.match(sentence, after):
+                best = max(best, 0.5 if at <= 2 else 0.1)
+            break
+    return best
 
 
 def _overlap(a: _Sentence, b: _Sentence) -> float:

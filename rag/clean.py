@@ -135,4 +135,5 @@ def clean(raw: RawDocument) -> Document:
         lines = [line for line in lines if line != title]
     if not title:
         title = derive_title(lines) or raw.source
+        meta["title_derived"] = "yes"
     return Document(raw.source, title, "\n".join(lines), meta, raw.fingerprint)

@@ -55,11 +55,12 @@ class Settings:
     """Passages returned by `search` and shown under an answer."""
     candidates: int = 50
     """Depth of each ranking (dense, BM25 words, BM25 bigrams) before fusion."""
-    rrf_k: int = 60
+    rrf_k: int = 10
     """Reciprocal-rank-fusion constant: score = sum_r w_r / (rrf_k + rank_r)."""
-    weight_dense: float = 1.0
+    weight_dense: float = 0.5
     weight_words: float = 0.5
-    weight_bigrams: float = 1.0
+    weight_bigrams: float = 1.5
+    """Weights of the three rankings, chosen on dev_qa and drcd_dev_simpq (see docs/tuning.md)."""
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     hnsw_min_vectors: int = 200_000
@@ -70,10 +71,13 @@ class Settings:
     """Top passages the answer composer may quote from."""
     answer_max_chars: int = 600
     """Upper bound of an answer's length (the answer says so when it cut)."""
-    abstain_min_coverage: float = 0.5
-    """Abstain when the best passage covers less than this share of the question's key terms..."""
-    abstain_min_dense: float = 0.86
-    """...and its dense similarity to the question is below this (cosine, e5 scale)."""
+    abstain_below: float = 0.5
+    """Abstain when confidence = coverage + abstain_dense_weight * (best cosine - abstain_dense_center)
+    is below this. Coverage: IDF-weighted share of the question's key terms in the best of the top 3
+    passages. Calibrated for the default model on dev_qa + tests/data/calibration.jsonl (docs/tuning.md);
+    another model has another cosine scale: re-run `rag eval` and adjust the centre."""
+    abstain_dense_center: float = 0.85
+    abstain_dense_weight: float = 10.0
 
     # --- uploads (chat page) ------------------------------------------------------------------
     max_upload_bytes: int = 20 * 1024 * 1024

@@ -19,7 +19,7 @@ _WORDLIKE = re.compile(r"[\w\u3400-\u9fff]")
 #: Question and function words that say how to answer, not what about; dropped from questions.
 QUESTION_WORDS = re.compile(
     r"请问|请|为什么|为何|什么样|什么|哪些|哪几|哪个|哪里|哪一|怎么样|怎么|怎样|如何|多少|几个|几项|是否|有没有|"
-    r"具体|主要|一般|应该|应当|需要|可以|包括|包含|指的是|是指|指|情况|分别|有关|关于|吗|呢|吧|啊|呀|\?|？"
+    r"具体|主要|一般|应该|应当|需要|可以|包括|包含|指的是|是指|指|意思|情况|分别|有关|关于|吗|呢|吧|啊|呀|\?|？"
 )
 STOPWORDS = frozenset("的 了 和 与 及 或 是 在 对 为 把 被 将 有 要 也 都 就 而 并 等 中 上 下 其 之 以 于 这 那 个 各 该 一".split())
 
@@ -34,6 +34,25 @@ def _jieba() -> jieba.Tokenizer:
 def words(text: str) -> list[str]:
     """jieba words (search mode) of normalized text, without punctuation and stop words."""
     return [w for w in _jieba().cut_for_search(text) if _WORDLIKE.search(w) and w.strip() and w not in STOPWORDS]
+
+
+def key_terms(text: str) -> list[str]:
+    """Distinct topic words of normalized text: jieba words of 2+ characters (with their search-mode
+    parts), and runs of single characters joined (`年` `假` → `年假`), stop words left out."""
+    terms: list[str] = []
+    run = ""
+    for token in _jieba().cut(text):
+        if len(token) == 1 and _WORDLIKE.match(token) and token not in STOPWORDS:
+            run += token
+            continue
+        if len(run) >= 2:
+            terms.append(run)
+        run = ""
+        if len(token) >= 2 and _WORDLIKE.search(token):
+            terms.extend(w for w in words(token) if len(w) >= 2)
+    if len(run) >= 2:
+        terms.append(run)
+    return list(dict.fromkeys(terms))
 
 
 def bigrams(text: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,9 +10,25 @@ import numpy as np
 from rag.chunk import Chunk
 from rag.config import Settings
 from rag.embed import Embedder
-from rag.lexical import bigrams, strip_question_words, words
+from rag.lexical import bigrams, key_terms, strip_question_words, words
 from rag.normalize import normalize
 from rag.store import KnowledgeBase
+
+
+_NUMBER_Q = re.compile(r"多少|几[个项名人次年天家条位批]|数量|比例|百分之|人次")
+_TIME_Q = re.compile(r"哪一年|哪年|何时|什么时候|哪天|哪一天|日期")
+_DEFINITION_Q = re.compile(r"是什么|指什么|什么是|是指|含义|定义|定位|意思|内涵|角色|什么叫")
+_LIST_Q = re.compile(r"包括|包含|哪些|哪几|几个方面|怎么做|怎样做|如何|怎样|怎么|措施|举措|做法|途径|办法|步骤|方面|表现")
+#: Words a passage that answers each kind of question tends to contain; added to the lexical query.
+_KIND_CUES = {"definition": " 是指"}
+
+
+def question_kind(normalized_question: str) -> str:
+    """`number`, `time`, `definition`, `list` or `general`: what shape the answer should take."""
+    for kind, cue in (("number", _NUMBER_Q), ("time", _TIME_Q), ("definition", _DEFINITION_Q), ("list", _LIST_Q)):
+        if cue.search(normalized_question):
+            return kind
+    return "general"
 
 
 @dataclass
@@ -23,11 +40,13 @@ class Query:
     lexical: str
     """Normalized, without question words: what BM25 and term coverage look at."""
     vector: np.ndarray
+    kind: str = "general"
+    """What shape of answer the question wants: see `question_kind`."""
 
     @property
     def key_terms(self) -> list[str]:
         """Distinct words of the question that carry its topic."""
-        return list(dict.fromkeys(t for t in words(self.lexical) if len(t) > 1 or not t.isascii()))
+        return key_terms(self.lexical)
 
 
 @dataclass
@@ -53,7 +72,8 @@ class Retriever:
         text = question.strip()[: self.settings.max_query_chars]
         normalized = normalize(text)
         vector = self.embedder.encode_queries([normalized])[0]
-        return Query(text, normalized, strip_question_words(normalized), vector)
+        kind = question_kind(normalized)
+        return Query(text, normalized, strip_question_words(normalized), vector, kind)
 
     def search(self, question: str | Query, k: int | None = None) -> list[Hit]:
         """The `k` best chunks for a question, best first."""
@@ -61,10 +81,11 @@ class Retriever:
         k = self.settings.top_k if k is None else k
         s = self.settings
         depth = max(s.candidates, k)
+        lexical = query.lexical + _KIND_CUES.get(query.kind, "")
         rankings: dict[str, tuple[np.ndarray, np.ndarray]] = {
             "dense": self.kb.dense.search(query.vector, depth),
-            "words": self.kb.lexical["words"].search(words(query.lexical), depth),
-            "bigrams": self.kb.lexical["bigrams"].search(bigrams(query.lexical), depth),
+            "words": self.kb.lexical["words"].search(words(lexical), depth),
+            "bigrams": self.kb.lexical["bigrams"].search(bigrams(lexical), depth),
         }
         weights = {"dense": s.weight_dense, "words": s.weight_words, "bigrams": s.weight_bigrams}
         fused: dict[int, float] = {}

@@ -91,10 +91,11 @@ class BuildReport:
         return bool(self.added or self.changed or self.removed)
 
 
-def index_text(chunk: Chunk) -> str:
-    """What is embedded and tokenized for a chunk: title, heading path and text, normalized."""
+def index_text(chunk: Chunk, document: Document) -> str:
+    """What is embedded and tokenized for a chunk: title (unless made up from the text), heading path, text."""
+    title = "" if document.meta.get("title_derived") else chunk.title
     heading = chunk.heading if chunk.heading and not chunk.text.startswith(chunk.heading[:10]) else ""
-    return normalize("\n".join(part for part in (chunk.title, heading, chunk.text) if part))
+    return normalize("\n".join(part for part in (title, heading, chunk.text) if part))
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -239,10 +240,10 @@ def build(
         report.seconds["clean_chunk"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        fresh = [chunk for part in parts if not isinstance(part, _Cached) for chunk in part[1]]
+        fresh = [(chunk, part[0]) for part in parts if not isinstance(part, _Cached) for chunk in part[1]]
         if fresh:
             log.info("embedding %d passages with %s", len(fresh), embedder.name)
-        fresh_vectors = embedder.encode_documents([index_text(c) for c in fresh], progress=progress)
+        fresh_vectors = embedder.encode_documents([index_text(c, d) for c, d in fresh], progress=progress)
         report.embedded = len(fresh)
         report.seconds["embed"] = time.perf_counter() - clock
 
@@ -265,7 +266,7 @@ def build(
                 vector_parts.append(fresh_vectors[offset : offset + len(doc_chunks)])
                 offset += len(doc_chunks)
                 for chunk in doc_chunks:
-                    text = index_text(chunk)
+                    text = index_text(chunk, document)
                     tokens.append({"words": " ".join(words(text)), "bigrams": " ".join(bigrams(text))})
         vectors = (
             np.concatenate(vector_parts).astype(np.float32)
