@@ -28,12 +28,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the page works offline
+import gradio as gr
 
-import gradio as gr  # noqa: E402
-
-from rag.config import Settings  # noqa: E402
-from rag.engine import (  # noqa: E402
+from rag.config import Settings
+from rag.engine import (
     Answer,
     DocumentError,
     Engine,
@@ -45,7 +43,12 @@ from rag.engine import (  # noqa: E402
 
 log = logging.getLogger("app")
 
-EXAMPLES = ["纪委监督责任包括什么", "落实两个责任要解决哪些实际问题", "党委主体责任具体指什么", "縣級監委向鄉鎮派出了什麼機構?"]
+EXAMPLES = [
+    "纪委监督责任包括什么",
+    "落实两个责任要解决哪些实际问题",
+    "党委主体责任具体指什么",
+    "縣級監委向鄉鎮派出了什麼機構?",
+]
 UPLOAD_TYPES = ".txt .md .docx .pdf .html"
 CONTEXT_CHARS = 240
 """Characters of the document shown either side of a quoted span."""
@@ -53,6 +56,8 @@ HISTORY_TURNS = 8
 """Earlier answers of the session passed to `engine.ask` (follow-ups need only the last few)."""
 READ_CONCURRENCY = 8
 """Questions answered at once; the engine is thread-safe for reads, writes are serialized by it."""
+CONFIRM_REMOVE = "(s) => s ? (confirm('从知识库删除 ' + s + '？corpus 中的这个文件也会被删除。') ? s : '') : null"
+"""Browser-side confirmation before removing: '' = cancelled, null = nothing selected."""
 GENERIC_ERROR = "出错了：处理这个请求时遇到问题，请稍后再试（详情已记入服务器日志）。"
 
 CSS = """
@@ -106,7 +111,10 @@ def _source_item(engine: Engine, label: str, source: str, title: str, heading: s
 def sources_html(engine: Engine, answer: Answer | None) -> str:
     """The sources panel for one answer: its citations, or for an abstention the closest passages."""
     if answer is None:
-        return '<div class="src-note">提问后，这里列出回答引用的原文段落；点开一条，可在原文上下文中查看引用的句子（黄色标出）。</div>'
+        return (
+            '<div class="src-note">提问后，这里列出回答引用的原文段落；'
+            "点开一条，可在原文上下文中查看引用的句子（黄色标出）。</div>"
+        )
     question = f"问：{html.escape(answer.question)}"
     if answer.abstained:
         items = [
@@ -280,7 +288,9 @@ class Page:
                     raise DocumentError(f"{source}: {skipped[0]}")
                 info = next(d for d in self.engine.documents() if d.source == source)
                 verb = "更新" if existed else "添加"
-                lines.append(f"**已{verb}**《{_md(info.title)}》（文件 {_md(source)}，{info.chunks} 段），现在就可以提问和检索。")
+                lines.append(
+                    f"**已{verb}**《{_md(info.title)}》（文件 {_md(source)}，{info.chunks} 段），现在就可以提问和检索。"
+                )
                 log.info("uploaded %s as %s", name, source)
             except Exception as exc:  # noqa: BLE001
                 lines.append(f"**未能添加** {_md(name)}：{_md(_without_name(friendly(exc), source))}")
@@ -330,6 +340,7 @@ class Page:
 
 def build_app(engine: Engine) -> gr.Blocks:
     """The chat page on `engine` (not yet served: see `launch`)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry: the page works offline
     page = Page(engine)
     private: dict[str, Any] = {"api_visibility": "private"}
     reads: dict[str, Any] = {**private, "concurrency_limit": READ_CONCURRENCY, "concurrency_id": "read"}
@@ -346,8 +357,9 @@ def build_app(engine: Engine) -> gr.Blocks:
                             examples=[{"text": q} for q in EXAMPLES], placeholder="**请提问**，或点击一个示例问题：",
                         )
                         question = gr.Textbox(
-                            placeholder="输入问题，按回车提问；可以追问，如“那上海呢”“还有呢”", show_label=False,
-                            elem_id="question", submit_btn="提问", max_length=1000, autofocus=True,
+                            placeholder="输入问题，按回车提问；可以追问，如“那上海呢”“还有呢”",
+                            label="问题", show_label=False, elem_id="question", submit_btn="提问", max_length=1000,
+                            autofocus=True,
                         )
                         clear = gr.Button("清空对话", size="sm", elem_id="clear")
                     with gr.Column(scale=2, min_width=320):
@@ -367,8 +379,8 @@ def build_app(engine: Engine) -> gr.Blocks:
             with gr.Tab("检索", id="search"):
                 gr.Markdown("只列出最相关的原文段落和得分，不生成回答，便于会前快速查找。")
                 with gr.Row():
-                    query = gr.Textbox(placeholder="输入关键词或问题，按回车检索", show_label=False, scale=4,
-                                       elem_id="search-query", submit_btn="检索", max_length=1000)
+                    query = gr.Textbox(placeholder="输入关键词或问题，按回车检索", label="检索", show_label=False,
+                                       scale=4, elem_id="search-query", submit_btn="检索", max_length=1000)
                     k = gr.Slider(1, 20, value=5, step=1, label="段落数", scale=1, elem_id="search-k")
                 results = gr.HTML(elem_id="search-results")
                 query.submit(page.on_search, [query, k], results, **reads)
@@ -382,12 +394,12 @@ def build_app(engine: Engine) -> gr.Blocks:
                                               f"{engine.settings.max_upload_bytes // 2**20} MB）",
                                         file_count="multiple", elem_id="upload")
                     with gr.Column():
-                        choice = gr.Dropdown(label="删除文档", choices=[], allow_custom_value=True, elem_id="remove-choice")
+                        choice = gr.Dropdown(label="删除文档", choices=[], allow_custom_value=True,
+                                             elem_id="remove-choice")
                         remove = gr.Button("删除所选文档", variant="stop", elem_id="remove")
                 status = gr.Markdown(elem_id="kb-status")
                 files.upload(page.on_upload, files, [status, table, choice, files], **writes)
-                remove.click(page.on_remove, choice, [status, table, choice], **writes,
-                             js="(s) => s ? (confirm('从知识库删除 ' + s + '？corpus 中的这个文件会被删除。') ? s : '') : null")
+                remove.click(page.on_remove, choice, [status, table, choice], js=CONFIRM_REMOVE, **writes)
                 kb_tab.select(page.on_kb_view, None, [table, choice], **reads)
                 demo.load(page.on_kb_view, None, [table, choice], **reads)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from rag.chunk import Span, heading_level, sentence_spans
 from rag.clean import Document
 from rag.config import Settings
-from rag.lexical import bigrams
+from rag.lexical import bigrams, entities
 from rag.normalize import compact
 from rag.retrieve import Hit, Query
 from rag.store import KnowledgeBase
@@ -135,21 +135,22 @@ class Composer:
         df = self.kb.lexical["words"].document_frequency(terms)
         return [math.log(1 + (n - d + 0.5) / (d + 0.5)) for d in df.tolist()]
 
-    def coverage(self, terms: list[str], weights: list[float], text: str) -> float:
+    def coverage(self, terms: list[str], weights: list[float], text: str, masks: bool = False) -> float:
         """IDF-weighted share of `terms` found in `text` (compared in matching form).
 
-        Where the text has `*` masks (words removed by the publisher) and already holds half of the
-        question, a missing word of up to four characters counts half: the mask may stand for it.
+        With `masks`, where the text has `*` masks (words removed by the publisher), a missing word
+        of up to four characters counts half: the mask may stand for it.
         """
         if not terms:
             return 0.0
         haystack = compact(text)
-        total = sum(weights)
-        present = [term in haystack for term in terms]
-        found = sum(w for w, p in zip(weights, present) if p)
-        if "*" in haystack and found >= total / 2:
-            found += sum(w / 2 for t, w, p in zip(terms, weights, present) if not p and len(t) <= 4 and not t.isascii())
-        return found / total
+        found = 0.0
+        for term, weight in zip(terms, weights):
+            if term in haystack:
+                found += weight
+            elif masks and "*" in haystack and len(term) <= 4 and not term.isascii():
+                found += weight / 2
+        return found / sum(weights)
 
     def evidence(self, query: Query, hits: list[Hit]) -> float:
         """How well the best of the top passages covers the question's key terms (0..1)."""
@@ -159,6 +160,14 @@ class Composer:
             (self.coverage(terms, weights, f"{h.chunk.title}\n{h.chunk.heading}\n{h.chunk.text}") for h in hits[:3]),
             default=0.0,
         )
+
+    def missing_name(self, query: Query, hits: list[Hit]) -> str | None:
+        """A place, person or organisation the question names that none of the top passages mentions."""
+        found = [compact(f"{h.chunk.title}\n{h.chunk.text}") for h in hits[:3]]
+        for name in entities(query.lexical):
+            if not any(name in text for text in found):
+                return name
+        return None
 
     def confidence(self, evidence: float, hits: list[Hit]) -> float:
         """Evidence that the corpus answers the question: term coverage, raised or lowered by how
@@ -187,7 +196,7 @@ class Composer:
             return Answer(question, self._abstention(hits), True, [], passages, query.text, kind, False,
                           evidence, confidence)
 
-        if confidence < self.settings.abstain_below:
+        if confidence < self.settings.abstain_below or self.missing_name(query, hits):
             return abstain()
         terms = query.key_terms
         weights = self.term_weights(terms)
@@ -260,6 +269,7 @@ class Composer:
         """Sentences of the top passages, best first, scored by term coverage and question kind."""
         candidates: dict[tuple[str, int], _Sentence] = {}
         subjects = _subjects(query.lexical) if query.kind in ("definition", "list") else []
+        names = entities(query.lexical)
         for hit in hits:
             text = self.kb.documents[hit.chunk.source].text
             for span in sentence_spans(text, hit.chunk.start, hit.chunk.end):
@@ -268,7 +278,7 @@ class Composer:
                     continue
                 sentence = text[span.start : span.end]
                 norm = compact(sentence)
-                coverage = self.coverage(terms, weights, sentence)
+                coverage = self.coverage(terms, weights, sentence, masks=True)
                 bonus = _definition_strength(norm, subjects)
                 if query.kind == "number" and _HAS_NUMBER.search(sentence):
                     bonus = 0.25
@@ -276,6 +286,8 @@ class Composer:
                     bonus = 0.25
                 elif query.kind == "list" and _ENUMERATES.search(norm):
                     bonus = max(bonus, 0.2)
+                if names and any(name in norm for name in names):
+                    bonus += 0.2
                 score = coverage + bonus + 0.15 / hit.rank
                 candidates[key] = _Sentence(
                     hit.chunk.source, span.start, span.end, hit.rank, hit.chunk.id, score, frozenset(bigrams(norm)),

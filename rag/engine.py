@@ -25,7 +25,7 @@ from rag.clean import Document
 from rag.config import Settings
 from rag.embed import Embedder, load_embedder
 from rag.followup import contextualize, is_more
-from rag.loaders import SUPPORTED_SUFFIXES, LoadError, load_file, supported_types
+from rag.loaders import SUPPORTED_SUFFIXES, LoadError, load_file
 from rag.retrieve import Retriever
 from rag.store import BuildReport, IndexUnavailable, KnowledgeBase
 
@@ -34,6 +34,9 @@ __all__ = ["Engine", "Answer", "Citation", "Passage", "QuestionError", "Document
 log = logging.getLogger(__name__)
 
 Turn = str | Answer
+
+#: What the chat page accepts as uploads (a `.jsonl` collection is indexed with `rag index --corpus`).
+UPLOAD_SUFFIXES = frozenset(SUPPORTED_SUFFIXES - {".jsonl"})
 
 
 class QuestionError(ValueError):
@@ -158,24 +161,27 @@ class Engine:
         try:
             return self._state().kb.documents[source]
         except KeyError:
-            raise DocumentError(f"no document {source!r} in the knowledge base") from None
+            raise DocumentError(f"知识库中没有文档 {source!r} (no such document)") from None
 
     def add_document(self, path: Path, name: str | None = None) -> BuildReport:
         """Copy a file into the corpus folder under a safe name and index it (incrementally)."""
         path = Path(path)
         corpus = self._corpus_folder()
         target = corpus / safe_filename(name or path.name)
-        if target.suffix.lower() not in SUPPORTED_SUFFIXES - {".jsonl"}:
-            raise DocumentError(f"{target.name}: unsupported file type; use one of {supported_types()}")
-        size = path.stat().st_size
-        if size > self.settings.max_upload_bytes:
+        if target.suffix.lower() not in UPLOAD_SUFFIXES:
             raise DocumentError(
-                f"{target.name} is {size / 1e6:.1f} MB; the limit is {self.settings.max_upload_bytes / 1e6:.0f} MB"
+                f"{target.name}: 不支持的文件类型 (unsupported file type); 可上传 {' '.join(sorted(UPLOAD_SUFFIXES))}"
+            )
+        size = path.stat().st_size
+        limit = self.settings.max_upload_bytes
+        if size > limit:
+            raise DocumentError(
+                f"{target.name}: 文件过大 (too large): {size:,} 字节, 超过上限 {limit / 2**20:g} MiB"
             )
         try:
             load_file(path)  # refuse an unreadable file before it enters the corpus
         except LoadError as exc:
-            raise DocumentError(f"{target.name}: {exc}") from exc
+            raise DocumentError(f"{target.name}: 无法读取 (cannot be read): {exc}") from exc
         with self._write_lock:
             shutil.copyfile(path, target)
         return self.build(progress=False)
@@ -185,7 +191,7 @@ class Engine:
         corpus = self._corpus_folder()
         target = corpus / safe_filename(source)
         if target.name != source or not target.is_file():
-            raise DocumentError(f"no file {source!r} in {corpus}")
+            raise DocumentError(f"知识库中没有文件 {source!r} (no such file in {corpus})")
         with self._write_lock:
             target.unlink()
         return self.build(progress=False)
@@ -193,7 +199,7 @@ class Engine:
     def _corpus_folder(self) -> Path:
         corpus = Path(self.settings.corpus_dir)
         if not corpus.is_dir():
-            raise DocumentError(f"the corpus {corpus} is not a folder: documents can be added to a folder only")
+            raise DocumentError(f"语料 {corpus} 不是文件夹，无法增删文档 (the corpus is not a folder)")
         return corpus
 
 

@@ -8,16 +8,12 @@ question (the answer then leaves out what was already quoted).
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
-import jieba.posseg
-
-from rag.lexical import strip_question_words
+from rag.lexical import entities, strip_question_words
 
 _MORE = re.compile(r"^(?:那|那么)?(?:还有|还有呢|还有吗|还有别的吗|还有其他的吗|其他呢|另外呢|更多|继续|然后呢)[?？。!！]*$")
 _WHAT_ABOUT = re.compile(r"^(?:那|那么)?(.{1,12}?)(?:呢|怎么样|如何)[?？。]*$")
 _PRONOUN = re.compile(r"它们|它|这些|这个|这项|这种|这一|那些|那个|上述|^其|(?<!应)该(?=项|类|种|制度|机制|责任|规定|问题)")
-_ENTITY_TAGS = {"ns", "nt", "nr", "nz"}
 SHORT = 6
 
 
@@ -31,11 +27,6 @@ def topic(question: str) -> str:
     return re.sub(r"\s+", "", strip_question_words(question.strip().rstrip("?？。")))
 
 
-@lru_cache(maxsize=256)
-def _entities(text: str) -> tuple[str, ...]:
-    return tuple(w.word for w in jieba.posseg.cut(text) if w.flag in _ENTITY_TAGS)
-
-
 def contextualize(question: str, previous: str | None) -> str:
     """The question made standalone using the previous (standalone) question, if it needs it."""
     question = question.strip()
@@ -47,9 +38,9 @@ def contextualize(question: str, previous: str | None) -> str:
     what_about = _WHAT_ABOUT.match(question)
     if what_about and not _PRONOUN.search(question):
         subject = what_about.group(1)
-        entities = [e for e in _entities(previous) if e in previous]
-        if entities:
-            return previous.replace(entities[0], subject, 1)
+        names = [e for e in entities(previous) if e in previous]
+        if names:
+            return previous.replace(names[0], subject, 1)
         return f"{subject}{topic(previous)}"
     if _PRONOUN.search(question):
         return _PRONOUN.sub(topic(previous), question, count=1)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import bm25s
 import jieba
+import jieba.posseg
 import numpy as np
 
 jieba.setLogLevel(logging.WARNING)
@@ -72,6 +73,16 @@ def strip_question_words(normalized_question: str) -> str:
     """The question without its question and function words (keeps it whole if nothing is left)."""
     stripped = QUESTION_WORDS.sub(" ", normalized_question)
     return stripped if stripped.strip() else normalized_question
+
+
+_ENTITY_TAGS = {"ns", "nr", "nt"}
+
+
+@lru_cache(maxsize=1024)
+def entities(text: str) -> tuple[str, ...]:
+    """Place, person and organisation names in text (jieba part-of-speech tags ns / nr / nt)."""
+    _jieba()
+    return tuple(dict.fromkeys(w.word for w in jieba.posseg.cut(text) if w.flag in _ENTITY_TAGS and len(w.word) > 1))
 
 
 TOKENIZERS = {"words": words, "bigrams": bigrams}

@@ -7,6 +7,7 @@ Screenshots go to tests/artifacts/.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
@@ -20,12 +21,12 @@ from typing import Any
 
 import pytest
 
+from rag.answer import ABSTAIN_TEXT
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # app.py sits at the top of the project, outside the installed package
     sys.path.insert(0, str(ROOT))
-
-import app  # noqa: E402
-from rag.answer import ABSTAIN_TEXT  # noqa: E402
+app = importlib.import_module("app")
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM_ARGS = [
@@ -220,7 +221,7 @@ def test_upload_find_and_remove_a_document(page: Any, engine, tmp_path: Path) ->
     source = "青山县_清风行动.txt"  # the sanitized name
     try:
         _open_tab(page, "知识库")
-        expect(page.locator("#docs")).to_contain_text(sorted(original)[0])
+        expect(page.locator("#docs")).to_contain_text(min(original))
         page.locator("#upload input[type=file]").set_input_files(str(upload))
         expect(page.locator("#kb-status")).to_contain_text("已添加", timeout=60_000)
         expect(page.locator("#docs")).to_contain_text(source)
@@ -345,7 +346,7 @@ def test_upload_names_stay_inside_the_corpus_and_big_files_are_refused(engine, t
     with big.open("wb") as f:
         f.truncate(engine.settings.max_upload_bytes + 1)
     status, *_ = page.on_upload([str(big)])
-    assert "未能添加** big.txt" in status and "MB" in status
+    assert "未能添加** big.txt" in status and "MiB" in status
     status, *_ = page.on_remove("../corpus/000_9bcc8b3cecb20cc5.txt")
     assert "未能删除" in status
     assert sorted(p.name for p in corpus.iterdir()) == before

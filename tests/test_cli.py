@@ -1,0 +1,77 @@
+"""The `rag` command, run in-process on the session's index."""
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from rag.cli import main
+
+ANSWER_KEYS = {"question", "answer", "abstained", "citations", "passages"}
+CITATION_KEYS = {"id", "source", "title", "quote", "start", "end"}
+PASSAGE_KEYS = {"rank", "source", "chunk_id", "score", "text"}
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_search_json(capsys, engine, kb_settings):
+    code, out, _ = _run(capsys, "search", "纪委监督责任包括什么", "-k", "3", "--json", "--index", str(kb_settings.index_dir))
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["query"] == "纪委监督责任包括什么"
+    assert [p["rank"] for p in payload["passages"]] == [1, 2, 3]
+    assert set(payload["passages"][0]) == {"rank", "source", "chunk_id", "title", "score", "text"}
+
+
+def test_ask_json_schema(capsys, engine, kb_settings):
+    code, out, _ = _run(capsys, "ask", "落实两个责任要解决哪些实际问题", "--json", "--index", str(kb_settings.index_dir))
+    assert code == 0
+    payload = json.loads(out)
+    assert set(payload) == ANSWER_KEYS
+    assert payload["abstained"] is False
+    assert set(payload["citations"][0]) == CITATION_KEYS
+    assert set(payload["passages"][0]) == PASSAGE_KEYS
+    assert payload["passages"][0]["rank"] == 1
+
+
+def test_ask_reads_questions_from_stdin_one_json_per_line(capsys, monkeypatch, engine, kb_settings):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("纪委监督责任包括什么\n\n明天北京的天气怎么样?\n"))
+    code, out, _ = _run(capsys, "ask", "--json", "-", "--index", str(kb_settings.index_dir))
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["abstained"] for line in lines] == [False, True]
+    assert all(set(line) == ANSWER_KEYS for line in lines)
+
+
+def test_empty_question_is_a_clear_error(capsys, engine, kb_settings):
+    code, _, err = _run(capsys, "ask", "  ", "--index", str(kb_settings.index_dir))
+    assert code == 2
+    assert "问题" in err and "Traceback" not in err
+
+
+def test_missing_index_says_how_to_build_it(capsys, tmp_path):
+    code, _, err = _run(capsys, "docs", "--index", str(tmp_path / "none"), "--corpus", str(tmp_path / "nothing"))
+    assert code == 2
+    assert "corpus not found" in err or "rag index" in err
+
+
+def test_eval_prints_the_metrics(capsys, engine, kb_settings, tmp_path, dev_questions):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in dev_questions[:4]), encoding="utf-8")
+    report = tmp_path / "report.json"
+    code, out, _ = _run(capsys, "eval", str(questions), "--json", str(report), "--index", str(kb_settings.index_dir))
+    assert code == 0
+    metrics = json.loads(out.split("\n\n")[0])
+    assert {"hit@1", "hit@5", "mrr@10", "citation_hit", "latency_ms_p50", "latency_ms_p95"} <= set(metrics)
+    assert len(json.loads(report.read_text(encoding="utf-8"))["questions"]) == 4
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("rag")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "index" in result.stdout
