@@ -62,34 +62,45 @@ def decode_bytes(data: bytes) -> str:
     Raises `LoadError` for empty or binary content.
     """
     if not data.strip():
-        raise LoadError("the file is empty")
-    if data.startswith(b"\xef\xbb\xbf"):
-        text = data[3:].decode("utf-8", errors="replace")
-    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = data.decode("utf-16")
-    elif _looks_utf16(data):
-        text = data.decode("utf-16-le" if data[1::2].count(0) > data[0::2].count(0) else "utf-16-be")
-    else:
-        text = _decode_8bit(data)
-    if _CONTROL.search(text[:4096]) and len(_CONTROL.findall(text[:4096])) > 8:
-        raise LoadError("the file looks binary, not text")
+        raise LoadError(_EMPTY)
+    try:
+        if data.startswith(b"\xef\xbb\xbf"):
+            text = data[3:].decode("utf-8", errors="replace")
+        elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            text = data.decode("utf-16")
+        else:
+            text = _decode_unmarked(data)
+    except UnicodeDecodeError as exc:
+        raise LoadError(_BINARY) from exc
+    if len(_CONTROL.findall(text[:4096])) > 8:
+        raise LoadError(_BINARY)
     if not text.strip():
-        raise LoadError("the file is empty")
+        raise LoadError(_EMPTY)
     return text
 
 
-def _looks_utf16(data: bytes) -> bool:
-    sample = data[:4096]
-    return len(sample) >= 4 and sample.count(0) > len(sample) // 4
+_EMPTY = "文件是空的 (the file is empty)"
+_BINARY = "文件像是二进制文件，不是文本 (the file looks binary, not text)"
+_TEXTLIKE = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf\u3000-\u303f\uff00-\uffef\u2000-\u206f\x20-\x7e\s]")
 
 
-def _decode_8bit(data: bytes) -> str:
-    if b"\x00" in data[:4096]:
-        raise LoadError("the file looks binary, not text")
+def _decode_unmarked(data: bytes) -> str:
+    """UTF-8, else UTF-16 without BOM when it decodes to text-like characters, else GB18030."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    if len(data) % 2 == 0:
+        for codec in ("utf-16-le", "utf-16-be"):
+            try:
+                text = data.decode(codec)
+            except UnicodeDecodeError:
+                continue
+            sample = text[:2048]
+            if len(_TEXTLIKE.findall(sample)) >= 0.9 * len(sample):
+                return text
+    if b"\x00" in data[:4096]:
+        raise LoadError(_BINARY)
     try:
         return data.decode("gb18030")
     except UnicodeDecodeError:
@@ -98,7 +109,7 @@ def _decode_8bit(data: bytes) -> str:
 
     best = from_bytes(data).best()
     if best is None:
-        raise LoadError("the text encoding could not be recognised (save it as UTF-8)")
+        raise LoadError("无法识别文本编码，请另存为 UTF-8 (the text encoding could not be recognised)")
     return str(best)
 
 
@@ -124,7 +135,7 @@ def read_html(path: Path) -> RawDocument:
         block.insert_after("\n")
     text = soup.get_text()
     if not text.strip():
-        raise LoadError("the page has no visible text")
+        raise LoadError("网页中没有可见文字 (the page has no visible text)")
     return RawDocument(path.name, text, title=title or None)
 
 
@@ -135,14 +146,14 @@ def read_docx(path: Path) -> RawDocument:
     try:
         document = docx.Document(str(path))
     except Exception as exc:  # python-docx raises several types for broken packages
-        raise LoadError(f"not a readable Word (.docx) file: {exc}") from exc
+        raise LoadError(f"不是可读的 Word (.docx) 文件 (not a readable .docx file): {exc}") from exc
     lines = [p.text for p in document.paragraphs]
     for table in document.tables:
         for row in table.rows:
             lines.append(" ".join(cell.text for cell in row.cells))
     text = "\n".join(lines)
     if not text.strip():
-        raise LoadError("the Word file has no text")
+        raise LoadError("Word 文件中没有文字 (the Word file has no text)")
     title = (document.core_properties.title or "").strip() or None
     return RawDocument(path.name, text, title=title)
 
@@ -157,10 +168,10 @@ def read_pdf(path: Path) -> RawDocument:
         pages = [page.extract_text() or "" for page in reader.pages]
         title = (reader.metadata.title if reader.metadata else None) or None
     except (PdfReadError, OSError, ValueError, KeyError) as exc:
-        raise LoadError(f"not a readable PDF: {exc}") from exc
+        raise LoadError(f"不是可读的 PDF 文件 (not a readable PDF): {exc}") from exc
     text = "\n".join(pages)
     if not text.strip():
-        raise LoadError("the PDF has no text layer (scanned pages need OCR first)")
+        raise LoadError("PDF 没有文字层，扫描件需要先做 OCR (the PDF has no text layer)")
     return RawDocument(path.name, text, title=title)
 
 
@@ -192,11 +203,13 @@ def load_file(path: Path) -> RawDocument:
     """Read one document file; raises `LoadError` with the reason when it cannot."""
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
-        raise LoadError(f"unsupported file type {path.suffix or '(none)'}; use one of {supported_types()}")
+        raise LoadError(
+            f"不支持的文件类型 (unsupported file type {path.suffix or '(none)'}); 支持 (supported): {supported_types()}"
+        )
     try:
         return reader(path)
     except OSError as exc:
-        raise LoadError(f"cannot read the file: {exc.strerror or exc}") from exc
+        raise LoadError(f"无法读取文件 (cannot read the file): {exc.strerror or exc}") from exc
 
 
 def supported_types() -> str:
