@@ -179,6 +179,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         details = [
             {"id": o.question.id, "question": o.question.question, "rank": o.rank, "cited": o.cited,
              "abstained": o.answer.abstained, "evidence": round(o.answer.evidence, 4),
+             "confidence": round(o.answer.confidence, 4),
              "ms": round(o.seconds * 1000, 1), "answer": o.answer.to_dict()}
             for o in report.outcomes
         ]

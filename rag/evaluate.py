@@ -118,6 +118,7 @@ class Report:
                     "cited": o.cited,
                     "abstained": o.answer.abstained,
                     "evidence": round(o.answer.evidence, 3),
+                    "confidence": round(o.answer.confidence, 3),
                     "retrieved": [f"{p.source} {p.text[:40]}" for p in o.answer.passages[:3]],
                 }
             )
