@@ -206,7 +206,7 @@ class Composer:
             return abstain()
         picked = None
         if kind in ("list", "general"):
-            picked = self._enumeration(terms, weights, top, exclude or set(), sentences[0].score)
+            picked = self._enumeration(query, terms, weights, top, exclude or set(), sentences[0].score)
         as_list = picked is not None
         if picked is None:
             picked = self._select(sentences, kind, top)
@@ -214,15 +214,24 @@ class Composer:
         return Answer(question, text, False, citations, passages, query.text, kind, truncated, evidence, confidence)
 
     def _enumeration(
-        self, terms: list[str], weights: list[float], hits: list[Hit], exclude: set[tuple[str, int]], bar: float
+        self,
+        query: Query,
+        terms: list[str],
+        weights: list[float],
+        hits: list[Hit],
+        exclude: set[tuple[str, int]],
+        bar: float,
     ) -> list[_Sentence] | None:
         """The items of an enumerated block introduced as what the question asks for, or None.
 
         A block qualifies when its lead-in (`_intro`) covers most of the question's terms and, with
-        a bonus for being a list (more for one announced as such: 五个…, 主要…, 以下), scores at least
-        as well as the best single sentence (`bar`).
+        a bonus for being a list (more for one announced as such: 五个…, 主要…, 以下) and the same
+        credit for the question's focus that sentences get, scores at least as well as the best single
+        sentence (`bar`).
         """
         found: list[tuple[float, int, str, list[Span], str]] = []
+        focus = query.focus_terms
+        focus_weights = self.term_weights(focus)
         for hit in hits:
             document = self.kb.documents[hit.chunk.source]
             for group in self._enumerations(document):
@@ -234,6 +243,8 @@ class Composer:
                 cover = self.coverage(terms, weights, intro)
                 if cover >= 0.6:
                     score = cover + 0.3 + (0.1 if _ANNOUNCES_LIST.search(intro) else 0.0)
+                    if focus:
+                        score += 0.4 * self.coverage(focus, focus_weights, intro)
                     found.append((score, hit.rank, document.source, group, hit.chunk.id))
         qualified = [f for f in found if f[0] >= bar]
         if not qualified:
@@ -269,6 +280,8 @@ class Composer:
         """Sentences of the top passages, best first, scored by term coverage and question kind."""
         candidates: dict[tuple[str, int], _Sentence] = {}
         subjects = _subjects(query.lexical) if query.kind in ("definition", "list") else []
+        focus = query.focus_terms if query.kind != "definition" else []  # definitions: the subject decides
+        focus_weights = self.term_weights(focus)
         names = entities(query.lexical)
         for hit in hits:
             text = self.kb.documents[hit.chunk.source].text
@@ -288,6 +301,8 @@ class Composer:
                     bonus = max(bonus, 0.2)
                 if names and any(name in norm for name in names):
                     bonus += 0.2
+                if focus:
+                    bonus += 0.4 * self.coverage(focus, focus_weights, sentence)
                 score = coverage + bonus + 0.15 / hit.rank
                 candidates[key] = _Sentence(
                     hit.chunk.source, span.start, span.end, hit.rank, hit.chunk.id, score, frozenset(bigrams(norm)),

@@ -20,7 +20,8 @@ _TERMINATOR = rf"(?:[。！？；;!]|\?(?=[\s{_CLOSERS}]|$))"
 _SENTENCE = re.compile(rf"(?:[^。！？；;!?\n]|\?(?![\s{_CLOSERS}]|$))*(?:{_TERMINATOR}+[{_CLOSERS}]*|(?=\n)|$)")
 _CLAUSE_END = "，,、：:"
 _NUMERAL = "一二三四五六七八九十百零〇"
-_LEVEL1 = re.compile(rf"^(?:[{_NUMERAL}]+[、.．]|第[{_NUMERAL}\d]+[章节条部分编])")
+_LEVEL1 = re.compile(rf"^(?:[{_NUMERAL}]+[、.．]|第[{_NUMERAL}\d]+(?:章|节|部分|编))")
+_ARTICLE = re.compile(rf"^第[{_NUMERAL}\d]+条")
 _LEVEL2 = re.compile(rf"^[(（][{_NUMERAL}\d]+[)）]")
 
 
@@ -77,7 +78,9 @@ def _split_long(text: str, span: Span, limit: int) -> list[Span]:
 
 
 def heading_level(line: str) -> int:
-    """1 for a heading line, 2 for a paragraph led by `（一）`, 0 for body text."""
+    """1 for a heading line, 2 for a paragraph led by `（一）` or `第X条`, 0 for body text."""
+    if _ARTICLE.match(line):
+        return 2
     if looks_like_title(line) and (_LEVEL1.match(line) or not _LEVEL2.match(line)):
         return 1
     if _LEVEL1.match(line) and len(line) <= 80:
@@ -144,10 +147,14 @@ def chunk_document(
             continue
         level = heading_level(line)
         if level == 1:
-            flush(keep_overlap=False)
             name = line.rstrip(SENTENCE_END)[:60]
-            path = path + [name] if lead is not None else [name]
-            lead = Span(lead.start, line_span.end) if lead is not None else line_span
+            if lead is None:
+                flush(keep_overlap=False)
+                path = [name]
+            else:  # a heading right under another: the first one becomes text of this section
+                add(lead)
+                path = path[:1] + [name]
+            lead = line_span
             continue
         if level == 2:
             if size() >= minimum or fresh == 0:

@@ -19,6 +19,7 @@ _SYLLABLE = re.compile(
     rf"^(?:zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?[aeiouv{_TONED}]+(?:ng|n|r)?$"
 )
 _PINYIN = re.compile(rf"(?<=[{CJK}])[(（]([a-z{_TONED}]{{1,7}})[)）]")
+_HAS_TONE = re.compile(rf"[{_TONED}]")
 
 _INVISIBLE = re.compile("[\ufeff\u200b\u200c\u200d\u2060]")
 SENTENCE_END = "。！？!?；;"
@@ -27,7 +28,6 @@ SENTENCE_END = "。！？!?；;"
 _FURNITURE_LINE = re.compile(
     r"""^(?:
         [-–—·•*]+                                   # a lone bullet of a link list
-      | [-–—·•]\s.{0,80}                            # "- headline" link-list entries
       | .{2,80}\d{4}[/-]\d{1,2}[/-]\d{1,2}           # "headline2021/12/13" link entries
       | 发布网友|热心网友|网友|我来回答|展开全部|收起|举报|分享|评论|相关推荐|相关阅读|相关新闻
       | 共\d+(?:个|条)回答
@@ -49,6 +49,8 @@ _META_LINE = re.compile(r"^(发布时间|发布日期|时间|日期|作者|来�
 _META_PAIR = re.compile(r"(发布时间|发布日期|时间|日期|作者|来源|单位)[:：]\s*(\S+)")
 _PUBLICATION = re.compile(r"^《[^》]{2,20}》\s*[(（]\s*\d{4}年.{0,30}[)）]$")
 _PHOTO_CAPTION = re.compile(rf"\s*(?:图为|图片为|上图为)[^。\n]{{0,200}}。?\s*[{CJK}]{{2,4}}\s*摄\s*$")
+_LINK_ITEM = re.compile(r"^[-–—·•]\s.{0,80}$")  # "- headline": a link list when it ends the page
+_MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+")
 _PHOTO_CREDIT = re.compile(rf"^[(（]?(?:\S{{0,8}}记者)?\s*[{CJK}]{{2,4}}\s*摄[)）]?$")
 _TRAILING_AUTHOR = re.compile(r"\s*[(（]作者[:：\s]*([^()（）]{1,40})[)）]\s*$")
 
@@ -68,7 +70,8 @@ def strip_pinyin(text: str) -> str:
     """Remove pinyin in brackets after Chinese characters: `責(zé)任` → `責任`."""
 
     def drop(match: re.Match[str]) -> str:
-        return "" if _SYLLABLE.match(match.group(1)) else match.group(0)
+        syllable = match.group(1)
+        return "" if _SYLLABLE.match(syllable) and _HAS_TONE.search(syllable) else match.group(0)
 
     return _PINYIN.sub(drop, text)
 
@@ -94,7 +97,7 @@ def clean_text(text: str) -> tuple[list[str], dict[str, str]]:
     lines: list[str] = []
     meta: dict[str, str] = {}
     for raw_line in text.split("\n"):
-        line = raw_line.replace("\u3000", " ").replace("\xa0", " ").strip()
+        line = _MARKDOWN_HEADING.sub("", raw_line.replace("\u3000", " ").replace("\xa0", " ").strip())
         if not line or is_furniture(line):
             continue
         found = read_meta(line)
@@ -109,6 +112,11 @@ def clean_text(text: str) -> tuple[list[str], dict[str, str]]:
             line = line[: author.start()]
         if line.strip():
             lines.append(line.strip())
+    trailing = 0
+    while trailing < len(lines) and _LINK_ITEM.match(lines[-1 - trailing]):
+        trailing += 1
+    if trailing >= 3 and trailing < len(lines):  # short "- …" lines ending the page: a news-link list
+        del lines[-trailing:]
     return lines, meta
 
 

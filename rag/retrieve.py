@@ -19,6 +19,8 @@ _NUMBER_Q = re.compile(r"多少|几[个项名人次年天家条位批]|数量|�
 _TIME_Q = re.compile(r"哪一年|哪年|何时|什么时候|哪天|哪一天|日期")
 _DEFINITION_Q = re.compile(r"是什么|指什么|什么是|是指|含义|定义|定位|意思|内涵|角色|什么叫")
 _LIST_Q = re.compile(r"包括|包含|哪些|哪几|几个方面|怎么做|怎样做|如何|怎样|怎么|措施|举措|做法|途径|办法|步骤|方面|表现")
+_ASKING = re.compile(r"如何|怎样|怎么|为什么|为何|什么|哪些|哪几|哪个|多少|几[个项名次年]|是否|何时")
+_CLAUSE = re.compile(r"[，,。;；:：!！?？\s]")
 #: Words a passage that answers each kind of question tends to contain; added to the lexical query.
 _KIND_CUES = {"definition": " 是指"}
 
@@ -47,6 +49,18 @@ class Query:
     def key_terms(self) -> list[str]:
         """Distinct words of the question that carry its topic."""
         return key_terms(self.lexical)
+
+    @property
+    def focus_terms(self) -> list[str]:
+        """Key terms of what the question asks about: the words right after its question word
+        (`…如何设置考核内容`), or right before it when nothing follows (`纪委监督责任包括什么`)."""
+        match = _ASKING.search(self.normalized)
+        if not match:
+            return []
+        after = _CLAUSE.split(self.normalized[match.end() :], 1)[0]
+        before = _CLAUSE.split(self.normalized[: match.start()])[-1][-8:]
+        segment = after if len(key_terms(strip_question_words(after))) else before
+        return key_terms(strip_question_words(segment))
 
 
 @dataclass

