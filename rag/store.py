@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -316,6 +316,7 @@ def _write_build(
         _write_jsonl(folder / "documents.jsonl", (d.__dict__ for d in documents))
         _write_jsonl(folder / "chunks.jsonl", (c.to_dict() for c in chunks))
         _write_jsonl(folder / "tokens.jsonl", tokens)
+        per_document = Counter(c.source for c in chunks)
         manifest = {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -328,11 +329,7 @@ def _write_build(
             "params": settings.index_params(),
             "dense": type(dense.index).__name__,
             "documents": {
-                d.source: {
-                    "fingerprint": d.fingerprint,
-                    "title": d.title,
-                    "chunks": sum(1 for c in chunks if c.source == d.source),
-                }
+                d.source: {"fingerprint": d.fingerprint, "title": d.title, "chunks": per_document[d.source]}
                 for d in documents
             },
             "skipped": [s.__dict__ for s in report.skipped],

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import bm25s
 import numpy as np
 import pytest
 
-from rag.lexical import BM25, bigrams, strip_question_words, top_k, words
+from rag.lexical import BM25, _NumpyBM25, bigrams, strip_question_words, top_k, words
 from rag.normalize import normalize
 
 PASSAGES = [
@@ -140,3 +141,12 @@ def test_a_simplified_question_finds_a_traditional_passage(tokenizer):
     bm25 = BM25().build([tokens(tokenizer, p) for p in passages])
     assert int(np.argmax(bm25.scores(tokens(tokenizer, "纪委的监督责任")))) == 1
     assert int(np.argmax(bm25.scores(tokens(tokenizer, "基层减负")))) == 2
+
+
+def test_numpy_builder_gives_the_same_scores_as_bm25s():
+    corpus = [bigrams(t) for t in ("纪委监督责任的内容", "党委主体责任和纪委监督责任", "上海四责协同", "责任责任责任")]
+    reference, ours = bm25s.BM25(), _NumpyBM25()
+    reference.index(corpus, show_progress=False)
+    ours.index(corpus, show_progress=False)
+    for query in (["纪委", "责任"], ["上海"], ["责任"]):
+        assert np.allclose(reference.get_scores(query), ours.get_scores(query), atol=1e-6)
