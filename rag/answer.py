@@ -72,6 +72,11 @@ class Passage:
     start: int
     end: int
 
+    @classmethod
+    def from_hit(cls, hit: Hit) -> Passage:
+        c = hit.chunk
+        return cls(hit.rank, c.source, c.id, c.title, c.heading, hit.score, c.text, c.start, c.end)
+
 
 @dataclass
 class Answer:
@@ -152,10 +157,8 @@ class Composer:
                 found += weight / 2
         return found / sum(weights)
 
-    def evidence(self, query: Query, hits: list[Hit]) -> float:
+    def evidence(self, terms: list[str], weights: list[float], hits: list[Hit]) -> float:
         """How well the best of the top passages covers the question's key terms (0..1)."""
-        terms = query.key_terms
-        weights = self.term_weights(terms)
         return max(
             (self.coverage(terms, weights, f"{h.chunk.title}\n{h.chunk.heading}\n{h.chunk.text}") for h in hits[:3]),
             default=0.0,
@@ -187,8 +190,10 @@ class Composer:
         exclude: set[tuple[str, int]] | None = None,
     ) -> Answer:
         """The answer to `query` from `hits`; `exclude` holds (source, start) of quotes already given."""
-        passages = [_passage(h) for h in hits]
-        evidence = self.evidence(query, hits)
+        passages = [Passage.from_hit(h) for h in hits]
+        terms = query.key_terms
+        weights = self.term_weights(terms)
+        evidence = self.evidence(terms, weights, hits)
         confidence = self.confidence(evidence, hits)
         kind = query.kind
 
@@ -198,8 +203,6 @@ class Composer:
 
         if confidence < self.settings.abstain_below or self.missing_name(query, hits):
             return abstain()
-        terms = query.key_terms
-        weights = self.term_weights(terms)
         top = hits[: self.settings.answer_passages]
         sentences = self._scored_sentences(query, terms, weights, top, exclude or set())
         if not sentences:
@@ -249,7 +252,7 @@ class Composer:
         qualified = [f for f in found if f[0] >= bar]
         if not qualified:
             return None
-        cover, rank, source, group, chunk_id = max(qualified, key=lambda f: (f[0], -f[1], len(f[3])))
+        _score, rank, source, group, chunk_id = max(qualified, key=lambda f: (f[0], -f[1], len(f[3])))
         items = [_Sentence(source, s.start, s.end, rank, chunk_id) for s in group if (source, s.start) not in exclude]
         return items if len(items) >= 2 else None
 
@@ -493,8 +496,3 @@ def _clause_cut(text: str, start: int, end: int, limit: int) -> int:
     window = text[start : start + limit]
     cut = max(window.rfind(c) for c in "，,；;：:")
     return start + cut if cut > limit // 3 else start + limit
-
-
-def _passage(hit: Hit) -> Passage:
-    c = hit.chunk
-    return Passage(hit.rank, c.source, c.id, c.title, c.heading, hit.score, c.text, c.start, c.end)

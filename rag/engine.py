@@ -127,9 +127,7 @@ class Engine:
     def search(self, question: str, k: int | None = None) -> list[Passage]:
         """The `k` best passages for a question, best first."""
         state = self._state()
-        hits = state.retriever.search(_checked(question), k)
-        return [Passage(h.rank, h.chunk.source, h.chunk.id, h.chunk.title, h.chunk.heading, h.score, h.chunk.text,
-                        h.chunk.start, h.chunk.end) for h in hits]
+        return [Passage.from_hit(hit) for hit in state.retriever.search(_checked(question), k)]
 
     def ask(self, question: str, history: Sequence[Turn] | None = None, k: int | None = None) -> Answer:
         """A cited answer to `question`; `history` holds earlier turns (questions or answers), oldest first."""
