@@ -94,8 +94,17 @@ def highlight(text: str, start: int, end: int, context: int = CONTEXT_CHARS) -> 
     return f'<div class="context">{esc(before)}<mark>{esc(text[start:end])}</mark>{esc(after)}</div>'
 
 
-def _source_item(engine: Engine, label: str, source: str, title: str, heading: str, start: int, end: int,
-                 fallback: str, extra: str = "") -> str:
+def _source_item(
+    engine: Engine,
+    label: str,
+    source: str,
+    title: str,
+    heading: str,
+    start: int,
+    end: int,
+    fallback: str,
+    extra: str = "",
+) -> str:
     """One collapsible entry of the sources panel: label, title, file and heading; the span in context inside."""
     try:
         body = highlight(engine.document(source).text, start, end)
@@ -104,7 +113,7 @@ def _source_item(engine: Engine, label: str, source: str, title: str, heading: s
     meta = " · ".join(html.escape(part) for part in (f"文件 {source}", heading, extra) if part)
     return (
         f'<details class="src"><summary><span class="cid">{html.escape(label)}</span>'
-        f"《{html.escape(title)}》<br><span class=\"meta\">{meta}</span></summary>{body}</details>"
+        f'《{html.escape(title)}》<br><span class="meta">{meta}</span></summary>{body}</details>'
     )
 
 
@@ -118,8 +127,9 @@ def sources_html(engine: Engine, answer: Answer | None) -> str:
     question = f"问：{html.escape(answer.question)}"
     if answer.abstained:
         items = [
-            _source_item(engine, f"{p.rank}.", p.source, p.title, p.heading, p.start, p.end, p.text,
-                         f"相关度 {p.score:.4f}")
+            _source_item(
+                engine, f"{p.rank}.", p.source, p.title, p.heading, p.start, p.end, p.text, f"相关度 {p.score:.4f}"
+            )
             for p in answer.passages[:3]
         ]
         note = "知识库中没有找到答案。以下段落可能相关（不是答案，仅供参考）："
@@ -223,7 +233,7 @@ class Page:
         try:
             history = [turn for turn in turns if turn is not None][-HISTORY_TURNS:]
             answer = self.engine.ask(question, history=history)
-        except Exception as exc:  # noqa: BLE001 - the page shows a message, never a traceback
+        except Exception as exc:
             chat.append({"role": "assistant", "content": f"**出错了**：{_md(friendly(exc))}"})
             return "", chat, [*turns, None], gr.skip(), gr.skip(), gr.skip()
         chat.append({"role": "assistant", "content": chat_text(answer)})
@@ -258,7 +268,7 @@ class Page:
         """The top passages for a question, with scores."""
         try:
             return search_html(self.engine, question.strip(), self.engine.search(question, k=int(k)))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return f'<div class="src-note">{html.escape(friendly(exc))}</div>'
 
     # knowledge base
@@ -267,7 +277,7 @@ class Page:
         """The documents table and the choices of the remove menu."""
         try:
             docs = self.engine.documents()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             gr.Warning(friendly(exc))
             return [], gr.Dropdown(choices=[], value=None)
         rows = [[d.title, d.source, d.date, d.chunks, d.characters] for d in docs]
@@ -292,7 +302,7 @@ class Page:
                     f"**已{verb}**《{_md(info.title)}》（文件 {_md(source)}，{info.chunks} 段），现在就可以提问和检索。"
                 )
                 log.info("uploaded %s as %s", name, source)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 lines.append(f"**未能添加** {_md(name)}：{_md(_without_name(friendly(exc), source))}")
         status = "\n\n".join(lines) or "没有收到文件。"
         return status, *self.on_kb_view(), None
@@ -307,7 +317,7 @@ class Page:
             self.engine.remove_document(source)
             log.info("removed %s", source)
             status = f"**已删除** {_md(source)}（已从知识库和 corpus 文件夹中移除）。"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             status = f"**未能删除** {_md(source)}：{_md(_without_name(friendly(exc), source))}"
         return status, *self.on_kb_view()
 
@@ -317,7 +327,7 @@ class Page:
         """A cited answer as JSON (`Answer.to_dict()` plus `markdown`); `history` = earlier questions."""
         try:
             answer = self.engine.ask(question, history=[str(q) for q in history or []], k=int(k))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise gr.Error(friendly(exc), print_exception=False) from None
         return {**answer.to_dict(), "markdown": export_markdown(answer)}
 
@@ -325,10 +335,20 @@ class Page:
         """The top `k` passages as JSON."""
         try:
             passages = self.engine.search(question, k=int(k))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise gr.Error(friendly(exc), print_exception=False) from None
-        return [{"rank": p.rank, "source": p.source, "chunk_id": p.chunk_id, "title": p.title, "heading": p.heading,
-                 "score": round(p.score, 6), "text": p.text} for p in passages]
+        return [
+            {
+                "rank": p.rank,
+                "source": p.source,
+                "chunk_id": p.chunk_id,
+                "title": p.title,
+                "heading": p.heading,
+                "score": round(p.score, 6),
+                "text": p.text,
+            }
+            for p in passages
+        ]
 
     def api_documents(self) -> list[dict[str, Any]]:
         """The indexed documents as JSON."""
@@ -353,12 +373,21 @@ def build_app(engine: Engine) -> gr.Blocks:
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=3, min_width=420):
                         chat = gr.Chatbot(
-                            show_label=False, elem_id="chat", height=520, buttons=["copy"], feedback_options=None,
-                            examples=[{"text": q} for q in EXAMPLES], placeholder="**请提问**，或点击一个示例问题：",
+                            show_label=False,
+                            elem_id="chat",
+                            height=520,
+                            buttons=["copy"],
+                            feedback_options=None,
+                            examples=[{"text": q} for q in EXAMPLES],
+                            placeholder="**请提问**，或点击一个示例问题：",
                         )
                         question = gr.Textbox(
                             placeholder="输入问题，按回车提问；可以追问，如“那上海呢”“还有呢”",
-                            label="问题", show_label=False, elem_id="question", submit_btn="提问", max_length=1000,
+                            label="问题",
+                            show_label=False,
+                            elem_id="question",
+                            submit_btn="提问",
+                            max_length=1000,
                             autofocus=True,
                         )
                         clear = gr.Button("清空对话", size="sm", elem_id="clear")
@@ -366,10 +395,17 @@ def build_app(engine: Engine) -> gr.Blocks:
                         gr.Markdown("#### 来源")
                         sources = gr.HTML(sources_html(engine, None), elem_id="sources", max_height=600)
                         with gr.Accordion("导出这条回答（Markdown）", open=False, elem_id="export"):
-                            export = gr.Textbox(show_label=False, lines=8, max_lines=16, interactive=False,
-                                                buttons=["copy"], elem_id="export-md")
-                            download = gr.DownloadButton("下载 .md 文件", interactive=False, size="sm",
-                                                         elem_id="download")
+                            export = gr.Textbox(
+                                show_label=False,
+                                lines=8,
+                                max_lines=16,
+                                interactive=False,
+                                buttons=["copy"],
+                                elem_id="export-md",
+                            )
+                            download = gr.DownloadButton(
+                                "下载 .md 文件", interactive=False, size="sm", elem_id="download"
+                            )
                 outputs = [question, chat, turns, sources, export, download]
                 question.submit(page.on_ask, [question, chat, turns], outputs, **reads)
                 chat.example_select(page.on_example, [chat, turns], outputs, **reads)
@@ -379,23 +415,39 @@ def build_app(engine: Engine) -> gr.Blocks:
             with gr.Tab("检索", id="search"):
                 gr.Markdown("只列出最相关的原文段落和得分，不生成回答，便于会前快速查找。")
                 with gr.Row():
-                    query = gr.Textbox(placeholder="输入关键词或问题，按回车检索", label="检索", show_label=False,
-                                       scale=4, elem_id="search-query", submit_btn="检索", max_length=1000)
+                    query = gr.Textbox(
+                        placeholder="输入关键词或问题，按回车检索",
+                        label="检索",
+                        show_label=False,
+                        scale=4,
+                        elem_id="search-query",
+                        submit_btn="检索",
+                        max_length=1000,
+                    )
                     k = gr.Slider(1, 20, value=5, step=1, label="段落数", scale=1, elem_id="search-k")
                 results = gr.HTML(elem_id="search-results")
                 query.submit(page.on_search, [query, k], results, **reads)
 
             with gr.Tab("知识库", id="kb") as kb_tab:
-                table = gr.Dataframe(headers=["标题", "文件", "日期", "段落数", "字数"], interactive=False,
-                                     wrap=True, elem_id="docs", label="已索引的文档")
+                table = gr.Dataframe(
+                    headers=["标题", "文件", "日期", "段落数", "字数"],
+                    interactive=False,
+                    wrap=True,
+                    elem_id="docs",
+                    label="已索引的文档",
+                )
                 with gr.Row(equal_height=False):
                     with gr.Column():
-                        files = gr.File(label=f"上传文档（{UPLOAD_TYPES}；单个不超过 "
-                                              f"{engine.settings.max_upload_bytes // 2**20} MB）",
-                                        file_count="multiple", elem_id="upload")
+                        files = gr.File(
+                            label=f"上传文档（{UPLOAD_TYPES}；单个不超过 "
+                            f"{engine.settings.max_upload_bytes // 2**20} MB）",
+                            file_count="multiple",
+                            elem_id="upload",
+                        )
                     with gr.Column():
-                        choice = gr.Dropdown(label="删除文档", choices=[], allow_custom_value=True,
-                                             elem_id="remove-choice")
+                        choice = gr.Dropdown(
+                            label="删除文档", choices=[], allow_custom_value=True, elem_id="remove-choice"
+                        )
                         remove = gr.Button("删除所选文档", variant="stop", elem_id="remove")
                 status = gr.Markdown(elem_id="kb-status")
                 files.upload(page.on_upload, files, [status, table, choice, files], **writes)
@@ -409,12 +461,17 @@ def build_app(engine: Engine) -> gr.Blocks:
     return demo
 
 
-def launch(demo: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port: int = 7860,
-           **kwargs: Any) -> Any:
+def launch(demo: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> Any:
     """Serve the page; extra `kwargs` go to `Blocks.launch` (e.g. `prevent_thread_lock=True`)."""
     return demo.launch(
-        server_name=host, server_port=port, show_error=False, max_file_size=settings.max_upload_bytes,
-        theme=THEME, css=CSS, footer_links=["api", "settings"], **kwargs,
+        server_name=host,
+        server_port=port,
+        show_error=False,
+        max_file_size=settings.max_upload_bytes,
+        theme=THEME,
+        css=CSS,
+        footer_links=["api", "settings"],
+        **kwargs,
     )
 
 
@@ -434,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("index %s, corpus %s: indexing new and changed documents…", settings.index_dir, settings.corpus_dir)
     try:
         engine = Engine.open(settings, build=True, progress=True)
-    except Exception as exc:  # noqa: BLE001 - a clear message instead of a traceback
+    except Exception as exc:
         log.error("cannot open the knowledge base: %s", exc)
         return 2
     log.info("%d documents indexed; serving on http://%s:%d", len(engine.documents()), args.host, args.port)

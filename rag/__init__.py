@@ -9,7 +9,7 @@ The public API is `Engine` (index, search, ask) with `Settings` for configuratio
 
 from rag.config import Settings
 
-__all__ = ["Engine", "Settings", "Answer", "Citation", "Passage"]
+__all__ = ["Answer", "Citation", "Engine", "Passage", "Settings"]
 __version__ = "0.1.0"
 
 

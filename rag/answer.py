@@ -150,7 +150,7 @@ class Composer:
             return 0.0
         haystack = compact(text)
         found = 0.0
-        for term, weight in zip(terms, weights):
+        for term, weight in zip(terms, weights, strict=True):
             if term in haystack:
                 found += weight
             elif masks and "*" in haystack and len(term) <= 4 and not term.isascii():
@@ -198,8 +198,9 @@ class Composer:
         kind = query.kind
 
         def abstain() -> Answer:
-            return Answer(question, self._abstention(hits), True, [], passages, query.text, kind, False,
-                          evidence, confidence)
+            return Answer(
+                question, self._abstention(hits), True, [], passages, query.text, kind, False, evidence, confidence
+            )
 
         if confidence < self.settings.abstain_below or self.missing_name(query, hits):
             return abstain()
@@ -296,9 +297,9 @@ class Composer:
                 norm = compact(sentence)
                 coverage = self.coverage(terms, weights, sentence, masks=True)
                 bonus = _definition_strength(norm, subjects)
-                if query.kind == "number" and _HAS_NUMBER.search(sentence):
-                    bonus = 0.25
-                elif query.kind == "time" and _HAS_DATE.search(sentence):
+                if (query.kind == "number" and _HAS_NUMBER.search(sentence)) or (
+                    query.kind == "time" and _HAS_DATE.search(sentence)
+                ):
                     bonus = 0.25
                 elif query.kind == "list" and _ENUMERATES.search(norm):
                     bonus = max(bonus, 0.2)
@@ -308,7 +309,13 @@ class Composer:
                     bonus += 0.4 * self.coverage(focus, focus_weights, sentence)
                 score = coverage + bonus + 0.15 / hit.rank
                 candidates[key] = _Sentence(
-                    hit.chunk.source, span.start, span.end, hit.rank, hit.chunk.id, score, frozenset(bigrams(norm)),
+                    hit.chunk.source,
+                    span.start,
+                    span.end,
+                    hit.rank,
+                    hit.chunk.id,
+                    score,
+                    frozenset(bigrams(norm)),
                     coverage,
                 )
         return sorted(candidates.values(), key=lambda s: (-s.score, s.rank, s.start))
@@ -415,7 +422,7 @@ def find_enumerations(text: str) -> list[list[Span]]:
             if run and len(run) >= 2:
                 groups.append([s for _, s in run])
             open_runs[style] = [(1, span)]
-        elif run and (number == run[-1][0] + 1 or number == 99 and len(run) >= 2):
+        elif run and (number == run[-1][0] + 1 or (number == 99 and len(run) >= 2)):
             run.append((number, span))
         elif run is not None:
             if len(run) >= 2:

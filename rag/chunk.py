@@ -119,7 +119,9 @@ def chunk_document(
         nonlocal current, fresh
         if fresh:
             start, end = current[0].start, current[-1].end
-            chunks.append(Chunk(f"{doc.source}#{len(chunks)}", doc.source, doc.title, heading, start, end, text[start:end]))
+            chunks.append(
+                Chunk(f"{doc.source}#{len(chunks)}", doc.source, doc.title, heading, start, end, text[start:end])
+            )
         carried: list[Span] = []
         if keep_overlap and fresh:
             used = 0
@@ -153,13 +155,13 @@ def chunk_document(
                 path = [name]
             else:  # a heading right under another: the first one becomes text of this section
                 add(lead)
-                path = path[:1] + [name]
+                path = [*path[:1], name]
             lead = line_span
             continue
         if level == 2:
             if size() >= minimum or fresh == 0:
                 flush(keep_overlap=False)
-            path = path[:1] + [_heading_text(text, line_span)]
+            path = [*path[:1], _heading_text(text, line_span)]
         sentences: list[Span] = []
         for span in sentence_spans(text, line_span.start, line_span.end):
             sentences.extend(_split_long(text, span, maximum))

@@ -15,9 +15,7 @@ from rag.loaders import RawDocument
 CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 
 _TONED = "āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüńňǹḿ"
-_SYLLABLE = re.compile(
-    rf"^(?:zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?[aeiouv{_TONED}]+(?:ng|n|r)?$"
-)
+_SYLLABLE = re.compile(rf"^(?:zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?[aeiouv{_TONED}]+(?:ng|n|r)?$")
 _PINYIN = re.compile(rf"(?<=[{CJK}])[(（]([a-z{_TONED}]{{1,7}})[)）]")
 _HAS_TONE = re.compile(rf"[{_TONED}]")
 

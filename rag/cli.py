@@ -1,10 +1,10 @@
 """The `rag` command: index, search, ask, eval, docs.
 
-    rag index [--corpus PATH] [--index DIR] [--rebuild]
-    rag search "问题" [-k 5] [--json]
-    rag ask "问题" [-k 5] [--json]          rag ask --json -   (one question per line on stdin)
-    rag eval QUESTIONS.jsonl [--json OUT]
-    rag docs
+rag index [--corpus PATH] [--index DIR] [--rebuild]
+rag search "问题" [-k 5] [--json]
+rag ask "问题" [-k 5] [--json]          rag ask --json -   (one question per line on stdin)
+rag eval QUESTIONS.jsonl [--json OUT]
+rag docs
 """
 
 from __future__ import annotations
@@ -111,8 +111,14 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
     passages = engine.search(args.question, args.k)
     if args.json:
         rows = [
-            {"rank": p.rank, "source": p.source, "chunk_id": p.chunk_id, "title": p.title,
-             "score": round(p.score, 6), "text": p.text}
+            {
+                "rank": p.rank,
+                "source": p.source,
+                "chunk_id": p.chunk_id,
+                "title": p.title,
+                "score": round(p.score, 6),
+                "text": p.text,
+            }
             for p in passages
         ]
         _print_json({"query": args.question, "passages": rows})
@@ -171,16 +177,25 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     if worst:
         print("\nworst questions:")
         for row in worst:
-            print(f"- {row['id']} {row['question']}  rank={row['rank']} cited={row['cited']} "
-                  f"abstained={row['abstained']} evidence={row['evidence']}")
+            print(
+                f"- {row['id']} {row['question']}  rank={row['rank']} cited={row['cited']} "
+                f"abstained={row['abstained']} evidence={row['evidence']}"
+            )
             for retrieved in row["retrieved"]:
                 print(f"    got: {retrieved}")
     if args.json_out:
         details = [
-            {"id": o.question.id, "question": o.question.question, "rank": o.rank, "cited": o.cited,
-             "abstained": o.answer.abstained, "evidence": round(o.answer.evidence, 4),
-             "confidence": round(o.answer.confidence, 4),
-             "ms": round(o.seconds * 1000, 1), "answer": o.answer.to_dict()}
+            {
+                "id": o.question.id,
+                "question": o.question.question,
+                "rank": o.rank,
+                "cited": o.cited,
+                "abstained": o.answer.abstained,
+                "evidence": round(o.answer.evidence, 4),
+                "confidence": round(o.answer.confidence, 4),
+                "ms": round(o.seconds * 1000, 1),
+                "answer": o.answer.to_dict(),
+            }
             for o in report.outcomes
         ]
         args.json_out.write_text(

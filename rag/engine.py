@@ -29,7 +29,7 @@ from rag.loaders import SUPPORTED_SUFFIXES, LoadError, load_file
 from rag.retrieve import Retriever
 from rag.store import BuildReport, IndexUnavailable, KnowledgeBase
 
-__all__ = ["Engine", "Answer", "Citation", "Passage", "QuestionError", "DocumentError", "IndexUnavailable"]
+__all__ = ["Answer", "Citation", "DocumentError", "Engine", "IndexUnavailable", "Passage", "QuestionError"]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ class Engine:
     def build(self, corpus: Path | None = None, rebuild: bool = False, progress: bool = True) -> BuildReport:
         """Index added and changed documents of the corpus, drop deleted ones, and use the result."""
         with self._write_lock:
-            report = store.build(self.settings, self.embedder, corpus, rebuild=rebuild, progress=progress)
+            live = self._snapshot.kb if self._snapshot is not None else None
+            report = store.build(self.settings, self.embedder, corpus, rebuild=rebuild, progress=progress, live=live)
             if report.changed_anything or self._snapshot is None or rebuild:
                 self.reload()
         return report
@@ -173,9 +174,7 @@ class Engine:
         size = path.stat().st_size
         limit = self.settings.max_upload_bytes
         if size > limit:
-            raise DocumentError(
-                f"{target.name}: 文件过大 (too large): {size:,} 字节, 超过上限 {limit / 2**20:g} MiB"
-            )
+            raise DocumentError(f"{target.name}: 文件过大 (too large): {size:,} 字节, 超过上限 {limit / 2**20:g} MiB")
         try:
             load_file(path)  # refuse an unreadable file before it enters the corpus
         except LoadError as exc:

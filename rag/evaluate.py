@@ -150,9 +150,7 @@ def load_questions(path: Path) -> list[EvalQuestion]:
     return questions
 
 
-def evaluate(
-    ask: Callable[[str], Answer], questions: list[EvalQuestion], progress: bool = False
-) -> Report:
+def evaluate(ask: Callable[[str], Answer], questions: list[EvalQuestion], progress: bool = False) -> Report:
     """Ask every question (one at a time) and score retrieval, citations and abstention."""
     report = Report()
     for question in tqdm(questions, desc="Evaluating", unit="q", disable=not progress):

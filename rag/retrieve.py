@@ -14,11 +14,12 @@ from rag.lexical import bigrams, key_terms, strip_question_words, words
 from rag.normalize import normalize
 from rag.store import KnowledgeBase
 
-
 _NUMBER_Q = re.compile(r"多少|几[个项名人次年天家条位批]|数量|比例|百分之|人次")
 _TIME_Q = re.compile(r"哪一年|哪年|何时|什么时候|哪天|哪一天|日期")
 _DEFINITION_Q = re.compile(r"是什么|指什么|什么是|是指|含义|定义|定位|意思|内涵|角色|什么叫")
-_LIST_Q = re.compile(r"包括|包含|哪些|哪几|几个方面|怎么做|怎样做|如何|怎样|怎么|措施|举措|做法|途径|办法|步骤|方面|表现")
+_LIST_Q = re.compile(
+    r"包括|包含|哪些|哪几|几个方面|怎么做|怎样做|如何|怎样|怎么|措施|举措|做法|途径|办法|步骤|方面|表现"
+)
 _ASKING = re.compile(r"如何|怎样|怎么|为什么|为何|什么|哪些|哪几|哪个|多少|几[个项名次年]|是否|何时")
 _CLAUSE = re.compile(r"[，,。;；:：!！?？\s]")
 #: Words a passage that answers each kind of question tends to contain; added to the lexical query.
@@ -108,7 +109,7 @@ class Retriever:
             for rank, idx in enumerate(ids.tolist(), 1):
                 fused[idx] = fused.get(idx, 0.0) + weights[name] / (s.rrf_k + rank)
                 places.setdefault(idx, {})[name] = rank
-        dense_scores = dict(zip(rankings["dense"][0].tolist(), rankings["dense"][1].tolist()))
+        dense_scores = dict(zip(rankings["dense"][0].tolist(), rankings["dense"][1].tolist(), strict=True))
         best = sorted(fused, key=lambda idx: (-fused[idx], idx))[:k]
         return [
             Hit(rank, self.kb.chunks[idx], fused[idx], float(dense_scores.get(idx, 0.0)), places[idx])

@@ -16,7 +16,7 @@ import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -29,7 +29,7 @@ from rag.chunk import Chunk, chunk_document
 from rag.clean import Document, clean
 from rag.config import Settings
 from rag.dense import DenseIndex
-from rag.lexical import BM25, bigrams, words
+from rag.lexical import BM25, TOKENIZERS, token_ids
 from rag.loaders import RawDocument, Skipped, load_corpus
 from rag.normalize import normalize
 
@@ -123,7 +123,9 @@ def load(index_dir: Path) -> KnowledgeBase:
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         if manifest.get("format") != FORMAT:
-            raise IndexUnavailable(f"the index in {index_dir} has an older format: rebuild it with `rag index --rebuild`")
+            raise IndexUnavailable(
+                f"the index in {index_dir} has an older format: rebuild it with `rag index --rebuild`"
+            )
         documents = {d.source: d for d in (Document(**r) for r in _read_jsonl(folder / "documents.jsonl"))}
         chunks = [Chunk(**r) for r in _read_jsonl(folder / "chunks.jsonl")]
         dense = DenseIndex.load(folder / "dense.faiss")
@@ -133,7 +135,9 @@ def load(index_dir: Path) -> KnowledgeBase:
             for name in LEXICAL
         }
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise IndexUnavailable(f"the index in {folder} cannot be read ({exc}): rebuild it with `rag index --rebuild`") from exc
+        raise IndexUnavailable(
+            f"the index in {folder} cannot be read ({exc}): rebuild it with `rag index --rebuild`"
+        ) from exc
     if dense.size != len(chunks):
         raise IndexUnavailable(f"the index in {folder} is inconsistent: rebuild it with `rag index --rebuild`")
     return KnowledgeBase(folder, manifest, documents, chunks, dense, lexical)
@@ -162,18 +166,34 @@ def build_lock(index_dir: Path) -> Iterator[None]:
 
 
 @dataclass
-class _Cached:
-    document: Document
-    chunks: list[Chunk]
+class _Tokens:
+    """The token ids of every chunk of a build, for one lexical index."""
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    """Chunk `i`'s ids are `ids[offsets[i]:offsets[i + 1]]`."""
+    vocab: dict[str, int]
+
+
+@dataclass
+class _Previous:
+    """What a build may reuse of the live build: per document its chunks, their rows, vectors and tokens."""
+
+    documents: dict[str, Document]
+    chunks: dict[str, list[Chunk]]
+    rows: dict[str, tuple[int, int]]
     vectors: np.ndarray
-    tokens: list[dict[str, str]]
+    tokens: dict[str, _Tokens] | None
+    """None when the build has no stored token ids (an older build): reused chunks are tokenized again."""
 
 
-def _previous_builds(index_dir: Path, settings: Settings, embedder: Embedder, rebuild: bool) -> dict[str, _Cached]:
-    """Per-document chunks, vectors and tokens of the live build that this build may reuse."""
+def _previous_build(
+    index_dir: Path, settings: Settings, embedder: Embedder, rebuild: bool, live: KnowledgeBase | None
+) -> _Previous | None:
+    """The live build of `index_dir` if this build may reuse it; `live` is that build already loaded, if so."""
     folder = current_build(index_dir)
     if folder is None or rebuild:
-        return {}
+        return None
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     model = manifest.get("model", {})
     if model.get("name") != embedder.name or model.get("document_prompt") != embedder.document_prompt:
@@ -184,27 +204,30 @@ def _previous_builds(index_dir: Path, settings: Settings, embedder: Embedder, re
         )
     if manifest.get("format") != FORMAT or manifest.get("params") != settings.index_params():
         log.info("index settings changed: rebuilding every document")
-        return {}
-    documents = {r["source"]: Document(**r) for r in _read_jsonl(folder / "documents.jsonl")}
-    vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+        return None
+    if live is not None and live.folder == folder:
+        documents, all_chunks = live.documents, live.chunks
+        vocabularies = {name: live.lexical[name].vocabulary for name in LEXICAL}
+    else:
+        documents = {r["source"]: Document(**r) for r in _read_jsonl(folder / "documents.jsonl")}
+        all_chunks = [Chunk(**r) for r in _read_jsonl(folder / "chunks.jsonl")]
+        vocabularies = {name: BM25.load(folder / f"bm25_{name}", len(all_chunks)).vocabulary for name in LEXICAL}
     chunks: dict[str, list[Chunk]] = defaultdict(list)
-    rows: dict[str, list[int]] = defaultdict(list)
-    tokens: dict[str, list[dict[str, str]]] = defaultdict(list)
-    pairs = zip(_read_jsonl(folder / "chunks.jsonl"), _read_jsonl(folder / "tokens.jsonl"))
-    for row, (record, chunk_tokens) in enumerate(pairs):
-        chunk = Chunk(**record)
+    rows: dict[str, tuple[int, int]] = {}
+    for row, chunk in enumerate(all_chunks):
         chunks[chunk.source].append(chunk)
-        rows[chunk.source].append(row)
-        tokens[chunk.source].append(chunk_tokens)
-    return {
-        source: _Cached(
-            document,
-            chunks[source],
-            np.asarray(vectors[rows[source]], dtype=np.float32).reshape(-1, vectors.shape[1]),
-            tokens[source],
-        )
-        for source, document in documents.items()
-    }
+        rows[chunk.source] = (rows.get(chunk.source, (row, row))[0], row + 1)
+    tokens: dict[str, _Tokens] | None = None
+    if all((folder / f"tokens_{name}.npy").is_file() for name in LEXICAL):
+        tokens = {
+            name: _Tokens(
+                np.load(folder / f"tokens_{name}.npy", mmap_mode="r"),
+                np.load(folder / f"offsets_{name}.npy"),
+                vocabularies[name],
+            )
+            for name in LEXICAL
+        }
+    return _Previous(documents, dict(chunks), rows, np.load(folder / "vectors.npy", mmap_mode="r"), tokens)
 
 
 def build(
@@ -213,34 +236,38 @@ def build(
     corpus: Path | None = None,
     rebuild: bool = False,
     progress: bool = True,
+    live: KnowledgeBase | None = None,
 ) -> BuildReport:
-    """Bring the index in `settings.index_dir` up to date with `corpus` (default `settings.corpus_dir`)."""
+    """Bring the index in `settings.index_dir` up to date with `corpus` (default `settings.corpus_dir`).
+
+    `live` is the index as loaded now, if it is: a build reuses it instead of reading it again.
+    """
     corpus = Path(corpus or settings.corpus_dir)
     index_dir = Path(settings.index_dir)
     report = BuildReport()
     clock = time.perf_counter()
     with build_lock(index_dir):
-        previous = _previous_builds(index_dir, settings, embedder, rebuild)
+        previous = _previous_build(index_dir, settings, embedder, rebuild, live)
         raws, report.skipped = load_corpus(corpus)
         report.seconds["load"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        parts: list[_Cached | tuple[Document, list[Chunk]]] = []
+        parts: list[_Part] = []
         for raw in raws:
-            old = previous.get(raw.source)
-            if old is not None and old.document.fingerprint == raw.fingerprint:
+            old = previous.documents.get(raw.source) if previous else None
+            if previous and old is not None and old.fingerprint == raw.fingerprint:
                 report.unchanged.append(raw.source)
-                parts.append(old)
+                parts.append(_Part(old, previous.chunks.get(raw.source, []), previous.rows.get(raw.source, (0, 0))))
                 continue
             (report.changed if old is not None else report.added).append(raw.source)
-            parts.append(_prepare(raw, settings))
-        report.removed = sorted(set(previous) - {raw.source for raw in raws})
+            parts.append(_Part(*_prepare(raw, settings)))
+        report.removed = sorted(set(previous.documents if previous else ()) - {raw.source for raw in raws})
         if not raws:
             log.warning("the corpus %s has no readable document: the index will be empty", corpus)
         report.seconds["clean_chunk"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        fresh = [(chunk, part[0]) for part in parts if not isinstance(part, _Cached) for chunk in part[1]]
+        fresh = [(chunk, part.document) for part in parts if part.rows is None for chunk in part.chunks]
         if fresh:
             log.info("embedding %d passages with %s", len(fresh), embedder.name)
         fresh_vectors = embedder.encode_documents([index_text(c, d) for c, d in fresh], progress=progress)
@@ -248,39 +275,67 @@ def build(
         report.seconds["embed"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        documents: list[Document] = []
-        chunks: list[Chunk] = []
+        report.chunks = sum(len(part.chunks) for part in parts)
+        if not report.changed_anything and previous is not None:
+            report.seconds["index"] = time.perf_counter() - clock
+            log.info("index is up to date (%d documents, %d chunks)", len(parts), report.chunks)
+            return report
         vector_parts: list[np.ndarray] = []
-        tokens: list[dict[str, str]] = []
         offset = 0
         for part in parts:
-            if isinstance(part, _Cached):
-                documents.append(part.document)
-                chunks.extend(part.chunks)
-                vector_parts.append(part.vectors)
-                tokens.extend(part.tokens)
+            if part.rows is not None and previous is not None:
+                vector_parts.append(previous.vectors[part.rows[0] : part.rows[1]])
             else:
-                document, doc_chunks = part
-                documents.append(document)
-                chunks.extend(doc_chunks)
-                vector_parts.append(fresh_vectors[offset : offset + len(doc_chunks)])
-                offset += len(doc_chunks)
-                for chunk in doc_chunks:
-                    text = index_text(chunk, document)
-                    tokens.append({"words": " ".join(words(text)), "bigrams": " ".join(bigrams(text))})
+                vector_parts.append(fresh_vectors[offset : offset + len(part.chunks)])
+                offset += len(part.chunks)
         vectors = (
             np.concatenate(vector_parts).astype(np.float32)
             if vector_parts
             else np.zeros((0, embedder.dimension), np.float32)
         )
-        report.chunks = len(chunks)
-        if not report.changed_anything and current_build(index_dir) is not None and not rebuild:
-            report.seconds["index"] = time.perf_counter() - clock
-            log.info("index is up to date (%d documents, %d chunks)", len(documents), len(chunks))
-            return report
+        tokens = {name: _token_ids(name, parts, previous) for name in LEXICAL}
+        documents = [part.document for part in parts]
+        chunks = [chunk for part in parts for chunk in part.chunks]
         _write_build(index_dir, settings, embedder, documents, chunks, vectors, tokens, report)
         report.seconds["index"] = time.perf_counter() - clock
     return report
+
+
+@dataclass
+class _Part:
+    """One document of a build: reused from the previous build (`rows` there) or freshly chunked."""
+
+    document: Document
+    chunks: list[Chunk]
+    rows: tuple[int, int] | None = None
+
+
+def _token_ids(name: str, parts: list[_Part], previous: _Previous | None) -> _Tokens:
+    """The token ids of every chunk of `parts` for lexical index `name`: stored ids for reused
+    documents, tokenized text for new ones; ids no chunk uses any more are dropped."""
+    stored = previous.tokens[name] if previous is not None and previous.tokens is not None else None
+    vocab = dict(stored.vocab) if stored is not None else {}
+    tokenize = TOKENIZERS[name]
+    ids: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    for part in parts:
+        if part.rows is not None and stored is not None:
+            lo, hi = part.rows
+            ids.append(stored.ids[stored.offsets[lo] : stored.offsets[hi]])
+            lengths.append(np.diff(stored.offsets[lo : hi + 1]))
+        else:
+            part_ids, part_lengths = token_ids((tokenize(index_text(c, part.document)) for c in part.chunks), vocab)
+            ids.append(part_ids)
+            lengths.append(part_lengths)
+    all_ids = np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, np.int32)
+    all_lengths = np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, np.int64)
+    used = np.bincount(all_ids, minlength=len(vocab)) > 0
+    if not used.all():  # documents were removed or changed: renumber the tokens still in use
+        new_id = np.cumsum(used) - 1
+        all_ids = new_id[all_ids].astype(np.int32)
+        vocab = {token: int(new_id[i]) for token, i in vocab.items() if used[i]}
+    offsets = np.concatenate([[0], np.cumsum(all_lengths)]).astype(np.int64)
+    return _Tokens(all_ids, offsets, vocab)
 
 
 def _prepare(raw: RawDocument, settings: Settings) -> tuple[Document, list[Chunk]]:
@@ -298,7 +353,7 @@ def _write_build(
     documents: list[Document],
     chunks: list[Chunk],
     vectors: np.ndarray,
-    tokens: list[dict[str, str]],
+    tokens: dict[str, _Tokens],
     report: BuildReport,
 ) -> None:
     """Write a complete build into a new folder, then make it live atomically."""
@@ -309,13 +364,14 @@ def _write_build(
         dense = DenseIndex.build(vectors, embedder.dimension, settings.hnsw_min_vectors)
         dense.save(folder / "dense.faiss")
         np.save(folder / "vectors.npy", vectors)
-        for lexical in LEXICAL:
-            BM25(settings.bm25_k1, settings.bm25_b).build([t[lexical].split() for t in tokens]).save(
+        for lexical, ids in tokens.items():
+            BM25(settings.bm25_k1, settings.bm25_b).build_ids(ids.ids, np.diff(ids.offsets), ids.vocab).save(
                 folder / f"bm25_{lexical}"
             )
+            np.save(folder / f"tokens_{lexical}.npy", ids.ids)
+            np.save(folder / f"offsets_{lexical}.npy", ids.offsets)
         _write_jsonl(folder / "documents.jsonl", (d.__dict__ for d in documents))
         _write_jsonl(folder / "chunks.jsonl", (c.to_dict() for c in chunks))
-        _write_jsonl(folder / "tokens.jsonl", tokens)
         per_document = Counter(c.source for c in chunks)
         manifest = {
             "format": FORMAT,
@@ -371,8 +427,6 @@ def _fsync_tree(folder: Path) -> None:
 def _versions() -> dict[str, str]:
     versions = {}
     for package in _VERSIONED:
-        try:
+        with suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
     return versions

@@ -79,7 +79,9 @@ def test_out_of_corpus_question_abstains_and_lists_related_passages(engine):
     assert answer.passages, "the closest passages are still listed"
 
 
-@pytest.mark.parametrize("question", ["红烧肉怎么做才好吃?", "2022年世界杯冠军是哪个国家?", "What is the capital of France?"])
+@pytest.mark.parametrize(
+    "question", ["红烧肉怎么做才好吃?", "2022年世界杯冠军是哪个国家?", "What is the capital of France?"]
+)
 def test_unrelated_questions_abstain(engine, question):
     assert engine.ask(question).abstained
 

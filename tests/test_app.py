@@ -30,8 +30,14 @@ app = importlib.import_module("app")
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 TIMEOUT_MS = 30_000
 FACT = "青山县纪委在2024年开展了“清风行动”专项检查，共检查单位37家。"
@@ -94,8 +100,13 @@ def browser(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=executable, args=CHROMIUM_ARGS,
-            headless=True, viewport={"width": 1400, "height": 950}, locale="zh-CN", accept_downloads=True,
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=executable,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1400, "height": 950},
+            locale="zh-CN",
+            accept_downloads=True,
         )
         context.set_default_timeout(TIMEOUT_MS)
         try:

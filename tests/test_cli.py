@@ -20,7 +20,9 @@ def _run(capsys, *argv):
 
 
 def test_search_json(capsys, engine, kb_settings):
-    code, out, _ = _run(capsys, "search", "纪委监督责任包括什么", "-k", "3", "--json", "--index", str(kb_settings.index_dir))
+    code, out, _ = _run(
+        capsys, "search", "纪委监督责任包括什么", "-k", "3", "--json", "--index", str(kb_settings.index_dir)
+    )
     assert code == 0
     payload = json.loads(out)
     assert payload["query"] == "纪委监督责任包括什么"
@@ -29,7 +31,9 @@ def test_search_json(capsys, engine, kb_settings):
 
 
 def test_ask_json_schema(capsys, engine, kb_settings):
-    code, out, _ = _run(capsys, "ask", "落实两个责任要解决哪些实际问题", "--json", "--index", str(kb_settings.index_dir))
+    code, out, _ = _run(
+        capsys, "ask", "落实两个责任要解决哪些实际问题", "--json", "--index", str(kb_settings.index_dir)
+    )
     assert code == 0
     payload = json.loads(out)
     assert set(payload) == ANSWER_KEYS

@@ -39,7 +39,7 @@ def test_flat_and_hnsw_find_the_same_nearest_vector(vectors, queries):
     flat = DenseIndex.build(vectors, DIMENSION)
     hnsw = DenseIndex.build(vectors, DIMENSION, hnsw_min_vectors=100)
     points, targets = queries
-    for query, target in zip(points, targets):
+    for query, target in zip(points, targets, strict=True):
         flat_ids, flat_scores = flat.search(query, 5)
         hnsw_ids, hnsw_scores = hnsw.search(query, 5)
         assert flat_ids[0] == hnsw_ids[0] == target

@@ -25,7 +25,8 @@ def test_ten_thousand_character_question_is_answered(engine):
 
 
 @pytest.mark.parametrize(
-    "question", ["What does 纪委监督责任 include?", "紀委監督責任包括什麼？", "纪委监督责任包括什么？！", "ＰＹＴＨＯＮ"]
+    "question",
+    ["What does 纪委监督责任 include?", "紀委監督責任包括什麼？", "纪委监督责任包括什么？！", "ＰＹＴＨＯＮ"],
 )
 def test_english_mixed_script_and_full_width_questions_work(engine, question):
     answer = engine.ask(question)
@@ -92,7 +93,12 @@ def test_bad_uploads_are_refused_with_a_reason(own_engine, tmp_path):
 
 
 def test_concurrent_questions_get_the_same_answers_as_one_by_one(engine):
-    questions = ["纪委监督责任包括什么", "北京市如何强化压力传导?", "明天北京的天气怎么样?", "廉政谈话开展了多少人次?"] * 3
+    questions = [
+        "纪委监督责任包括什么",
+        "北京市如何强化压力传导?",
+        "明天北京的天气怎么样?",
+        "廉政谈话开展了多少人次?",
+    ] * 3
     alone = [engine.ask(q).answer for q in questions]
     with ThreadPoolExecutor(max_workers=6) as pool:
         together = list(pool.map(lambda q: engine.ask(q).answer, questions))

@@ -16,7 +16,9 @@ def test_both_question_formats_load(tmp_path):
     dev = tmp_path / "dev.jsonl"
     dev.write_text(
         json.dumps({"id": "d1", "question": "问?", "gold": [{"doc": "000", "any": ["甲"]}]}, ensure_ascii=False)
-        + "\n" + json.dumps({"id": "d2", "question": "天气?", "gold": []}, ensure_ascii=False) + "\n",
+        + "\n"
+        + json.dumps({"id": "d2", "question": "天气?", "gold": []}, ensure_ascii=False)
+        + "\n",
         encoding="utf-8",
     )
     bench = tmp_path / "queries.jsonl"

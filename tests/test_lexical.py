@@ -86,7 +86,7 @@ def test_unknown_query_tokens_score_zero(index):
 def test_unknown_tokens_do_not_change_the_scores_of_known_ones(index):
     tokenizer, bm25 = index
     known = tokens(tokenizer, "精简会议")
-    np.testing.assert_array_equal(bm25.scores(known + ["从未出现过的词", "zzz"]), bm25.scores(known))
+    np.testing.assert_array_equal(bm25.scores([*known, "从未出现过的词", "zzz"]), bm25.scores(known))
 
 
 def test_document_frequency():

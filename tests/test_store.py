@@ -16,7 +16,7 @@ import pytest
 from rag import store
 from rag.config import Settings
 from rag.dense import DenseIndex
-from rag.lexical import words
+from rag.lexical import TOKENIZERS, words
 from rag.loaders import load_file
 from rag.normalize import normalize
 from rag.store import CURRENT, IndexUnavailable
@@ -133,6 +133,52 @@ def test_incremental_tokens_find_the_new_document(built, embedder):
     assert loaded.chunks[best].source == "d.txt"
     hits, _ = loaded.dense.search(embedder.encode_queries(["巡视整改的主体责任"])[0], 1)
     assert loaded.chunks[int(hits[0])].source == "d.txt"
+
+
+QUESTIONS = ["纪委的监督责任", "巡视整改主体责任", "基层减负精简会议", "党委书记第一责任人"]
+
+
+def lexical_scores(settings: Settings) -> dict[str, list[np.ndarray]]:
+    """BM25 scores of a few questions, per lexical index and chunk id, of the live build."""
+    kb = store.load(Path(settings.index_dir))
+    order = np.argsort([c.id for c in kb.chunks])
+    return {
+        name: [bm25.scores(tokenize(normalize(q)))[order] for q in QUESTIONS]
+        for name, bm25 in kb.lexical.items()
+        for tokenize in [TOKENIZERS[name]]
+    }
+
+
+def assert_same_as_a_full_rebuild(settings: Settings, embedder) -> None:
+    incremental = lexical_scores(settings)
+    store.build(settings, embedder, rebuild=True, progress=False)
+    full = lexical_scores(settings)
+    for name in incremental:
+        for got, want in zip(incremental[name], full[name], strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("with_live", [False, True], ids=["from-disk", "live"])
+def test_incremental_lexical_indexes_equal_a_full_rebuild(built, embedder, with_live):
+    corpus = Path(built.corpus_dir)
+    live = store.load(Path(built.index_dir)) if with_live else None
+    (corpus / "d.txt").write_text("巡视整改\n巡视整改要压实整改主体责任，精简会议。", encoding="utf-8")
+    (corpus / "c.txt").unlink()
+    report = store.build(built, embedder, progress=False, live=live)
+    assert report.added == ["d.txt"] and report.removed == ["c.txt"] and report.embedded == 1
+    vocabulary = store.load(Path(built.index_dir)).lexical["bigrams"].vocabulary
+    assert "减负" not in vocabulary  # only the removed document had it
+    assert sorted(vocabulary.values()) == list(range(len(vocabulary)))
+    assert_same_as_a_full_rebuild(built, embedder)
+
+
+def test_a_build_without_stored_token_ids_tokenizes_again(built, embedder):
+    for path in store.current_build(Path(built.index_dir)).glob("tokens_*.npy"):
+        path.unlink()  # as an index written before token ids were stored
+    (Path(built.corpus_dir) / "d.txt").write_text("巡视整改\n巡视整改要压实整改主体责任。", encoding="utf-8")
+    report = store.build(built, embedder, progress=False)
+    assert report.embedded == 1 and report.unchanged == ["a.txt", "b.txt", "c.txt"]
+    assert_same_as_a_full_rebuild(built, embedder)
 
 
 def test_changed_chunk_settings_re_embed_everything(built, embedder):
@@ -286,7 +332,7 @@ def test_manifest_records_skipped_files(kb, embedder):
 
 
 def test_loading_a_missing_index_says_how_to_build_it(tmp_path):
-    with pytest.raises(IndexUnavailable, match="no index in .*rag index"):
+    with pytest.raises(IndexUnavailable, match=r"no index in .*rag index"):
         store.load(tmp_path / "nowhere")
     assert store.read_manifest(tmp_path / "nowhere") is None
 
@@ -308,5 +354,5 @@ def test_an_older_format_asks_for_a_rebuild(built):
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest["format"] = store.FORMAT - 1
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
-    with pytest.raises(IndexUnavailable, match="older format.*--rebuild"):
+    with pytest.raises(IndexUnavailable, match=r"older format.*--rebuild"):
         store.load(Path(built.index_dir))
