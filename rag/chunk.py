@@ -9,7 +9,7 @@ stay with the body that follows and are recorded as the chunk's heading path.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rag.clean import SENTENCE_END, Document, looks_like_title
 
@@ -36,10 +36,17 @@ class Chunk:
     """Heading path, outermost first, joined with ` > ` (empty before the first heading)."""
     start: int
     end: int
-    text: str
+    doc_text: str = field(repr=False, compare=False)
+    """The cleaned text of the whole document (shared by its chunks, not copied)."""
+
+    @property
+    def text(self) -> str:
+        """The chunk's text: `doc_text[start:end]`."""
+        return self.doc_text[self.start : self.end]
 
     def to_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
+        """The chunk without its document's text (stored once, with the document)."""
+        return {k: v for k, v in self.__dict__.items() if k != "doc_text"}
 
 
 @dataclass
@@ -119,9 +126,7 @@ def chunk_document(
         nonlocal current, fresh
         if fresh:
             start, end = current[0].start, current[-1].end
-            chunks.append(
-                Chunk(f"{doc.source}#{len(chunks)}", doc.source, doc.title, heading, start, end, text[start:end])
-            )
+            chunks.append(Chunk(f"{doc.source}#{len(chunks)}", doc.source, doc.title, heading, start, end, text))
         carried: list[Span] = []
         if keep_overlap and fresh:
             used = 0

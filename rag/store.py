@@ -127,7 +127,7 @@ def load(index_dir: Path) -> KnowledgeBase:
                 f"the index in {index_dir} has an older format: rebuild it with `rag index --rebuild`"
             )
         documents = {d.source: d for d in (Document(**r) for r in _read_jsonl(folder / "documents.jsonl"))}
-        chunks = [Chunk(**r) for r in _read_jsonl(folder / "chunks.jsonl")]
+        chunks = [_chunk(r, documents) for r in _read_jsonl(folder / "chunks.jsonl")]
         dense = DenseIndex.load(folder / "dense.faiss")
         params = manifest["params"]
         lexical = {
@@ -141,6 +141,12 @@ def load(index_dir: Path) -> KnowledgeBase:
     if dense.size != len(chunks):
         raise IndexUnavailable(f"the index in {folder} is inconsistent: rebuild it with `rag index --rebuild`")
     return KnowledgeBase(folder, manifest, documents, chunks, dense, lexical)
+
+
+def _chunk(record: dict[str, Any], documents: dict[str, Document]) -> Chunk:
+    """A chunk record of `chunks.jsonl` over its document's text (a `text` field, as older builds wrote, is ignored)."""
+    record.pop("text", None)
+    return Chunk(**record, doc_text=documents[record["source"]].text)
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -210,7 +216,7 @@ def _previous_build(
         vocabularies = {name: live.lexical[name].vocabulary for name in LEXICAL}
     else:
         documents = {r["source"]: Document(**r) for r in _read_jsonl(folder / "documents.jsonl")}
-        all_chunks = [Chunk(**r) for r in _read_jsonl(folder / "chunks.jsonl")]
+        all_chunks = [_chunk(r, documents) for r in _read_jsonl(folder / "chunks.jsonl")]
         vocabularies = {name: BM25.load(folder / f"bm25_{name}", len(all_chunks)).vocabulary for name in LEXICAL}
     chunks: dict[str, list[Chunk]] = defaultdict(list)
     rows: dict[str, tuple[int, int]] = {}

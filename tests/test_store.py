@@ -343,6 +343,28 @@ def test_a_pointer_to_a_missing_build_is_no_index(tmp_path):
         store.load(tmp_path)
 
 
+def test_chunk_texts_are_stored_once_with_their_document(built):
+    folder = store.current_build(Path(built.index_dir))
+    records = [json.loads(line) for line in (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert records and all("text" not in r for r in records)
+    loaded = store.load(Path(built.index_dir))
+    for chunk in loaded.chunks:
+        document = loaded.documents[chunk.source]
+        assert chunk.doc_text is document.text  # shared, not copied
+        assert chunk.text == document.text[chunk.start : chunk.end] and chunk.text
+
+
+def test_a_build_that_stored_chunk_texts_still_loads(built):
+    folder = store.current_build(Path(built.index_dir))
+    path = folder / "chunks.jsonl"
+    documents = store.load(Path(built.index_dir)).documents
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for r in records:
+        r["text"] = documents[r["source"]].text[r["start"] : r["end"]]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    assert [c.text for c in store.load(Path(built.index_dir)).chunks] == [r["text"] for r in records]
+
+
 def test_a_damaged_build_asks_for_a_rebuild(built):
     (store.current_build(Path(built.index_dir)) / "chunks.jsonl").write_text("{broken", encoding="utf-8")
     with pytest.raises(IndexUnavailable, match="--rebuild"):
