@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -46,12 +47,12 @@ class Query:
     kind: str = "general"
     """What shape of answer the question wants: see `question_kind`."""
 
-    @property
+    @cached_property
     def key_terms(self) -> list[str]:
         """Distinct words of the question that carry its topic."""
         return key_terms(self.lexical)
 
-    @property
+    @cached_property
     def focus_terms(self) -> list[str]:
         """Key terms of what the question asks about: the words right after its question word
         (`…如何设置考核内容`), or right before it when nothing follows (`纪委监督责任包括什么`)."""

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -273,10 +274,10 @@ def build(
         report.seconds["clean_chunk"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        fresh = [(chunk, part.document) for part in parts if part.rows is None for chunk in part.chunks]
+        fresh = [text for part in parts if part.rows is None for text in part.texts]
         if fresh:
             log.info("embedding %d passages with %s", len(fresh), embedder.name)
-        fresh_vectors = embedder.encode_documents([index_text(c, d) for c, d in fresh], progress=progress)
+        fresh_vectors = embedder.encode_documents(fresh, progress=progress)
         report.embedded = len(fresh)
         report.seconds["embed"] = time.perf_counter() - clock
 
@@ -315,6 +316,11 @@ class _Part:
     chunks: list[Chunk]
     rows: tuple[int, int] | None = None
 
+    @cached_property
+    def texts(self) -> list[str]:
+        """What is embedded and tokenized for each chunk (`index_text`), computed once."""
+        return [index_text(chunk, self.document) for chunk in self.chunks]
+
 
 def _token_ids(name: str, parts: list[_Part], previous: _Previous | None) -> _Tokens:
     """The token ids of every chunk of `parts` for lexical index `name`: stored ids for reused
@@ -330,7 +336,7 @@ def _token_ids(name: str, parts: list[_Part], previous: _Previous | None) -> _To
             ids.append(stored.ids[stored.offsets[lo] : stored.offsets[hi]])
             lengths.append(np.diff(stored.offsets[lo : hi + 1]))
         else:
-            part_ids, part_lengths = token_ids((tokenize(index_text(c, part.document)) for c in part.chunks), vocab)
+            part_ids, part_lengths = token_ids((tokenize(text) for text in part.texts), vocab)
             ids.append(part_ids)
             lengths.append(part_lengths)
     all_ids = np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, np.int32)
