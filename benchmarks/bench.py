@@ -776,44 +776,22 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         by(lambda e: target_cell("rss_mb", e["size"], e["measure"]["rss_mb"]["peak"])),
         "≤ 1,536 at 100k",
     )
-    row(
-        "`search` p50 / p95 (ms)",
-        by(
-            lambda e: (
-                f"{target_cell('search_p50_ms', e['size'], e['measure']['search']['p50'])}"
-                f" / {cell(e['measure']['search']['p95'])}"
-            )
-        ),
-        "p50 ≤ 30 at 10k",
-    )
-    row(
-        "`ask` p50 / p95 (ms)",
-        by(
-            lambda e: (
-                f"{target_cell('ask_p50_ms', e['size'], e['measure']['ask']['p50'])}"
-                f" / {cell(e['measure']['ask']['p95'])}"
-            )
-        ),
-        "p50 ≤ 60 at 10k, ≤ 100 at 100k",
-    )
-    row(
-        "`search`, 8 concurrent: p50 / p95 (ms), q/s",
-        by(
-            lambda e: (
-                f"{cell(e['measure']['search_concurrent']['p50'])} / "
-                f"{cell(e['measure']['search_concurrent']['p95'])}, {cell(e['measure']['search_concurrent']['qps'])}"
-            )
-        ),
-    )
-    row(
-        "`ask`, 8 concurrent: p50 / p95 (ms), q/s",
-        by(
-            lambda e: (
-                f"{cell(e['measure']['ask_concurrent']['p50'])} / "
-                f"{cell(e['measure']['ask_concurrent']['p95'])}, {cell(e['measure']['ask_concurrent']['qps'])}"
-            )
-        ),
-    )
+
+    def latency(name: str, target: str | None = None) -> list[str]:
+        """`p50 / p95` of a latency figure (p50 marked against `target`), with `, q/s` when it has one."""
+
+        def text(e: dict[str, Any]) -> str:
+            figure = e["measure"][name]
+            p50 = target_cell(target, e["size"], figure["p50"]) if target else cell(figure["p50"])
+            rate = f", {cell(figure['qps'])}" if "qps" in figure else ""
+            return f"{p50} / {cell(figure['p95'])}{rate}"
+
+        return by(text)
+
+    row("`search` p50 / p95 (ms)", latency("search", "search_p50_ms"), "p50 ≤ 30 at 10k")
+    row("`ask` p50 / p95 (ms)", latency("ask", "ask_p50_ms"), "p50 ≤ 60 at 10k, ≤ 100 at 100k")
+    row("`search`, 8 concurrent: p50 / p95 (ms), q/s", latency("search_concurrent"))
+    row("`ask`, 8 concurrent: p50 / p95 (ms), q/s", latency("ask_concurrent"))
     for stage in ("embed_query", "dense", "bm25_words", "bm25_bigrams", "retrieve_total", "compose"):
         row(f"… `ask` stage `{stage}` p50 (ms)", by(lambda e, s=stage: cell(e["measure"]["stages"][s])))
     row("`ask` abstained (share of latency questions)", by(lambda e: cell(e["measure"]["abstained"])))
@@ -975,15 +953,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     results: dict[str, Any] = {}
     if results_path.exists() and not args.fresh:
         results = json.loads(results_path.read_text(encoding="utf-8"))
-    results["machine"] = machine()
-    results["date"] = datetime.now().strftime("%Y-%m-%d")
-    results["code"] = code_state()
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if sizes or args.throughput or args.dense_study:  # a report-only run keeps what was measured
+        results["machine"] = machine()
+        results["date"] = datetime.now().strftime("%Y-%m-%d")
+        results["code"] = code_state()
     results.setdefault("sizes", {})
 
     def save() -> None:
         results_path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     for size in sorted(sizes):
         policy = embed_policy(args.embed, size)
         results["sizes"][str(size)] = bench_size(size, policy, args, results)
