@@ -16,6 +16,7 @@ import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import NamedTuple
 
 from rag.loaders import RawDocument
@@ -130,6 +131,9 @@ _COUNTERS = re.compile(
     r"\s*(?:(?:浏览次数|阅读次数|点击数|点击量|阅读量|浏览量|访问量)[:：]\s*\d*|字[体号][:：]\s*[大中小\s]+|分享到[:：]?)"
 )
 """Chrome inside a metadata line: `浏览次数：123`, `字号：大 中 小`, `分享到：`."""
+_MAYBE_COUNTER = re.compile("浏览|阅读|点击|访问|字体|字号|分享到")
+_TAIL = 60
+"""A byline or photo credit is found in the last this many characters of a line."""
 _SIGNATURE_MAX = 30
 """An issuer line in a closing signature block is at most this long."""
 
@@ -147,6 +151,15 @@ def meta_fields(line: str, head: bool = True) -> list[Field]:
     """The metadata a whole line carries (labelled pairs, a newspaper line, a 文号 line, a byline or
     date line), or `[]` for content. `head`: the line is in the document's head, where `时间：` and
     `日期：` are its date."""
+    return list(_fields(line, head))
+
+
+@lru_cache(maxsize=8192)
+def _fields(line: str, head: bool) -> tuple[Field, ...]:
+    return tuple(_read_fields(line, head))
+
+
+def _read_fields(line: str, head: bool) -> list[Field]:
     match = _PUBLICATION.match(line)
     if match:
         return [Field("publisher", line, 0, len(line)), _field("date", line, match.start("date"), match.end("date"))]
@@ -158,11 +171,12 @@ def meta_fields(line: str, head: bool = True) -> list[Field]:
     match = _BYLINE_LINE.match(line)
     if match:
         return [Field("byline", line, 0, len(line)), _field("author", line, match.start("name"), len(line))]
-    match = _TRAILING_BYLINE.search(line)
+    tail = max(0, len(line) - _TAIL)  # bylines and credits end a line: only its tail is searched
+    match = _TRAILING_BYLINE.search(line, tail) if line.endswith((")", "）")) else None
     byline = _byline(line, match) if match else []
     if byline:
         return byline
-    match = _PHOTO_CREDIT.search(line)
+    match = _PHOTO_CREDIT.search(line, tail) if "摄" in line[tail:] else None
     if match:
         names = next(match.group(g) for g in ("reporter", "name", "photographer") if match.group(g))
         start = (
@@ -181,7 +195,7 @@ def meta_fields(line: str, head: bool = True) -> list[Field]:
         return [Field("author", match.group("name"), match.start("name"), match.end("name"))]
     bracketed = _BRACKETED.match(line)
     if bracketed and _META_HEAD.match(bracketed.group(2)):  # `（责编：李明）`, `【责任编辑：刘阳】`
-        return [f._replace(start=f.start + 1, end=f.end + 1) for f in meta_fields(bracketed.group(2), head)]
+        return [f._replace(start=f.start + 1, end=f.end + 1) for f in _read_fields(bracketed.group(2), head)]
     match = _META_HEAD.match(line)
     if not match:
         return []
@@ -370,47 +384,61 @@ def _unwrap(lines: list[str]) -> list[str]:
 
 # --- garbled runs ---------------------------------------------------------------------------
 
-_ANCHORS = re.compile(
-    "(?P<strong>[\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff\x80-\x9f])"
-    r"|(?P<qmark>\?(?![\s”’」』）)】》\"']|$))"
-    "|(?P<kana>[\u3041-\u30fa\u30fc-\u30ff])"
-    "|(?P<symbol>[\u2460-\u24ff\u2500-\u257f])"
-    "|(?P<rare>[\u3400-\u4dbf\U00020000-\U0003ffff])"
-    "|(?P<latin>[\u00a1-\u00b6\u00b8-\u00d6\u00d8-\u00f6\u00f8-\u017f\u01cd-\u01dc])"
+_ANCHOR = re.compile(
+    "[\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff\x80-\x9f?\u3041-\u30fa\u30fc-\u30ff\u2460-\u257f"
+    "\u3400-\u4dbf\U00020000-\U0003ffff\u00a1-\u00b6\u00b8-\u00d6\u00d8-\u00f6\u00f8-\u017f\u01cd-\u01dc]"
 )
+"""Characters unlikely in Chinese text (a `?` only when glued to what follows, see `_kind`)."""
+_NOT_GLUED = frozenset(" \t\r\n\u3000”’」』）)】》\"'")
 _GARBLED_GAP = 5
 """Anchors at most this many characters apart belong to one run."""
+
+
+def _kind(text: str, position: int, end: int) -> str | None:
+    """What kind of unlikely character `text[position]` is (None: a `?` that ends a question)."""
+    char = text[position]
+    code = ord(char)
+    if char == "?":
+        return "qmark" if position + 1 < end and text[position + 1] not in _NOT_GLUED else None
+    if char == "\ufffd" or 0xE000 <= code <= 0xF8FF or code >= 0xF0000 or 0x80 <= code <= 0x9F:
+        return "strong"  # replacement, private use, C1 controls
+    if 0x3041 <= code <= 0x30FF:
+        return "kana"
+    if 0x2460 <= code <= 0x257F:
+        return "symbol"  # circled numbers, box drawing
+    if 0x3400 <= code <= 0x4DBF or code >= 0x20000:
+        return "rare"  # CJK extensions
+    return "latin"
 
 
 def garbled_runs(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Mojibake in `text[start:end]` as `(start, end)` runs: replacement or private-use characters, or
     a cluster of unlikely characters — ASCII `?` glued to the next character, kana, circled numbers,
     box drawing, rare CJK extensions, stray Latin letters — of at least two kinds (or three `?` or
-    three adjacent-ish Latin letters). A lone `?` or kana is not enough."""
+    three Latin letters, two of them adjacent). A lone `?` or kana is not enough."""
     end = len(text) if end is None else end
     runs: list[tuple[int, int]] = []
-    cluster: list[re.Match[str]] = []
-    for anchor in [*_ANCHORS.finditer(text, start, end), None]:
-        if anchor is not None and (not cluster or anchor.start() - cluster[-1].end() <= _GARBLED_GAP):
+    cluster: list[tuple[int, str]] = []
+    anchors = ((m.start(), _kind(text, m.start(), end)) for m in _ANCHOR.finditer(text, start, end))
+    for anchor in [*((p, k) for p, k in anchors if k is not None), None]:
+        if anchor is not None and (not cluster or anchor[0] - cluster[-1][0] - 1 <= _GARBLED_GAP):
             cluster.append(anchor)
             continue
         if cluster and _is_garbled(cluster):
-            run_end = cluster[-1].end()
+            run_end = cluster[-1][0] + 1
             while run_end < end and ((text[run_end].isascii() and text[run_end].isalpha()) or text[run_end] in ")）"):
                 run_end += 1  # the rest of a pinyin fragment: `?zhèn)`
-            runs.append((cluster[0].start(), run_end))
+            runs.append((cluster[0][0], run_end))
         cluster = [anchor] if anchor is not None else []
     return runs
 
 
-def _is_garbled(cluster: list[re.Match[str]]) -> bool:
-    kinds = Counter(str(anchor.lastgroup) for anchor in cluster)
-    if kinds["strong"] or kinds["qmark"] >= 3:
-        return True
-    if len(kinds) >= 2:
+def _is_garbled(cluster: list[tuple[int, str]]) -> bool:
+    kinds = Counter(kind for _, kind in cluster)
+    if kinds["strong"] or kinds["qmark"] >= 3 or len(kinds) >= 2:
         return True
     if kinds["latin"] >= 3:
-        return any(b.start() == a.end() for a, b in itertools.pairwise(cluster))
+        return any(b[0] == a[0] + 1 for a, b in itertools.pairwise(cluster))
     return False
 
 
@@ -435,8 +463,9 @@ def clean_lines(text: str) -> list[str]:
         line = _MARKDOWN_HEADING.sub("", raw_line.replace("\u3000", " ").replace("\xa0", " ").strip())
         if not line:
             continue
-        line = _BUTTONS.sub("", line).strip()
-        fields_only = _COUNTERS.sub("", line).strip()
+        if "【" in line:
+            line = _BUTTONS.sub("", line).strip()
+        fields_only = _COUNTERS.sub("", line).strip() if _MAYBE_COUNTER.search(line) else line
         if fields_only and is_metadata_line(fields_only):  # metadata first: never taken for furniture
             lines.append(fields_only)
             continue

