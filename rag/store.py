@@ -29,6 +29,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -206,17 +207,19 @@ def _load_build(folder: Path, strict: bool = False) -> KnowledgeBase:
         raise IndexUnavailable(
             f"the index in {folder.parent} has an older format: rebuild it with `rag index --rebuild`"
         )
-    problems = integrity.check_files(folder, manifest, "load")
+    problems = integrity.check_files(folder, manifest, "sizes")
     if any(_serves(p.file) for p in problems):
         raise Damaged(folder, problems)
-    documents, chunks = read_records(folder)
-    with reading(folder, "dense.faiss"):
-        dense = DenseIndex.load(folder / "dense.faiss")
-    lexical = {}
-    for name in LEXICAL:
-        with reading(folder, f"bm25_{name}"):
-            params = manifest["params"]
-            lexical[name] = BM25.load(folder / f"bm25_{name}", len(chunks), params["bm25_k1"], params["bm25_b"])
+    with ThreadPoolExecutor(1) as pool:  # hash what is read whole while reading it (hashing releases the GIL)
+        hashing = pool.submit(integrity.check_files, folder, manifest, "load")
+        try:
+            documents, chunks, dense, lexical = _read_build(folder, manifest)
+        except Damaged as unreadable:
+            corrupted = [p for p in hashing.result() if _serves(p.file)]
+            raise Damaged(folder, corrupted or unreadable.problems) from None
+        problems = hashing.result()
+    if any(_serves(p.file) for p in problems):
+        raise Damaged(folder, problems)
     counts = {"dense.faiss": dense.size, **stored_rows(folder)}
     problems += integrity.check_structure(documents, chunks, manifest, counts)
     problems += [Problem(f"bm25_{n}", p) for n, index in lexical.items() if (p := index.problem())]
@@ -230,6 +233,21 @@ def _load_build(folder: Path, strict: bool = False) -> KnowledgeBase:
             f"索引文件损坏（{integrity.summary_chinese(problems)}）；问答不受影响，运行 rag index 即可修复。"
         )
     return KnowledgeBase(folder, manifest, documents, chunks, dense, lexical, warnings)
+
+
+def _read_build(
+    folder: Path, manifest: dict[str, Any]
+) -> tuple[dict[str, Document], list[Chunk], DenseIndex, dict[str, BM25]]:
+    """Documents, chunks and the search structures of a build, as stored (`Damaged` when unreadable)."""
+    documents, chunks = read_records(folder)
+    with reading(folder, "dense.faiss"):
+        dense = DenseIndex.load(folder / "dense.faiss")
+    lexical = {}
+    params = manifest["params"]
+    for name in LEXICAL:
+        with reading(folder, f"bm25_{name}"):
+            lexical[name] = BM25.load(folder / f"bm25_{name}", len(chunks), params["bm25_k1"], params["bm25_b"])
+    return documents, chunks, dense, lexical
 
 
 def _serves(file: str) -> bool:
