@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -74,7 +75,9 @@ def table(results: list[dict[str, Any]]) -> str:
     code = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     rows = [
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, "
-        f"{_cores()} cores, code {code.strip()}, by `benchmarks/integrity_cost.py` (warm page cache, median).",
+        f"{_cores()} cores (1-minute load average {_load():.1f}: the machine is shared), code {code.strip()}, by "
+        "`benchmarks/integrity_cost.py` (warm page cache, median). Load with checks hashes the files it reads "
+        "whole in a second thread while it parses them.",
         "",
         "| chunks | build on disk (MB) | load without checks (s) | load with checks (s) | of which hashed (MB) "
         "| full check, `rag doctor` (s) | checksums a build records (s) |",
@@ -90,9 +93,11 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def _cores() -> int:
-    import os
-
     return os.cpu_count() or 1
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
 
 
 def main() -> None:
