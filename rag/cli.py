@@ -1,6 +1,7 @@
 """The `rag` command: index, search, ask, eval, docs.
 
-rag index [--corpus PATH] [--index DIR] [--rebuild]
+rag index [--corpus PATH] [--index DIR] [--rebuild | --check]
+rag doctor [--index DIR]                  verify an index without changing it (exit 0 healthy, 1 not)
 rag search "问题" [-k 5] [--json]
 rag ask "问题" [-k 5] [--json]          rag ask --json -   (one question per line on stdin)
 rag eval QUESTIONS.jsonl [--json OUT]
@@ -78,7 +79,11 @@ def _parser() -> argparse.ArgumentParser:
 
     index = commands.add_parser("index", parents=[common], help="build or update the index")
     index.add_argument("--rebuild", action="store_true", help="re-embed everything (e.g. after changing model)")
+    index.add_argument("--check", action="store_true", help="only verify the index (as `rag doctor`)")
     index.set_defaults(run=_index)
+
+    doctor = commands.add_parser("doctor", parents=[common], help="verify an index without changing it")
+    doctor.set_defaults(run=_doctor)
 
     search = commands.add_parser("search", parents=[common], help="ranked passages for a question")
     search.add_argument("question")
@@ -110,18 +115,45 @@ def _engine(settings: Settings, build: bool = False) -> Any:
 
 
 def _index(args: argparse.Namespace, settings: Settings) -> int:
+    if args.check:
+        return _doctor(args, settings)
     from rag.engine import Engine
 
     engine = Engine(settings)
-    report = engine.build(args.corpus, rebuild=args.rebuild, progress=sys.stderr.isatty())
+    report = engine.build(args.corpus, rebuild=args.rebuild, progress=sys.stderr.isatty())  # notes go to the log
     for skipped in report.skipped:
         print(f"skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
+    reprocessed = f", {len(report.reprocessed)} re-processed" if report.reprocessed else ""
+    reused = f", {report.reused_vectors} vectors re-used by text" if report.reused_vectors else ""
     print(
         f"index {settings.index_dir}: {len(report.added)} added, {len(report.changed)} changed, "
-        f"{len(report.removed)} removed, {len(report.unchanged)} unchanged, {len(report.skipped)} skipped; "
-        f"{report.chunks} chunks ({report.embedded} embedded) in {sum(report.seconds.values()):.1f}s"
+        f"{len(report.removed)} removed, {len(report.unchanged)} unchanged{reprocessed}, {len(report.skipped)} skipped; "
+        f"{report.chunks} chunks ({report.embedded} embedded{reused}) in {sum(report.seconds.values()):.1f}s"
     )
     return 0
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    """Verify every build of the index in full; exit 0 when the live one is healthy, 1 when not."""
+    from rag import store
+
+    results = store.check(Path(settings.index_dir), settings)
+    if not results:
+        print(f"错误 (error): no index in {settings.index_dir}: build it with `rag index`", file=sys.stderr)
+        return EXIT_USAGE
+    for result in results:
+        role = "live" if result.live else "previous"
+        manifest = result.manifest or {}
+        if result.ok:
+            state = f"ok: {len(manifest.get('documents', {}))} documents, {manifest.get('chunks')} chunks, created {manifest.get('created')}"
+        else:
+            state = "DAMAGED: " + "; ".join(str(p) for p in result.problems[:5])
+        print(f"{result.folder.name} ({role}): {state}")
+        if result.ok and result.stale:
+            print(f"  built by another pipeline ({', '.join(result.stale)} changed): `rag index` will re-process it")
+    healthy = results[0].live and results[0].ok
+    print("index is healthy" if healthy else "index is damaged: run `rag index` to repair it from the corpus")
+    return 0 if healthy else 1
 
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,6 +7,9 @@
 
 An engine is safe to share between threads: questions read an immutable snapshot of the index,
 and a rebuild (adding or removing a document) swaps in a new snapshot when it is complete.
+
+When the live index build is damaged, the engine answers from the last build that verifies and
+says so: `engine.health()` (or `engine.warnings`) gives the warnings for the page, in Chinese.
 """
 
 from __future__ import annotations
@@ -73,6 +76,18 @@ class DocumentInfo:
 
 
 @dataclass(frozen=True)
+class Health:
+    """The state of the loaded index, for the page: `ok` when nothing is wrong."""
+
+    ok: bool
+    build: str
+    """The build folder answering questions."""
+    created: str
+    warnings: list[str]
+    """What is wrong, in Chinese (a damaged live build answered from the previous one, damaged files)."""
+
+
+@dataclass(frozen=True)
 class _Snapshot:
     kb: KnowledgeBase
     retriever: Retriever
@@ -105,24 +120,58 @@ class Engine:
         engine = cls(settings)
         if build or store.current_build(Path(engine.settings.index_dir)) is None:
             engine.build(progress=progress)
-        else:
+            return engine
+        try:
             engine.reload()
+        except store.IndexDamaged as damage:  # no build verifies: rebuild from the corpus
+            log.warning("%s; rebuilding", damage)
+            engine.build(progress=progress)
         return engine
 
     # --- index ---------------------------------------------------------------------------------
 
-    def build(self, corpus: Path | None = None, rebuild: bool = False, progress: bool = True) -> BuildReport:
-        """Index added and changed documents of the corpus, drop deleted ones, and use the result."""
+    def build(
+        self,
+        corpus: Path | None = None,
+        rebuild: bool = False,
+        progress: bool = True,
+        on_progress: store.OnProgress | None = None,
+    ) -> BuildReport:
+        """Index added and changed documents of the corpus, drop deleted ones, repair a damaged
+        index, and use the result. `on_progress(stage, done, total)`: see `store.build`."""
         with self._write_lock:
             live = self._snapshot.kb if self._snapshot is not None else None
-            report = store.build(self.settings, self.embedder, corpus, rebuild=rebuild, progress=progress, live=live)
-            if report.changed_anything or self._snapshot is None or rebuild:
+            report = store.build(
+                self.settings,
+                self.embedder,
+                corpus,
+                rebuild=rebuild,
+                progress=progress,
+                live=live,
+                on_progress=on_progress,
+            )
+            if report.kb is not None:
+                self._use(report.kb)  # the new build, already loaded and verified
+            elif self._snapshot is None or rebuild:
                 self.reload()
         return report
 
     def reload(self) -> None:
         """Load the live build from disk (after another process rebuilt it)."""
-        kb = store.load(Path(self.settings.index_dir))
+        self._use(store.load(Path(self.settings.index_dir)))
+
+    def health(self) -> Health:
+        """Is the index whole? Warnings (Chinese) when the live build is damaged and an earlier one answers."""
+        kb = self._state().kb
+        return Health(not kb.warnings, kb.folder.name, str(kb.manifest.get("created", "")), list(kb.warnings))
+
+    @property
+    def warnings(self) -> list[str]:
+        """`health().warnings`: empty when the index is whole (or none is loaded)."""
+        snapshot = self._snapshot
+        return list(snapshot.kb.warnings) if snapshot is not None else []
+
+    def _use(self, kb: KnowledgeBase) -> None:
         if kb.model_name != self.embedder.name:
             raise IndexUnavailable(
                 f"the index in {self.settings.index_dir} was built with {kb.model_name!r}, but the configured "
