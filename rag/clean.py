@@ -62,6 +62,8 @@ class Document:
     text: str
     meta: dict[str, str] = field(default_factory=dict)
     fingerprint: str = ""
+    meta_spans: dict[str, list[int]] = field(default_factory=dict)
+    """Metadata key → [start, end] of its quotable value in `text` (filled by cleaning)."""
 
 
 def strip_pinyin(text: str) -> str:

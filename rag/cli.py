@@ -112,18 +112,7 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
     passages = engine.search(args.question, args.k)
     if args.json:
-        rows = [
-            {
-                "rank": p.rank,
-                "source": p.source,
-                "chunk_id": p.chunk_id,
-                "title": p.title,
-                "score": round(p.score, 6),
-                "text": p.text,
-            }
-            for p in passages
-        ]
-        _print_json({"query": args.question, "passages": rows})
+        _print_json({"query": args.question, "passages": [p.to_dict() for p in passages]})
         return 0
     for p in passages:
         heading = f" · {p.heading}" if p.heading else ""

@@ -110,6 +110,7 @@ class Outcome:
             "rank": self.rank,
             "cited": self.cited,
             "abstained": self.abstained,
+            "reason": a.reason if a else "",
             "recall": None if self.recall is None else round(self.recall, 4),
             "missing": self.missing,
             "invalid_quotes": self.invalid_quotes,
@@ -225,7 +226,7 @@ def _question(record: dict[str, Any], number: int) -> EvalQuestion:
         turns = [str(t) for t in record["turns"]] if "turns" in record else [record["question"]]
         return EvalQuestion(qid, turns[-1], gold, str(record.get("kind", "")), phrases, turns[:-1])
     gold = [Gold(str(g["doc"]), list(g.get("any", []))) for g in record["gold"]]
-    return EvalQuestion(qid, record["question"], gold, str(record.get("kind", "")))
+    return EvalQuestion(qid, record["question"], gold, str(record.get("kind") or record.get("group", "")))
 
 
 def score(

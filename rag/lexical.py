@@ -86,6 +86,12 @@ def entities(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(w.word for w in jieba.posseg.cut(text) if w.flag in _ENTITY_TAGS and len(w.word) > 1))
 
 
+def tagged(text: str) -> list[tuple[str, str]]:
+    """jieba words of text with their part-of-speech tags."""
+    _jieba()
+    return [(w.word, w.flag) for w in jieba.posseg.cut(text)]
+
+
 TOKENIZERS = {"words": words, "bigrams": bigrams}
 
 
