@@ -64,13 +64,13 @@ def dev_figures(engine: Any) -> dict[tuple[Path, str], str]:
             "",
             "| set | figure | value |",
             "|---|---|---|",
-            f"| dev_qa (23 answerable, 2 not) | hit@1 / hit@5 / MRR@10 | {_f(qa['hit@1'])} / {_f(qa['hit@5'])} / {_f(qa['mrr@10'])} |",
+            f"| dev_qa ({qa['answerable']} answerable, {qa['questions'] - qa['answerable']} not) | hit@1 / hit@5 / MRR@10 | {_f(qa['hit@1'])} / {_f(qa['hit@5'])} / {_f(qa['mrr@10'])} |",
             f"| | citation hit | {_f(qa['citation_hit'])} |",
             f"| | abstention precision / recall | {_f(qa['abstention_precision'])} / {_f(qa['abstention_recall'])} |",
-            f"| dev_kinds (45 answerable by kind, 7 not) | must_contain recall (mean over answerable) | {_f(kinds['must_contain_recall'])} |",
+            f"| dev_kinds ({kinds['answerable']} answerable, {len(no_answer)} not) | must_contain recall (mean over answerable) | {_f(kinds['must_contain_recall'])} |",
             f"| | no-answer questions abstaining | {sum(o.abstained for o in no_answer)} / {len(no_answer)} |",
             f"| | answerable questions abstaining / invalid quotes | {kinds['false_abstentions']} / {kinds['invalid_quotes']} |",
-            f"| dev_followups (6 two-turn) | second-turn must_contain recall | {_f(follow['must_contain_recall'])} |",
+            f"| dev_followups ({follow['questions']} two-turn) | second-turn must_contain recall | {_f(follow['must_contain_recall'])} |",
             *_calibration_rows(calibration),
         ]
     )

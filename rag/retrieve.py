@@ -16,9 +16,6 @@ from rag.store import KnowledgeBase
 
 __all__ = ["Hit", "Query", "Retriever", "question_kind"]
 
-#: Words a passage that answers each kind of question tends to contain; added to the lexical query.
-_KIND_CUES = {"definition": " 是指"}
-
 
 @dataclass
 class Hit:
@@ -51,7 +48,7 @@ class Retriever:
         k = self.settings.top_k if k is None else k
         s = self.settings
         depth = max(s.candidates, k)
-        lexical = query.lexical + _KIND_CUES.get(query.kind, "")
+        lexical = query.lexical
         rankings: dict[str, tuple[np.ndarray, np.ndarray]] = {
             "dense": self.kb.dense.search(query.vector, depth),
             "words": self.kb.lexical["words"].search(words(lexical), depth),

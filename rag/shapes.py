@@ -153,7 +153,8 @@ def _side_candidates(
 ) -> tuple[list[Sentence], list[Sentence], list[tuple[str, bool]]]:
     """A side's sentences that name it, all its candidate sentences, and the documents of its own
     search, most about it first (most of its key terms, then rank), each with whether it is about
-    the side at all (half of its key terms)."""
+    the side at all (half of its key terms, counted alike: a name unknown to the corpus, 全总 for
+    全国总工会, must not outweigh the rest)."""
     side_hits = search(_side_question(query.normalized, side, other)) if search else hits
     side_terms = key_terms(side) or [side]
     other_terms = key_terms(other)
@@ -161,9 +162,8 @@ def _side_candidates(
     scorer = scorer_for(query, terms=topic or side_terms)
     ranked = scorer.candidates(side_hits)
     named = [s for s in ranked if mentions(side, compact(kb.documents[s.source].text[s.start : s.end]))]
-    weights = term_weights(kb, side_terms)
     sources = list(dict.fromkeys(h.chunk.source for h in side_hits))
-    about = {s: coverage(side_terms, weights, _document_text(kb.documents[s])) for s in sources}
+    about = {s: coverage(side_terms, [1.0] * len(side_terms), _document_text(kb.documents[s])) for s in sources}
     documents = sorted(sources, key=lambda s: (about[s] < 0.5, sources.index(s)))
     return named, ranked, [(s, about[s] >= 0.5) for s in documents]
 
