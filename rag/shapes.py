@@ -122,10 +122,12 @@ def comparison(
     blocks: list[Block] = []
     taken: set[tuple[str, int]] = set()
     for i, ((side, _other), (named, ranked, documents)) in enumerate(zip(sides, found, strict=True)):
-        if not named:  # no sentence names the side: the document about it, not the other side's
+        if not any(s.coverage > 0 for s in named):
+            # no sentence names the side and says something on the topic: the sentences of the
+            # document about the side (not the other side's), else those that only name it
             others = claimed[1 - i] or {d for d, _ in found[1 - i][2][:1]}
             document = next((d for d, about in documents if about and d not in others), None)
-            named = [s for s in ranked if s.source == document]
+            named = [s for s in ranked if s.source == document] or named
         named = [s for s in named if s.key not in taken]
         picked = select(named, "general", hits, _limited_settings(scorer_for(query), limit))[:limit] if named else []
         taken.update(s.key for s in picked)
