@@ -3,8 +3,7 @@ benchmark corpora (no model: sentence functions only)."""
 
 import json
 
-import pytest
-from conftest import SHARED
+from conftest import SHARED, shared_file
 
 from rag.chunk import sentence_spans
 from rag.enumerations import find_enumerations, ordinal
@@ -31,9 +30,7 @@ def test_circled_and_other_item_markers():
 
 
 def _bench_texts() -> list[str]:
-    corpora = sorted((SHARED / "bench").glob("*/corpus.jsonl"))
-    if not corpora:
-        pytest.skip("../shared/bench not found")
+    corpora = sorted(shared_file(SHARED / "bench").glob("*/corpus.jsonl"))
     texts = []
     for corpus in corpora:
         with corpus.open(encoding="utf-8") as lines:
