@@ -95,7 +95,7 @@ def strong_match(query: Query, hits: Sequence[Hit], kb: KnowledgeBase, settings:
     covers at least `Settings.strong_match_coverage` of the question's key terms other than names."""
     if not hits or hits[0].ranks.get("dense", 99) > 3:
         return False
-    others = [t for t in query.key_terms if not any(t in name or name in t for name in query.names)]
+    others = [t for t in query.key_terms if not any(t in name or name in t for name in query.places)]
     if not others:
         return False
     return coverage(others, term_weights(kb, others), _passage_text(hits[0])) >= settings.strong_match_coverage
@@ -188,11 +188,12 @@ def _passage_text(hit: Hit) -> str:
 
 
 def distinctive_names(query: Query, kb: KnowledgeBase) -> list[str]:
-    """The names of the question that identify something: not words found in at least 3 passages
-    and 1 % of them (中国 in a history corpus), which the tagger also often takes for names (东西, 城市)."""
+    """The places and organisations of the question that identify something: not words found in at
+    least 3 passages and 1 % of them (中国 in a history corpus, 东西 or 城市 which the tagger also
+    takes for places)."""
     n = len(kb.chunks)
-    df = kb.lexical["words"].document_frequency(list(query.names)).tolist() if query.names else []
-    return [name for name, d in zip(query.names, df, strict=True) if d < max(3, 0.01 * n)]
+    df = kb.lexical["words"].document_frequency(list(query.places)).tolist() if query.places else []
+    return [name for name, d in zip(query.places, df, strict=True) if d < max(3, 0.01 * n)]
 
 
 def _known(name: str, kb: KnowledgeBase) -> bool:

@@ -97,6 +97,7 @@ _DOCUMENTS = re.compile(r"[两二几]篇|[两二几]份|[两二]个文件|两文
 
 # --- what the answer must be about -----------------------------------------------------------------
 _YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?=\s*年(?![代多前间])|\s*[-/.]\s*\d|\s*(?:到|至|—|－))")
+_PLACE_TAGS = frozenset({"ns", "nt"})
 _RELATIVE_YEAR = re.compile(r"去年|今年|明年|前年|本年度|上一年|上年度")
 _NUMERAL = "一二三四五六七八九十"
 _MEETING = re.compile(
@@ -224,6 +225,12 @@ class Query:
     def names(self) -> tuple[str, ...]:
         """Places, people and organisations the question names (jieba ns / nr / nt)."""
         return entities(self.lexical)
+
+    @cached_property
+    def places(self) -> tuple[str, ...]:
+        """Places and organisations the question names (jieba ns / nt): what the answer must be
+        about. Person tags (nr) are left out: the tagger gives them to unknown common words."""
+        return entities(self.lexical, _PLACE_TAGS)
 
     @cached_property
     def years(self) -> tuple[str, ...]:
