@@ -24,6 +24,7 @@ LABELS = {
     "doc_number": "文号",
     "issuer": "发文机关",
     "photographer": "摄影",
+    "photo_credit": "摄影",
     "photo": "摄影",
 }
 
@@ -38,7 +39,7 @@ _WANTED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     ),
     (re.compile(r"文号"), ("doc_number",)),
     (re.compile(r"发文机关|印发机关|哪个机关|\bissu"), ("issuer",)),
-    (re.compile(r"(?:谁|哪位).{0,4}(?:拍|摄)|摄影|\bphoto"), ("photographer", "photo")),
+    (re.compile(r"(?:谁|哪位).{0,4}(?:拍|摄)|摄影|\bphoto"), ("photographer", "photo_credit", "photo")),
 ]
 _BYLINE = re.compile(r"[(（](?!作者)[^()（）\n]{2,40}[\s\u3000]+[\u4e00-\u9fff·*]{2,5}[)）]\s*$")
 _AUTHOR_NOTE = re.compile(r"[(（]作者[:：\s]*[^()（）\n]{1,40}[)）]\s*$")

@@ -302,11 +302,12 @@ def metadata(kb: KnowledgeBase, query: Query, hits: list[Hit]) -> list[Block] | 
             continue
         rank = next((h.rank for h in hits if h.chunk.source == document.source), 1)
         chunk_of = _chunk_finder(kb, document.source)
-        blocks, seen = [], set()
+        blocks: list[Block] = []
+        seen: list[tuple[int, int]] = []
         for key, (start, end) in found:
-            if (start, end) in seen:
-                continue
-            seen.add((start, end))
+            if any(start < e and s < end for s, e in seen):
+                continue  # the author inside its byline: quoted once
+            seen.append((start, end))
             blocks.append(
                 Block([Sentence(document.source, start, end, rank, chunk_of(start))], label=LABELS.get(key, key))
             )
