@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 STARTED = time.perf_counter()
+STARTUP_GRACE = 3.0
+"""Seconds after serving the page before the engine is opened, unless a page loads (or a question comes) sooner."""
 log = logging.getLogger("app")
 
 
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         args.port,
         time.perf_counter() - STARTED,
     )
-    loader.start()  # after the server is up: the heavy imports do not delay the first screen
+    # after the server is up, once the first page has loaded (or in 3 s): the heavy imports do not delay it
+    loader.start_after(STARTUP_GRACE)
     demo.block_thread()  # until Ctrl-C
     return 0
 

@@ -283,3 +283,18 @@ def test_every_page_message_is_chinese(engine, tmp_path: Path) -> None:
     for message in filter(None, messages):
         assert CJK.search(message), message
         assert not re.search(r"\b(?:the|not|cannot|file|error|unsupported)\b", message, re.I), message
+
+
+def test_engine_warnings_are_shown_above_the_chat_in_chinese(engine, monkeypatch) -> None:
+    """An engine that reports a damaged index (`engine.warnings`, from the index checks) says so on the page."""
+    page = _page(engine)
+    assert page.banner(engine, engine.worker.status()) == ""
+    monkeypatch.setattr(
+        engine,
+        "warnings",
+        ["向量文件已损坏，正在使用上一次完好的索引 (dense.faiss is damaged)", "bad manifest"],
+        raising=False,
+    )
+    banner = page.banner(engine, engine.worker.status())
+    assert "注意：向量文件已损坏，正在使用上一次完好的索引" in banner and "dense.faiss" not in banner
+    assert "bad manifest" not in banner and "请联系管理员" in banner

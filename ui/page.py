@@ -59,7 +59,7 @@ def friendly(exc: Exception) -> str:
     from rag.engine import DocumentError, IndexUnavailable, QuestionError
 
     if isinstance(exc, (QuestionError, DocumentError)):
-        return chinese(str(exc))
+        return chinese(str(exc), GENERIC_ERROR)
     if isinstance(exc, IndexUnavailable):
         log.error("index unavailable: %s", exc)
         return INDEX_ERROR
@@ -115,7 +115,7 @@ class Page:
         if engine is None:
             if self.loader.loading:
                 return STARTING
-            return f"知识库无法打开：{chinese(self.loader.error) or INDEX_ERROR}"
+            return f"知识库无法打开：{chinese(self.loader.error, INDEX_ERROR)}"
         if engine.ready:
             return ""
         status = engine.worker.status()
@@ -126,7 +126,7 @@ class Page:
                 return f"正在建立索引 {done}/{total} 段，完成后即可提问。"
             return f"正在建立索引（{job_stage(job)}），完成后即可提问。"
         failed = next((j for j in status.recent if j.state == "failed"), None)
-        return f"知识库还没有可用的索引：{chinese(failed.error)}" if failed else INDEX_ERROR
+        return f"知识库还没有可用的索引：{chinese(failed.error, INDEX_ERROR)}" if failed else INDEX_ERROR
 
     def banner(self, engine: Engine | None, status: WorkerStatus | None) -> str:
         """The line above the chat: starting, first build, an update running, or the engine's warnings."""
@@ -138,7 +138,7 @@ class Page:
             job = status.running
             lines.append(f"知识库正在{job_title(job)}（{job_stage(job)}），可以照常提问。")
         for warning in getattr(engine, "warnings", None) or []:
-            lines.append(f"注意：{chinese(str(warning))}")
+            lines.append(f"注意：{chinese(str(warning), '知识库索引可能已损坏，请联系管理员（详情见服务器日志）。')}")
         return "<br>".join(gr_escape(line) for line in lines)
 
     # --- chat: `chat` holds the Chatbot's messages, `turns` each exchange's Answer (None after an error)
@@ -152,7 +152,7 @@ class Page:
             yield (gr.skip(),) * 6
             return
         chat, turns = [*(chat or []), {"role": "user", "content": md_text(question)}], list(turns or [])
-        engine = self.loader.engine
+        engine = self.loader.start().engine
         if engine is None and self.loader.loading:
             yield "", [*chat, {"role": "assistant", "content": STARTING}], turns, gr.skip(), gr.skip(), gr.skip()
             engine = self.loader.wait(STARTUP_WAIT)
@@ -227,6 +227,7 @@ class Page:
     def on_tick(self, seen: Any, jobs: list[int], status: str) -> tuple[Any, ...]:
         """Every second: the banner, the progress bar, the document list when it changed, and the
         outcome of this session's finished uploads and removals."""
+        self.loader.start()  # a page has loaded: open the engine now if that has not begun
         engine = self.loader.engine
         worker = self._status(engine)
         banner = self.banner(engine, worker)

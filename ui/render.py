@@ -59,12 +59,14 @@ _ENGLISH_NOTE = re.compile(r"\s*[(（][^()（）\u3400-\u9fff]*[A-Za-z][^()（�
 _ENGLISH_TAIL = re.compile(r"[:：]\s*[^\u3400-\u9fff]*$")
 
 
-def chinese(message: str) -> str:
+def chinese(message: str, fallback: str = "") -> str:
     """An engine or loader message for the page: English notes in brackets (`无法读取 (cannot be read)`)
-    and trailing English details after a colon removed."""
+    and trailing English details after a colon removed; `fallback` for a message with no Chinese at all."""
     message = _ENGLISH_NOTE.sub("", message)
     shorter = _ENGLISH_TAIL.sub("", message)
-    return (shorter if re.search(r"[\u3400-\u9fff]", shorter) else message).strip()
+    if re.search(r"[\u3400-\u9fff]", shorter):
+        return shorter.strip()
+    return message.strip() if re.search(r"[\u3400-\u9fff]", message) or not fallback else fallback
 
 
 # --- the answer ------------------------------------------------------------------------------------
@@ -292,7 +294,7 @@ def outcome_markdown(job: Job, title: str = "", chunks: int | None = None) -> st
     name = md_text(job.source or job.name)
     if job.state == "failed":
         verb = {"add": "未能添加", "replace": "未能替换", "remove": "未能删除"}.get(job.action, "未能更新索引")
-        return f"**{verb}** {name}：{md_text(chinese(job.error))}"
+        return f"**{verb}** {name}：{md_text(chinese(job.error, '处理时出错（详情已记入服务器日志）。'))}"
     what = f"《{md_text(title)}》（文件 {name}{f'，{chunks} 段' if chunks is not None else ''}）" if title else name
     if job.action == "add":
         return f"**已添加**{what}，现在就可以提问和检索。"

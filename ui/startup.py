@@ -30,6 +30,7 @@ class EngineLoader:
         self._error = ""
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
         self.started = 0.0
         self.seconds = 0.0
         """How long opening the engine took (0 until it is open)."""
@@ -44,10 +45,19 @@ class EngineLoader:
 
     def start(self) -> EngineLoader:
         """Open the engine in a background thread (once)."""
-        if self._thread is None and not self._done.is_set():
-            self.started = time.perf_counter()
-            self._thread = threading.Thread(target=self._run, name="rag-engine-loader", daemon=True)
-            self._thread.start()
+        with self._start_lock:
+            if self._thread is None and not self._done.is_set():
+                self.started = time.perf_counter()
+                self._thread = threading.Thread(target=self._run, name="rag-engine-loader", daemon=True)
+                self._thread.start()
+        return self
+
+    def start_after(self, seconds: float) -> EngineLoader:
+        """Open the engine `seconds` from now, or sooner if `start` is called (a page has loaded): its
+        imports then do not slow down the first page's scripts and styles, which the same process serves."""
+        timer = threading.Timer(seconds, self.start)
+        timer.daemon = True
+        timer.start()
         return self
 
     def _run(self) -> None:
@@ -76,7 +86,8 @@ class EngineLoader:
         return self._error
 
     def wait(self, timeout: float | None = None) -> Engine | None:
-        """The engine once open (None on timeout or failure)."""
+        """The engine once open (None on timeout or failure); starts opening it if that has not begun."""
+        self.start()
         self._done.wait(timeout)
         return self._engine
 
