@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from rag.config import Settings
 log = logging.getLogger("rag")
 
 EXIT_USAGE = 2
+EXIT_FAILED_LINES = 1
+"""`rag ask -`: some lines could not be answered (each has an error line)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,8 +174,6 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.engine import QuestionError
-
     engine = _engine(settings)
     if args.question != "-":
         if args.json:
@@ -180,22 +181,60 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         else:
             _print_streamed(engine.ask_stream(args.question, k=args.k, generate=args.llm))
         return 0
-    for line in sys.stdin:
-        question = line.rstrip("\n")
-        if not question.strip():
-            continue
+    failed = 0
+    for number, (question, problem) in enumerate(_stdin_questions(), 1):
         try:
+            if problem:
+                raise _BadLine(problem)
             answer = engine.ask(question, k=args.k, generate=args.llm)
-        except QuestionError as exc:
-            record: dict[str, Any] = {"question": question, "error": str(exc)}
-        else:
-            record = answer.to_dict()
+        except Exception as exc:  # one bad line must not end the batch: report it and go on
+            failed += 1
+            message = _error_text(exc)
+            print(f"错误 (error) on line {number}: {message}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"question": question, "error": message}, ensure_ascii=False), flush=True)
+            continue
         if args.json:
-            print(json.dumps(record, ensure_ascii=False), flush=True)
+            print(json.dumps(answer.to_dict(), ensure_ascii=False), flush=True)
         else:
             _print_answer(answer)
-            print("-" * 40)
-    return 0
+            print("-" * 40, flush=True)
+    if failed:
+        print(f"{failed} question(s) could not be answered (see the error lines)", file=sys.stderr)
+    return EXIT_FAILED_LINES if failed else 0
+
+
+def _stdin_questions() -> Iterator[tuple[str, str]]:
+    """Each line of standard input as (question, problem): a line that is not UTF-8 gets a problem
+    (and its text with the undecodable bytes replaced), so that output lines match input lines."""
+    binary = getattr(sys.stdin, "buffer", None)
+    if binary is None:  # a text stream (tests, embedding): nothing to decode
+        for line in sys.stdin:
+            yield line.rstrip("\r\n"), ""
+        return
+    for number, raw in enumerate(binary, 1):
+        raw = raw.rstrip(b"\r\n")
+        if number == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        try:
+            yield raw.decode("utf-8"), ""
+        except UnicodeDecodeError:
+            yield raw.decode("utf-8", "replace"), "不是有效的 UTF-8 文本 (the line is not valid UTF-8)"
+
+
+class _BadLine(ValueError):
+    """A line of `rag ask -` that is not a question (not UTF-8)."""
+
+
+def _error_text(exc: Exception) -> str:
+    """One line saying why a question failed; unexpected errors keep their type for the bug report."""
+    from rag.engine import DocumentError, QuestionError
+    from rag.store import IndexUnavailable
+
+    if isinstance(exc, (_BadLine, QuestionError, DocumentError, IndexUnavailable)):
+        return str(exc)
+    log.debug("question failed", exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _print_answer(answer: Any, shown: str = "") -> None:

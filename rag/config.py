@@ -170,8 +170,15 @@ class Settings:
     composer: ComposerSettings = field(default_factory=ComposerSettings)
     """Weights of the extractive composer."""
 
-    # --- uploads (chat page) ------------------------------------------------------------------
+    # --- uploads and background indexing (chat page) ---------------------------------------
     max_upload_bytes: int = 20 * 1024 * 1024
+    """Largest file accepted as an upload."""
+    max_upload_chars: int = 200_000
+    """Most characters of text one upload may hold (about 900 chunks, 3–4 min of embedding on 2 cores):
+    a small file that expands to millions of characters (a .docx of repeated paragraphs) is refused."""
+    index_threads: int = 1
+    """OpenMP threads of a background build while questions are being answered (the chat page): one core
+    stays free for questions. 0 = all cores. A first build, when no question can be answered yet, uses all."""
 
     # --- written answers from a language model (off unless a server is configured) ------------
     llm_base_url: str = ""

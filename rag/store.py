@@ -134,6 +134,8 @@ class BuildReport:
     """Part of `seconds["index"]`: verifying the new build before it went live."""
     kb: KnowledgeBase | None = field(default=None, repr=False)
     """The new build, loaded and verified (None when nothing was written)."""
+    kept: dict[str, str] = field(default_factory=dict)
+    """Replaced or removed corpus files kept in the corpus's `.versions/` folder: source -> kept file name."""
 
     @property
     def changed_anything(self) -> bool:
