@@ -1,0 +1,136 @@
+"""Names a question asks about — places, organisations, people, years, document titles — and where
+each document has them: in its header (title, metadata, first lines) or only somewhere in its text.
+
+A question that names 铁岭市 is about 铁岭市's document: retrieval prefers documents that carry the
+name (see `Retriever.search`), and every hit says which of the question's names its document has.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rag.clean import Document
+from rag.lexical import _jieba, entities
+from rag.normalize import normalize
+
+try:  # the same OpenCC module `rag.normalize` uses
+    import opencc
+
+    _S2T = opencc.OpenCC("s2t")
+except (ImportError, OSError):  # pragma: no cover - opencc is a dependency
+    _S2T = None
+
+#: Administrative divisions: a word ending in one of these is a place (`铁岭市`, `黔东南州`, `海淀区`).
+_ADMIN_SUFFIX = re.compile(r"^[\u4e00-\u9fff]{2,10}?(?:特别行政区|自治区|自治州|自治县|新区|省|市|县|区|州|盟|旗)$")
+_ADMIN_STEM = re.compile(r"(?:特别行政区|自治区|自治州|自治县|新区|省|市|县|区|州|盟|旗)$")
+#: Words jieba tags as names or that end like a division, but that name no particular place or body.
+_GENERIC = frozenset(
+    "城市 城区 市区 地区 社区 小区 园区 景区 辖区 山区 郊区 全省 全市 全区 全县 本省 本市 本区 本县 我省 我市 我区 我县 "
+    "各省 各市 各区 各县 省市 市县 县区 区县 省区 省级 市级 县级 乡镇 农村 地方 中央 国家 全国 中国 各地 当地 外地 本地 "
+    "纪委 监委 党委 政府 人民政府".split()
+)
+_YEAR = re.compile(r"(?:19|20)\d{2}(?=年)")
+_BOOK_TITLE = re.compile(r"《([^》]{2,40})》")
+#: Header: the document's title, metadata values and the first characters of its text.
+HEADER_CHARS = 120
+
+
+@dataclass(frozen=True)
+class Name:
+    """A name a question asks about, and the shorter forms a document may write it in."""
+
+    text: str
+    kind: str
+    """`place`, `organisation`, `person`, `year` or `title`."""
+    forms: tuple[str, ...]
+    """Normalized (Simplified) forms: the name and, for a place, its name without the division."""
+
+    def found_in(self, haystack: str) -> bool:
+        """Whether normalized text has the name."""
+        return any(form in haystack for form in self.forms)
+
+    @property
+    def written_forms(self) -> tuple[str, ...]:
+        """The forms as a Simplified or Traditional text may write them (for raw, unnormalized text)."""
+        return _written_forms(self.forms)
+
+
+@lru_cache(maxsize=4096)
+def _written_forms(forms: tuple[str, ...]) -> tuple[str, ...]:
+    traditional = [_S2T.convert(form) for form in forms] if _S2T is not None else []
+    return tuple(dict.fromkeys([*forms, *traditional]))
+
+
+@lru_cache(maxsize=4096)
+def question_names(normalized_question: str) -> tuple[Name, ...]:
+    """The names a (normalized) question asks about, in order of appearance."""
+    found: dict[str, Name] = {}
+    for title in _BOOK_TITLE.findall(normalized_question):
+        found.setdefault(title, Name(title, "title", (title,)))
+    for year in _YEAR.findall(normalized_question):
+        found.setdefault(year, Name(year, "year", (year,)))
+    tagged = set(entities(normalized_question))
+    for word in _jieba().cut(normalized_question):
+        if word in _GENERIC or word in found or len(word) < 2:
+            continue
+        if _ADMIN_SUFFIX.match(word) or word in tagged:
+            found[word] = _name(word)
+    for word in tagged - set(found) - _GENERIC:  # names posseg cut differently from the plain cut
+        if not any(word in other for other in found):
+            found[word] = _name(word)
+    return tuple(found.values())
+
+
+def _name(word: str) -> Name:
+    if _ADMIN_SUFFIX.match(word):
+        stem = _ADMIN_STEM.sub("", word)
+        return Name(word, "place", (word, stem) if len(stem) >= 2 and stem not in _GENERIC else (word,))
+    return Name(word, "name", (word,))
+
+
+class DocumentNames:
+    """Finds a question's names in documents: in the header (normalized once per document and kept
+    for the most recently used ones) or in the text as written (Simplified or Traditional)."""
+
+    def __init__(self, documents: dict[str, Document], keep: int = 8192) -> None:
+        self.documents = documents
+        self.keep = keep
+        self._headers: OrderedDict[str, str] = OrderedDict()
+
+    def header(self, source: str) -> str:
+        """A document's title, metadata values and first characters, in matching form."""
+        cached = self._headers.get(source)
+        if cached is not None:
+            self._headers.move_to_end(source)
+            return cached
+        document = self.documents[source]
+        cached = normalize("\n".join([document.title, *_meta_values(document), document.text[:HEADER_CHARS]]))
+        self._headers[source] = cached
+        if len(self._headers) > self.keep:
+            self._headers.popitem(last=False)
+        return cached
+
+    def match(self, source: str, names: tuple[Name, ...]) -> tuple[float, tuple[str, ...]]:
+        """How well a document carries the names (share of them, a name only in the text counting
+        half) and which names it has."""
+        if not names:
+            return 0.0, ()
+        header = self.header(source)
+        text = self.documents[source].text
+        score = 0.0
+        have: list[str] = []
+        for name in names:
+            if name.found_in(header):
+                score += 1.0
+                have.append(name.text)
+            elif any(form in text for form in name.written_forms):
+                score += 0.5
+                have.append(name.text)
+        return score / len(names), tuple(have)
+
+
+def _meta_values(document: Document) -> list[str]:
+    return [str(v) for k, v in document.meta.items() if k != "title_derived" and isinstance(v, str)]
