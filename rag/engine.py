@@ -3,9 +3,13 @@
     engine = Engine.open()                       # loads (and if needed builds) the index
     engine.search("纪委监督责任包括什么", k=5)     # ranked passages
     engine.ask("纪委监督责任包括什么")             # cited answer, or an abstention
+    engine.ask_stream("…")                         # written answer (language model) as it is verified
 
 An engine is safe to share between threads: questions read an immutable snapshot of the index,
 and a rebuild (adding or removing a document) swaps in a new snapshot when it is complete.
+
+When the live index build is damaged, the engine answers from the last build that verifies and
+says so: `engine.health()` (or `engine.warnings`) gives the warnings for the page, in Chinese.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import logging
 import re
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +29,24 @@ from rag.clean import Document
 from rag.config import Settings
 from rag.embed import Embedder, load_embedder
 from rag.followup import contextualize, is_more
+from rag.generate import Delta, Event, Final, Writer
+from rag.llm import ChatClient
 from rag.loaders import SUPPORTED_SUFFIXES, LoadError, load_file
 from rag.retrieve import Retriever
 from rag.store import BuildReport, IndexUnavailable, KnowledgeBase
+from rag.verify import Verifier
 
-__all__ = ["Answer", "Citation", "DocumentError", "Engine", "IndexUnavailable", "Passage", "QuestionError"]
+__all__ = [
+    "Answer",
+    "Citation",
+    "Delta",
+    "DocumentError",
+    "Engine",
+    "Final",
+    "IndexUnavailable",
+    "Passage",
+    "QuestionError",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +76,18 @@ class DocumentInfo:
 
 
 @dataclass(frozen=True)
+class Health:
+    """The state of the loaded index, for the page: `ok` when nothing is wrong."""
+
+    ok: bool
+    build: str
+    """The build folder answering questions."""
+    created: str
+    warnings: list[str]
+    """What is wrong, in Chinese (a damaged live build answered from the previous one, damaged files)."""
+
+
+@dataclass(frozen=True)
 class _Snapshot:
     kb: KnowledgeBase
     retriever: Retriever
@@ -78,6 +107,9 @@ class Engine:
         )
         self._snapshot: _Snapshot | None = None
         self._write_lock = threading.RLock()
+        self.llm = ChatClient.from_settings(self.settings)
+        """The language-model client (None: answers are extractive only)."""
+        self._verifier: Verifier | None = None
 
     @classmethod
     def open(cls, settings: Settings | None = None, build: bool = False, progress: bool = False) -> Engine:
@@ -88,24 +120,58 @@ class Engine:
         engine = cls(settings)
         if build or store.current_build(Path(engine.settings.index_dir)) is None:
             engine.build(progress=progress)
-        else:
+            return engine
+        try:
             engine.reload()
+        except store.IndexDamaged as damage:  # no build verifies: rebuild from the corpus
+            log.warning("%s; rebuilding", damage)
+            engine.build(progress=progress)
         return engine
 
     # --- index ---------------------------------------------------------------------------------
 
-    def build(self, corpus: Path | None = None, rebuild: bool = False, progress: bool = True) -> BuildReport:
-        """Index added and changed documents of the corpus, drop deleted ones, and use the result."""
+    def build(
+        self,
+        corpus: Path | None = None,
+        rebuild: bool = False,
+        progress: bool = True,
+        on_progress: store.OnProgress | None = None,
+    ) -> BuildReport:
+        """Index added and changed documents of the corpus, drop deleted ones, repair a damaged
+        index, and use the result. `on_progress(stage, done, total)`: see `store.build`."""
         with self._write_lock:
             live = self._snapshot.kb if self._snapshot is not None else None
-            report = store.build(self.settings, self.embedder, corpus, rebuild=rebuild, progress=progress, live=live)
-            if report.changed_anything or self._snapshot is None or rebuild:
+            report = store.build(
+                self.settings,
+                self.embedder,
+                corpus,
+                rebuild=rebuild,
+                progress=progress,
+                live=live,
+                on_progress=on_progress,
+            )
+            if report.kb is not None:
+                self._use(report.kb)  # the new build, already loaded and verified
+            elif self._snapshot is None or rebuild:
                 self.reload()
         return report
 
     def reload(self) -> None:
         """Load the live build from disk (after another process rebuilt it)."""
-        kb = store.load(Path(self.settings.index_dir))
+        self._use(store.load(Path(self.settings.index_dir)))
+
+    def health(self) -> Health:
+        """Is the index whole? Warnings (Chinese) when the live build is damaged and an earlier one answers."""
+        kb = self._state().kb
+        return Health(not kb.warnings, kb.folder.name, str(kb.manifest.get("created", "")), list(kb.warnings))
+
+    @property
+    def warnings(self) -> list[str]:
+        """`health().warnings`: empty when the index is whole (or none is loaded)."""
+        snapshot = self._snapshot
+        return list(snapshot.kb.warnings) if snapshot is not None else []
+
+    def _use(self, kb: KnowledgeBase) -> None:
         if kb.model_name != self.embedder.name:
             raise IndexUnavailable(
                 f"the index in {self.settings.index_dir} was built with {kb.model_name!r}, but the configured "
@@ -130,8 +196,15 @@ class Engine:
         state = self._state()
         return [Passage.from_hit(hit) for hit in state.retriever.search(_checked(question), k)]
 
-    def ask(self, question: str, history: Sequence[Turn] | None = None, k: int | None = None) -> Answer:
-        """A cited answer to `question`; `history` holds earlier turns (questions or answers), oldest first."""
+    def ask(
+        self, question: str, history: Sequence[Turn] | None = None, k: int | None = None, generate: bool | None = None
+    ) -> Answer:
+        """A cited answer to `question`; `history` holds earlier turns (questions or answers), oldest first.
+
+        With a language model configured (or `generate=True`) the answer is written by the model and
+        checked sentence by sentence (`answer.mode == "generated"`); on any failure of the model it is
+        the extractive answer with `answer.generation.note` saying why.
+        """
         question = _checked(question)
         state = self._state()
         previous = _previous_question(history)
@@ -143,7 +216,35 @@ class Engine:
         hits = state.retriever.search(query, max(k or self.settings.top_k, self.settings.answer_passages))
         answer = state.composer.compose(question, query, hits, exclude)
         answer.passages = answer.passages[: k or self.settings.top_k]
+        if self._writes(generate):
+            return self._writer().answer(answer, state.kb.documents)
         return answer
+
+    def ask_stream(
+        self, question: str, history: Sequence[Turn] | None = None, k: int | None = None, generate: bool | None = None
+    ) -> Iterator[Event]:
+        """`ask` for a page that shows the answer as it is written: `Delta`s of verified text (each
+        sentence once it passed the checks), then `Final(answer)` — the answer `ask` would give, which
+        replaces the streamed text (it is the extractive answer when the written one fell back).
+        Without a language model it is just the `Final` extractive answer. A `QuestionError` is raised
+        at once, before iterating."""
+        answer = self.ask(question, history, k, generate=False)
+        if not self._writes(generate):
+            return iter([Final(answer)])
+        return self._writer().stream(answer, self._state().kb.documents)
+
+    def _writes(self, generate: bool | None) -> bool:
+        if generate is None:
+            return self.llm is not None
+        if generate and self.llm is None:
+            raise ValueError("没有配置语言模型 (no language model configured): set RAG_LLM_BASE_URL or --llm-url")
+        return generate
+
+    def _writer(self) -> Writer:
+        assert self.llm is not None
+        if self._verifier is None:
+            self._verifier = Verifier(self.embedder, self.settings)
+        return Writer(self.llm, self._verifier, self.settings)
 
     # --- documents -----------------------------------------------------------------------------
 

@@ -186,6 +186,17 @@ class BM25:
                 out[i] = indptr[column + 1] - indptr[column]
         return out
 
+    def problem(self) -> str | None:
+        """What is inconsistent in a loaded index (passage count, vocabulary vs postings), or None."""
+        if self._bm25 is None:
+            return None
+        scores = self._bm25.scores
+        if scores.get("num_docs") != self.size:
+            return f"{scores.get('num_docs')} passages indexed for {self.size} chunks"
+        if len(scores["indptr"]) != len(self.vocabulary) + 1:
+            return f"{len(scores['indptr']) - 1} posting lists for {len(self.vocabulary)} words"
+        return None
+
     def search(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices and scores of the `k` best passages with a positive score, best first."""
         scores = self.scores(tokens)

@@ -14,6 +14,8 @@ import pytest
 
 from rag.config import Settings
 
+pytest_plugins = ["llm_server"]  # the scripted OpenAI-compatible server (`scripted_llm` fixture)
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 SHARED = ROOT.parent / "shared"

@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from llm_server import citing, unused_url
+
 from rag.cli import main
 
-ANSWER_KEYS = {"question", "answer", "abstained", "citations", "passages"}
+ANSWER_KEYS = {"question", "answer", "abstained", "citations", "passages", "mode", "generation"}
 CITATION_KEYS = {"id", "source", "title", "quote", "start", "end"}
 PASSAGE_KEYS = {"rank", "source", "chunk_id", "score", "text"}
 
@@ -73,6 +75,66 @@ def test_eval_prints_the_metrics(capsys, engine, kb_settings, tmp_path, dev_ques
     metrics = json.loads(out.split("\n\n")[0])
     assert {"hit@1", "hit@5", "mrr@10", "citation_hit", "latency_ms_p50", "latency_ms_p95"} <= set(metrics)
     assert len(json.loads(report.read_text(encoding="utf-8"))["questions"]) == 4
+
+
+WRITTEN = "广西共立案查处粮食购销领域有关单位一把手227人。[@227人]\n广西追回资金3.5亿元。[@227人]"
+
+
+def test_ask_with_a_language_model_prints_the_verified_answer(capsys, engine, kb_settings, scripted_llm):
+    scripted_llm.replies = [citing(WRITTEN)]
+    argv = ["ask", "广西在粮食购销领域查处了多少一把手?", "--index", str(kb_settings.index_dir)]
+    code, out, _ = _run(capsys, *argv, "--llm-url", scripted_llm.url, "--llm-model", "qwen", "--json")
+    payload = json.loads(out)
+    assert code == 0 and payload["mode"] == "generated"
+    assert "227人" in payload["answer"] and "3.5亿" not in payload["answer"]
+    assert payload["generation"]["kept"] == 1 and payload["generation"]["dropped"] == 1
+    assert scripted_llm.requests[-1]["body"]["model"] == "qwen"
+
+    code, out, _ = _run(capsys, *argv, "--llm-url", scripted_llm.url)  # streamed, as text
+    assert code == 0 and "一把手227人。[1]" in out and "3.5亿" not in out
+    assert "已删去 1 句" in out and "来源:" in out
+
+    code, out, _ = _run(capsys, *argv, "--llm-url", scripted_llm.url, "--no-llm", "--json")
+    assert json.loads(out)["mode"] == "extractive" and json.loads(out)["generation"] is None
+
+
+def test_ask_with_the_model_server_down_shows_the_extractive_answer_and_says_so(capsys, engine, kb_settings):
+    argv = [
+        "ask",
+        "广西在粮食购销领域查处了多少一把手?",
+        "--index",
+        str(kb_settings.index_dir),
+        "--llm-url",
+        unused_url(),
+    ]
+    code, out, _ = _run(capsys, *argv)
+    assert code == 0 and "语言模型服务暂时无法使用" in out and "227人" in out and "Traceback" not in out
+
+
+def test_llm_flag_without_a_server_is_a_clear_error(capsys, engine, kb_settings, monkeypatch):
+    monkeypatch.delenv("RAG_LLM_BASE_URL", raising=False)
+    code, _, err = _run(capsys, "ask", "纪委监督责任包括什么", "--llm", "--index", str(kb_settings.index_dir))
+    assert code == 2 and "RAG_LLM_BASE_URL" in err
+
+
+def test_eval_with_a_language_model_reports_kept_dropped_and_fallbacks(
+    capsys, engine, kb_settings, tmp_path, scripted_llm
+):
+    questions = tmp_path / "q.jsonl"
+    rows = [
+        {"id": "g1", "question": "广西在粮食购销领域查处了多少一把手?", "gold": [{"doc": "002", "any": ["227人"]}]},
+        {"id": "g2", "question": "红烧肉怎么做才好吃?", "gold": []},
+    ]
+    questions.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    scripted_llm.replies = [citing(WRITTEN)]
+    code, out, _ = _run(
+        capsys, "eval", str(questions), "--index", str(kb_settings.index_dir), "--llm-url", scripted_llm.url
+    )
+    generation = json.loads(out.split("\n\n")[0])["generation"]
+    assert code == 0
+    assert generation["asked"] == 1 and generation["not_asked_abstained"] == 1
+    assert (generation["sentences"], generation["kept"], generation["dropped"]) == (2, 1, 1)
+    assert generation["fell_back_share"] == 0.0 and generation["drop_reasons"] == {"fact": 1}
 
 
 def test_console_script_is_installed():
