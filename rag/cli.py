@@ -98,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     ask.set_defaults(run=_ask)
 
     evaluate = commands.add_parser("eval", parents=[common, writes], help="score retrieval, citations and abstention")
-    evaluate.add_argument("questions", type=Path, help="dev_qa.jsonl or bench queries.jsonl")
+    evaluate.add_argument(
+        "questions", type=Path, help="dev_qa / dev_kinds / dev_followups .jsonl, or bench queries.jsonl"
+    )
     evaluate.add_argument("--json", dest="json_out", type=Path, help="also write the full report here")
     evaluate.add_argument("--limit", type=int, help="only the first N questions")
     evaluate.set_defaults(run=_eval)
@@ -160,18 +162,7 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
     passages = engine.search(args.question, args.k)
     if args.json:
-        rows = [
-            {
-                "rank": p.rank,
-                "source": p.source,
-                "chunk_id": p.chunk_id,
-                "title": p.title,
-                "score": round(p.score, 6),
-                "text": p.text,
-            }
-            for p in passages
-        ]
-        _print_json({"query": args.question, "passages": rows})
+        _print_json({"query": args.question, "passages": [p.to_dict() for p in passages]})
         return 0
     for p in passages:
         heading = f" · {p.heading}" if p.heading else ""
@@ -245,7 +236,12 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     questions = load_questions(args.questions)[: args.limit]
     engine = _engine(settings)
     engine.ask("预热", generate=False)  # first call pays one-off costs; keep it out of the latency figures
-    report = evaluate(lambda q: engine.ask(q, k=10, generate=args.llm), questions, progress=sys.stderr.isatty())
+    report = evaluate(
+        lambda q, history: engine.ask(q, history=history, k=10, generate=args.llm),
+        questions,
+        progress=sys.stderr.isatty(),
+        document_text=lambda source: engine.document(source).text,
+    )
     metrics = report.metrics()
     if args.llm or (args.llm is None and settings.llm_enabled):
         from rag.generate import generation_metrics
@@ -256,27 +252,16 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     if worst:
         print("\nworst questions:")
         for row in worst:
+            missing = f" missing={row['missing']}" if row["missing"] else ""
+            error = f" error={row['error']}" if row.get("error") else ""
             print(
                 f"- {row['id']} {row['question']}  rank={row['rank']} cited={row['cited']} "
-                f"abstained={row['abstained']} evidence={row['evidence']}"
+                f"abstained={row['abstained']} recall={row['recall']} confidence={row['confidence']}{missing}{error}"
             )
             for retrieved in row["retrieved"]:
                 print(f"    got: {retrieved}")
     if args.json_out:
-        details = [
-            {
-                "id": o.question.id,
-                "question": o.question.question,
-                "rank": o.rank,
-                "cited": o.cited,
-                "abstained": o.answer.abstained,
-                "evidence": round(o.answer.evidence, 4),
-                "confidence": round(o.answer.confidence, 4),
-                "ms": round(o.seconds * 1000, 1),
-                "answer": o.answer.to_dict(),
-            }
-            for o in report.outcomes
-        ]
+        details = [o.to_dict(answer=True) for o in report.outcomes]
         args.json_out.write_text(
             json.dumps({"metrics": metrics, "worst": worst, "questions": details}, ensure_ascii=False, indent=1),
             encoding="utf-8",

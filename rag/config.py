@@ -30,6 +30,76 @@ _ENVIRONMENT = (
 
 
 @dataclass(frozen=True)
+class ComposerSettings:
+    """Weights of the extractive composer (`rag/compose.py`, `rag/sentences.py`, `rag/shapes.py`);
+    docs/tuning.md says what each does and how it was chosen."""
+
+    # --- scoring a sentence: coverage of the question's key terms, plus these -----------------
+    rank_weight: float = 0.15
+    """score += rank_weight / rank of the passage the sentence comes from."""
+    focus_weight: float = 0.4
+    """score += focus_weight × coverage of the question's focus terms (what it asks about)."""
+    name_bonus: float = 0.2
+    """The sentence names a place or organisation the question names."""
+    figure_bonus: float = 0.25
+    """多少/几 question and the sentence gives a figure; 何时 question and it gives a date."""
+    list_bonus: float = 0.2
+    """包括/哪些 question and the sentence enumerates (包括, 主要有, a colon)."""
+    definition_bonus: float = 0.6
+    """是什么 question and the sentence says plainly what the subject is (`X主要是指…`) at its start;
+    0.1 less further in; a bare `X是…` counts 0.1 less again (0.1 when not at the start)."""
+    cause_bonus: float = 0.3
+    """为什么 question and the sentence states a cause (因为, 由于, 原因在于, 究其原因, …的原因)."""
+    purpose_bonus: float = 0.2
+    """为什么 question and the sentence says what its subject is for (`…是…的重要举措/必然要求`);
+    twice that when the sentence opens with the question's subject (`X,是…的…`)."""
+    relation_bonus: float = 0.3
+    """关系/区别 question and the sentence says how things relate (是前提/是保障, 相互…, 既…又…)."""
+    abbreviation_bonus: float = 0.5
+    """The sentence spells out a numbered abbreviation the question asks about (三转 → 转职能、转方式、转作风)."""
+    heading_penalty: float = 0.2
+    """A heading line says less than a sentence of the text under it."""
+    min_sentence_chars: int = 6
+    """Shorter sentences are not quoted on their own."""
+
+    # --- enumerated blocks (一是…二是…) -------------------------------------------------------
+    list_intro_coverage: float = 0.6
+    """A block answers when its lead-in covers this share of the question's key terms
+    (or names a term the question puts in quotation marks)."""
+    list_block_bonus: float = 0.3
+    list_announced_bonus: float = 0.1
+    """More when the lead-in announces the list (五个…, 主要…, 以下, a colon)."""
+    list_quoted_bonus: float = 0.3
+    """More when the lead-in names a term the question quotes (`“三个结合”`)."""
+    list_item_chars: int = 120
+    """A list item longer than this is cut after a clause."""
+
+    # --- choosing sentences ---------------------------------------------------------------------
+    sentences: int = 4
+    """At most this many quotes (how, list, general questions)."""
+    short_sentences: int = 2
+    """At most this many for number, time, definition, who and yes/no questions (half the length budget)."""
+    why_sentences: int = 3
+    pool_score_ratio: float = 0.6
+    pool_coverage_ratio: float = 0.6
+    """Besides the best sentence, only sentences with this share of its score and coverage are candidates."""
+    mmr_relevance: float = 0.7
+    """MMR: relevance weight (1 − this for novelty against the sentences already chosen)."""
+    max_overlap: float = 0.5
+    """A sentence sharing more than this share of character bigrams with a chosen one is redundant."""
+    crosslingual_margin: float = 0.05
+    """A non-Chinese question: other sentences within this cosine of the best one are candidates."""
+
+    # --- shapes -----------------------------------------------------------------------------------
+    how_follow: int = 5
+    """How-to: up to this many sentences of the method paragraph after a sentence that announces it."""
+    side_sentences: int = 2
+    """Comparison: quotes per side."""
+    summary_lines: int = 12
+    """Summary: at most this many headings or lead sentences."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Paths, model and every weight and threshold of indexing, retrieval and answering."""
 
@@ -103,6 +173,16 @@ class Settings:
     another model has another cosine scale: re-run `rag eval` and adjust the centre."""
     abstain_dense_center: float = 0.85
     abstain_dense_weight: float = 10.0
+    abstain_crosslingual_center: float = 0.75
+    """Centre of the cosine for a question not written in Chinese (its key words cannot match a
+    Chinese passage, so its confidence is abstain_below + weight × (best cosine − this centre))."""
+    strong_match_coverage: float = 0.6
+    """The top passage is a strong match when it is among the dense ranking's first three and covers
+    this share of the question's key terms other than names; a name the knowledge base knows but the
+    top passages do not mention then does not make the answer abstain (it is written another way
+    there, or the part-of-speech tagger took a common word for a name)."""
+    composer: ComposerSettings = field(default_factory=ComposerSettings)
+    """Weights of the extractive composer."""
 
     # --- uploads (chat page) ------------------------------------------------------------------
     max_upload_bytes: int = 20 * 1024 * 1024

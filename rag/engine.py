@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag import store
-from rag.answer import Answer, Citation, Composer, Passage
+from rag.answer import Answer, Citation, Passage
 from rag.chunk import sentence_spans
 from rag.clean import Document
+from rag.compose import Composer
 from rag.config import Settings
 from rag.embed import Embedder, load_embedder
-from rag.followup import contextualize, is_more
+from rag.followup import resolve
 from rag.generate import Delta, Event, Final, Writer
 from rag.llm import ChatClient
 from rag.loaders import SUPPORTED_SUFFIXES, LoadError, load_file
@@ -50,7 +51,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Turn = str | Answer
+Turn = str | Answer | dict
+"""An earlier turn: its question, its `Answer`, or that answer's JSON form (`Answer.to_dict()`)."""
+
+#: How many earlier question-only turns are re-asked to rebuild the previous answer.
+_REBUILD_TURNS = 3
 
 #: What the chat page accepts as uploads (a `.jsonl` collection is indexed with `rag index --corpus`).
 UPLOAD_SUFFIXES = frozenset(SUPPORTED_SUFFIXES - {".jsonl"})
@@ -177,7 +182,8 @@ class Engine:
                 f"the index in {self.settings.index_dir} was built with {kb.model_name!r}, but the configured "
                 f"model is {self.embedder.name!r}: run `rag index --rebuild` or configure that model"
             )
-        self._snapshot = _Snapshot(kb, Retriever(kb, self.embedder, self.settings), Composer(kb, self.settings))
+        retriever = Retriever(kb, self.embedder, self.settings)
+        self._snapshot = _Snapshot(kb, retriever, Composer(kb, self.settings, retriever))
 
     @property
     def kb(self) -> KnowledgeBase:
@@ -199,7 +205,9 @@ class Engine:
     def ask(
         self, question: str, history: Sequence[Turn] | None = None, k: int | None = None, generate: bool | None = None
     ) -> Answer:
-        """A cited answer to `question`; `history` holds earlier turns (questions or answers), oldest first.
+        """A cited answer to `question`; `history` holds earlier turns (questions, answers or their
+        JSON form), oldest first. A follow-up (`还有呢`, `那上海呢`, `第二点…`) is completed from the
+        previous turn; `Answer.standalone_question` is the question as searched.
 
         With a language model configured (or `generate=True`) the answer is written by the model and
         checked sentence by sentence (`answer.mode == "generated"`); on any failure of the model it is
@@ -207,14 +215,19 @@ class Engine:
         """
         question = _checked(question)
         state = self._state()
-        previous = _previous_question(history)
-        standalone = contextualize(question, previous)
+        previous = self._previous_answer(history, state)
+        follow = resolve(question, previous.standalone_question or previous.question if previous else None)
+        standalone = follow.standalone
         exclude: set[tuple[str, int]] = set()
-        if is_more(question) and history and isinstance(history[-1], Answer):
-            exclude = _quoted_sentences(history[-1], state.kb)
+        item: Citation | None = None
+        if previous is not None and follow.continues:
+            exclude = _quoted_sentences(previous, state.kb)
+        if follow.mode == "ordinal" and previous is not None and 0 < (follow.ordinal or 0) <= len(previous.citations):
+            item = previous.citations[(follow.ordinal or 1) - 1]
+            standalone = f"{item.quote} {question}"
         query = state.retriever.query(standalone)
         hits = state.retriever.search(query, max(k or self.settings.top_k, self.settings.answer_passages))
-        answer = state.composer.compose(question, query, hits, exclude)
+        answer = state.composer.compose(question, query, hits, exclude, item)
         answer.passages = answer.passages[: k or self.settings.top_k]
         if self._writes(generate):
             return self._writer().answer(answer, state.kb.documents)
@@ -245,6 +258,20 @@ class Engine:
         if self._verifier is None:
             self._verifier = Verifier(self.embedder, self.settings)
         return Writer(self.llm, self._verifier, self.settings)
+
+    def _previous_answer(self, history: Sequence[Turn] | None, state: _Snapshot) -> Answer | None:
+        """The answer of the last turn: given, read from its JSON form, or rebuilt by asking the
+        last question again in its own context (at most `_REBUILD_TURNS` turns back)."""
+        turns = [t for t in history or [] if not (isinstance(t, str) and not t.strip())]
+        if not turns:
+            return None
+        last = turns[-1]
+        if isinstance(last, Answer):
+            return last
+        if isinstance(last, dict):
+            return Answer.from_dict(last)
+        earlier = turns[-_REBUILD_TURNS:-1]
+        return self.ask(str(last), history=earlier, generate=False)
 
     # --- documents -----------------------------------------------------------------------------
 
@@ -319,16 +346,6 @@ def _checked(question: str) -> str:
     if not isinstance(question, str) or not question.strip():
         raise QuestionError("请输入一个问题（问题不能为空）。")
     return question.strip()
-
-
-def _previous_question(history: Sequence[Turn] | None) -> str | None:
-    previous: str | None = None
-    for turn in history or []:
-        if isinstance(turn, Answer):
-            previous = turn.standalone_question or turn.question
-        elif isinstance(turn, str) and turn.strip():
-            previous = contextualize(turn, previous)
-    return previous
 
 
 def _quoted_sentences(answer: Answer, kb: KnowledgeBase) -> set[tuple[str, int]]:
