@@ -99,7 +99,7 @@ INDEX_TEXTS: dict[str, Callable[[Chunk, Document], str]] = {
 VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "main": (
         "title",
-        {"fusion": "rrf", "pool_weight": 0.0, "weight_names": 0.0},
+        {"fusion": "rrf", "candidates": 50, "pool_weight": 0.0, "weight_names": 0.0},
         "before this work: title + heading indexed, reciprocal-rank fusion",
     ),
     "current": ("header", {}, "the defaults: context header, score fusion, document pooling, names"),

@@ -11,17 +11,14 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from rag.clean import Document
 from rag.lexical import _jieba, entities
-from rag.normalize import normalize
+from rag.normalize import normalize, to_traditional
 
-try:  # the same OpenCC module `rag.normalize` uses
-    import opencc
-
-    _S2T = opencc.OpenCC("s2t")
-except (ImportError, OSError):  # pragma: no cover - opencc is a dependency
-    _S2T = None
+if TYPE_CHECKING:
+    from rag.retrieve import Hit
 
 #: Administrative divisions: a word ending in one of these is a place (`铁岭市`, `黔东南州`, `海淀区`).
 _ADMIN_SUFFIX = re.compile(r"^[\u4e00-\u9fff]{2,10}?(?:特别行政区|自治区|自治州|自治县|新区|省|市|县|区|州|盟|旗)$")
@@ -60,8 +57,7 @@ class Name:
 
 @lru_cache(maxsize=4096)
 def _written_forms(forms: tuple[str, ...]) -> tuple[str, ...]:
-    traditional = [_S2T.convert(form) for form in forms] if _S2T is not None else []
-    return tuple(dict.fromkeys([*forms, *traditional]))
+    return tuple(dict.fromkeys([*forms, *(to_traditional(form) for form in forms)]))
 
 
 @lru_cache(maxsize=4096)
@@ -134,3 +130,14 @@ class DocumentNames:
 
 def _meta_values(document: Document) -> list[str]:
     return [str(v) for k, v in document.meta.items() if k != "title_derived" and isinstance(v, str)]
+
+
+def quotable(hits: list[Hit]) -> list[Hit]:
+    """The hits an answer may quote: when some of them come from documents that carry every name
+    the question asks for, only those (an answer about 铁岭市 never quotes another place's notice
+    as if it were 铁岭市's); otherwise all of them."""
+    asked = hits[0].names_asked if hits else ()
+    if not asked:
+        return hits
+    named = [hit for hit in hits if len(hit.names_found) == len(asked)]
+    return named or hits

@@ -141,7 +141,7 @@ class BuildReport:
 
 
 #: Metadata that says which document a chunk belongs to, in the order it goes into the header.
-HEADER_META = ("issuer", "affiliation", "publisher", "doc_number", "written_date", "date")
+HEADER_META = ("issuer", "publisher", "doc_number", "written_date", "date")
 
 
 def context_header(chunk: Chunk, document: Document) -> str:

@@ -52,3 +52,18 @@ def test_a_name_in_the_header_counts_fully_and_in_the_text_half():
 def test_a_simplified_name_is_found_in_a_traditional_text():
     documents = {"t": Document("t", "通知", "各縣市：\n" + "正文。" * 100 + "鐵嶺市先行試點。")}
     assert DocumentNames(documents).match("t", question_names(normalize("铁岭市怎么做"))) == (0.5, ("铁岭市",))
+
+
+def test_an_answer_quotes_only_documents_with_every_asked_name_when_there_are_some():
+    from rag.chunk import Chunk
+    from rag.names import quotable
+    from rag.retrieve import Hit
+
+    def hit(rank: int, found: tuple[str, ...]) -> Hit:
+        chunk = Chunk(f"d{rank}#0", f"d{rank}", "", "", 0, 1, "x")
+        return Hit(rank, chunk, 1.0 / rank, 0.9, {}, ("铁岭市", "2020"), found)
+
+    hits = [hit(1, ("2020",)), hit(2, ("铁岭市", "2020")), hit(3, ())]
+    assert [h.rank for h in quotable(hits)] == [2]
+    assert quotable(hits[:1]) == hits[:1], "nothing carries every name: all may be quoted"
+    assert quotable([]) == []
