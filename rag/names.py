@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from rag.clean import Document
-from rag.lexical import _jieba, entities
+from rag.lexical import _jieba, tagged
 from rag.normalize import normalize, to_traditional
 
 if TYPE_CHECKING:
@@ -27,8 +27,10 @@ _ADMIN_STEM = re.compile(r"(?:特别行政区|自治区|自治州|自治县|新�
 _GENERIC = frozenset(
     "城市 城区 市区 地区 社区 小区 园区 景区 辖区 山区 郊区 全省 全市 全区 全县 本省 本市 本区 本县 我省 我市 我区 我县 "
     "各省 各市 各区 各县 省市 市县 县区 区县 省区 省级 市级 县级 乡镇 农村 地方 中央 国家 全国 中国 各地 当地 外地 本地 "
-    "纪委 监委 党委 政府 人民政府".split()
+    "纪委 监委 党委 政府 人民政府 居民区 行政区 跨地区 各地区 本地区 该地区 开发区 新区 特区 矿区 牧区 林区 灾区 疫区 "
+    "试验区 示范区 保护区 功能区 商业区 住宅区 城市区 老城区 主城区 中心城区 贫困县 经济区 自贸区".split()
 )
+_DIVISIONS = ("省", "市", "县", "区", "州")
 _YEAR = re.compile(r"(?:19|20)\d{2}(?=年)")
 _BOOK_TITLE = re.compile(r"《([^》]{2,40})》")
 #: Header: the document's title, metadata values and the first characters of its text.
@@ -41,7 +43,7 @@ class Name:
 
     text: str
     kind: str
-    """`place`, `organisation`, `person`, `year` or `title`."""
+    """`place`, `organisation`, `year` or `title`."""
     forms: tuple[str, ...]
     """Normalized (Simplified) forms: the name and, for a place, its name without the division."""
 
@@ -62,29 +64,32 @@ def _written_forms(forms: tuple[str, ...]) -> tuple[str, ...]:
 
 @lru_cache(maxsize=4096)
 def question_names(normalized_question: str) -> tuple[Name, ...]:
-    """The names a (normalized) question asks about, in order of appearance."""
+    """The names a (normalized) question asks about, in order of appearance: 《titles》, years,
+    places (a word ending in a division, or one jieba tags as a place and knows with a division:
+    深圳 → 深圳市) and long organisation names (jieba `nt`, 5+ characters: 中华全国总工会). Person
+    names and short organisation words are left out: jieba's tags for them are mostly guesses
+    (许可, 东西, 申请人 come out as names)."""
     found: dict[str, Name] = {}
     for title in _BOOK_TITLE.findall(normalized_question):
         found.setdefault(title, Name(title, "title", (title,)))
     for year in _YEAR.findall(normalized_question):
         found.setdefault(year, Name(year, "year", (year,)))
-    tagged = set(entities(normalized_question))
-    for word in _jieba().cut(normalized_question):
-        if word in _GENERIC or word in found or len(word) < 2:
+    dictionary = _jieba().FREQ
+    for word, tag in tagged(normalized_question):
+        if word in _GENERIC or word in found or len(word) < 2 or any(word in name for name in found):
             continue
-        if _ADMIN_SUFFIX.match(word) or word in tagged:
-            found[word] = _name(word)
-    for word in tagged - set(found) - _GENERIC:  # names posseg cut differently from the plain cut
-        if not any(word in other for other in found):
-            found[word] = _name(word)
+        if _ADMIN_SUFFIX.match(word):
+            found[word] = _place(word)
+        elif tag == "ns" and any(dictionary.get(word + suffix) for suffix in _DIVISIONS):
+            found[word] = Name(word, "place", (word,))
+        elif tag == "nt" and len(word) >= 5:
+            found[word] = Name(word, "organisation", (word,))
     return tuple(found.values())
 
 
-def _name(word: str) -> Name:
-    if _ADMIN_SUFFIX.match(word):
-        stem = _ADMIN_STEM.sub("", word)
-        return Name(word, "place", (word, stem) if len(stem) >= 2 and stem not in _GENERIC else (word,))
-    return Name(word, "name", (word,))
+def _place(word: str) -> Name:
+    stem = _ADMIN_STEM.sub("", word)
+    return Name(word, "place", (word, stem) if len(stem) >= 2 and stem not in _GENERIC else (word,))
 
 
 class DocumentNames:
