@@ -48,6 +48,8 @@ log = logging.getLogger("bench")
 WORK = HERE / "work"
 REPORT = ROOT / "docs" / "benchmarks.md"
 ANALYSIS = HERE / "analysis.md"
+QUALITY = HERE / "quality.md"
+QUALITY_MARKERS = ("<!-- quality:begin (benchmarks/quality.py) -->\n", "\n<!-- quality:end -->")
 ADD_DOCUMENT = ROOT / "corpus" / "003_f1c9c6d7a3f56b9a.txt"
 REAL_BY_DEFAULT = 1000
 """`--embed auto`: sizes up to this many chunks are embedded with the real model, larger ones generated."""
@@ -789,17 +791,21 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             figure = e["measure"][name]
             p50 = target_cell(target, e["size"], figure["p50"]) if target else cell(figure["p50"])
             rate = f", {cell(figure['qps'])}" if "qps" in figure else ""
-            return f"{p50} / {cell(figure['p95'])}{rate}"
+            return generated(e, f"{p50} / {cell(figure['p95'])}{rate}")
 
         return by(text)
+
+    def generated(e: dict[str, Any], text: str) -> str:
+        """A figure measured on generated vectors says so in its own cell."""
+        return f"{text} (generated vectors)" if e["policy"] != "real" else text
 
     row("`search` p50 / p95 (ms)", latency("search", "search_p50_ms"), "p50 ≤ 30 at 10k")
     row("`ask` p50 / p95 (ms)", latency("ask", "ask_p50_ms"), "p50 ≤ 60 at 10k, ≤ 100 at 100k")
     row("`search`, 8 concurrent: p50 / p95 (ms), q/s", latency("search_concurrent"))
     row("`ask`, 8 concurrent: p50 / p95 (ms), q/s", latency("ask_concurrent"))
     for stage in ("embed_query", "dense", "bm25_words", "bm25_bigrams", "retrieve_total", "compose"):
-        row(f"… `ask` stage `{stage}` p50 (ms)", by(lambda e, s=stage: cell(e["measure"]["stages"][s])))
-    row("`ask` abstained (share of latency questions)", by(lambda e: cell(e["measure"]["abstained"])))
+        row(f"… `ask` stage `{stage}` p50 (ms)", by(lambda e, s=stage: generated(e, cell(e["measure"]["stages"][s]))))
+    row("`ask` abstained (share of latency questions)", by(lambda e: generated(e, cell(e["measure"]["abstained"]))))
     row("add one document (~10 chunks): total (s)", by(lambda e: cell(e["measure"]["add_document"]["total_s"])))
     row(
         "… without its embedding (s)",
@@ -825,6 +831,8 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     lines.extend(studies_markdown(results))
     if results.get("service"):
         lines += [*service.markdown(results["service"]), ""]
+    if QUALITY.exists():  # retrieval quality on every question set, written by benchmarks/quality.py
+        lines += ["", QUALITY.read_text(encoding="utf-8").strip().join(QUALITY_MARKERS), ""]
     if ANALYSIS.exists():  # hand-written findings of the recorded run (profiles, causes, proposed fixes)
         lines += ["", ANALYSIS.read_text(encoding="utf-8").strip(), ""]
     path.parent.mkdir(parents=True, exist_ok=True)

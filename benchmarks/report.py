@@ -149,7 +149,8 @@ def bench_figures(engine_for: Callable[[str], Any]) -> dict[tuple[Path, str], st
         )
     text = "\n".join(
         [
-            "Measured by `python benchmarks/report.py --bench` (fusion weights were chosen on drcd_dev_simpq: in-sample there).",
+            "Measured by `python benchmarks/report.py --bench` (fusion weights were chosen on drcd_dev_simpq and stard: "
+            "in-sample there).",
             "",
             *rows,
         ]

@@ -21,6 +21,7 @@ from rag.config import Settings
 from rag.enumerations import Enumerations
 from rag.evidence import answers_count, has_time
 from rag.metadata import document_about
+from rag.names import quotable
 from rag.normalize import is_traditional, to_simplified, to_traditional
 from rag.question import Query
 from rag.retrieve import Hit, Retriever
@@ -95,6 +96,8 @@ class Composer:
         """The blocks that answer `query`: its kind's shape, else the best sentences or list."""
         kind = query.kind
         top = hits[: self.settings.answer_passages]
+        if kind != "comparison":  # a comparison quotes each side's documents itself
+            top = quotable(top)
         cfg = self.settings.composer
         if kind == "metadata":
             blocks = shapes.metadata(self.kb, query, hits)

@@ -134,14 +134,28 @@ class Settings:
     # --- retrieval ---------------------------------------------------------------------------
     top_k: int = 5
     """Passages returned by `search` and shown under an answer."""
-    candidates: int = 50
+    candidates: int = 100
     """Depth of each ranking (dense, BM25 words, BM25 bigrams) before fusion."""
+    fusion: str = "score"
+    """`score`: weighted sum of comparable scores — cosine z-scores among the dense candidates, BM25 as
+    a share of the question's ideal score, so lexical evidence weighs what the words really match
+    (`rag.fusion`); `rrf`: weighted reciprocal-rank fusion (`rrf_weights`, `rrf_k`)."""
+    weight_dense: float = 0.5
+    weight_words: float = 1.5
+    weight_bigrams: float = 4.0
+    """Weights of the three rankings in score fusion, chosen on all bench sets together (docs/tuning.md)."""
+    rrf_weights: tuple[float, float, float] = (0.5, 0.5, 1.5)
+    """Dense, words, bigrams weights of reciprocal-rank fusion (`fusion="rrf"`)."""
     rrf_k: int = 10
     """Reciprocal-rank-fusion constant: score = sum_r w_r / (rrf_k + rank_r)."""
-    weight_dense: float = 0.5
-    weight_words: float = 0.5
-    weight_bigrams: float = 1.5
-    """Weights of the three rankings, chosen on dev_qa and drcd_dev_simpq (see docs/tuning.md)."""
+    pool_weight: float = 0.0
+    pool_damping: float = 0.5
+    """Document pooling: each chunk gains pool_weight × (second-best chunk of its document × damping +
+    third × damping² + …), so a document matching the question as a whole is lifted."""
+    weight_names: float = 0.5
+    """Added × the share of the question's names (places, organisations, years, 《titles》) that a
+    chunk's document carries — a name in its title, metadata or first lines counts fully, elsewhere
+    in its text half (`rag.names`)."""
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     hnsw_min_vectors: int = 200_000

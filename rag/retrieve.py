@@ -1,4 +1,5 @@
-"""Hybrid retrieval: dense (FAISS) and BM25 over words and bigrams, fused by reciprocal rank."""
+"""Hybrid retrieval: dense (FAISS) and BM25 over words and bigrams, fused (`rag.fusion`), pooled per
+document and steered by the names the question asks about (`rag.names`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 from rag.chunk import Chunk
 from rag.config import Settings
 from rag.embed import Embedder
+from rag.fusion import Ranking, fuse_ranks, fuse_scores, pool_documents
 from rag.lexical import bigrams, words
+from rag.names import DocumentNames, question_names
 from rag.normalize import normalize
 from rag.question import Query, question_kind
 from rag.store import KnowledgeBase
@@ -27,6 +30,10 @@ class Hit:
     dense: float
     """Cosine similarity of question and chunk (0 when the chunk was not among the dense candidates)."""
     ranks: dict[str, int] = field(default_factory=dict)
+    names_asked: tuple[str, ...] = ()
+    """Places, organisations, people, years and titles the question names (`rag.names`)."""
+    names_found: tuple[str, ...] = ()
+    """Those of `names_asked` that this chunk's document carries (title, metadata or text)."""
 
 
 class Retriever:
@@ -34,6 +41,7 @@ class Retriever:
 
     def __init__(self, kb: KnowledgeBase, embedder: Embedder, settings: Settings) -> None:
         self.kb, self.embedder, self.settings = kb, embedder, settings
+        self.document_names = DocumentNames(kb.documents)
 
     def query(self, question: str) -> Query:
         """Normalize, cut and embed a question once for all rankings."""
@@ -43,27 +51,68 @@ class Retriever:
         return Query.of(text, normalized, vector)
 
     def search(self, question: str | Query, k: int | None = None) -> list[Hit]:
-        """The `k` best chunks for a question, best first."""
+        """The `k` best chunks for a question, best first: the rankings fused (`rag.fusion`), each
+        chunk lifted by its document's other good chunks and by the question's names its document
+        carries (`rag.names`)."""
         query = question if isinstance(question, Query) else self.query(question)
         k = self.settings.top_k if k is None else k
         s = self.settings
         depth = max(s.candidates, k)
         lexical = query.lexical
-        rankings: dict[str, tuple[np.ndarray, np.ndarray]] = {
-            "dense": self.kb.dense.search(query.vector, depth),
-            "words": self.kb.lexical["words"].search(words(lexical), depth),
-            "bigrams": self.kb.lexical["bigrams"].search(bigrams(lexical), depth),
-        }
-        weights = {"dense": s.weight_dense, "words": s.weight_words, "bigrams": s.weight_bigrams}
-        fused: dict[int, float] = {}
-        places: dict[int, dict[str, int]] = {}
-        for name, (ids, _scores) in rankings.items():
-            for rank, idx in enumerate(ids.tolist(), 1):
-                fused[idx] = fused.get(idx, 0.0) + weights[name] / (s.rrf_k + rank)
-                places.setdefault(idx, {})[name] = rank
-        dense_scores = dict(zip(rankings["dense"][0].tolist(), rankings["dense"][1].tolist(), strict=True))
+        dense_ids, dense_scores = self.kb.dense.search(query.vector, depth)
+        rankings = {"dense": Ranking(dense_ids, dense_scores)}
+        for name, tokenize in (("words", words), ("bigrams", bigrams)):
+            tokens = tokenize(lexical)
+            ids, scores = self.kb.lexical[name].search(tokens, depth)
+            rankings[name] = Ranking(ids, scores, self._ideal(name, tokens))
+        if s.fusion == "rrf":
+            weights = dict(zip(("dense", "words", "bigrams"), s.rrf_weights, strict=True))
+            fused = fuse_ranks(rankings, weights, s.rrf_k)
+        else:
+            weights = {"dense": s.weight_dense, "words": s.weight_words, "bigrams": s.weight_bigrams}
+            fused = fuse_scores(rankings, weights)
+        fused = pool_documents(fused, lambda idx: self.kb.chunks[idx].source, s.pool_weight, s.pool_damping)
+        asked = question_names(query.normalized)
+        found: dict[str, tuple[str, ...]] = {}
+        if asked:
+            share: dict[str, float] = {}
+            for idx in fused:
+                source = self.kb.chunks[idx].source
+                if source not in share:
+                    share[source], found[source] = self.document_names.match(source, asked)
+                fused[idx] += s.weight_names * share[source]
         best = sorted(fused, key=lambda idx: (-fused[idx], idx))[:k]
-        return [
-            Hit(rank, self.kb.chunks[idx], fused[idx], float(dense_scores.get(idx, 0.0)), places[idx])
-            for rank, idx in enumerate(best, 1)
-        ]
+        cosines = dict(zip(dense_ids.tolist(), dense_scores.tolist(), strict=True))
+        asked_texts = tuple(name.text for name in asked)
+        hits = []
+        for rank, idx in enumerate(best, 1):
+            chunk = self.kb.chunks[idx]
+            places = {name: _place(r.ids, idx) for name, r in rankings.items()}
+            hits.append(
+                Hit(
+                    rank,
+                    chunk,
+                    fused[idx],
+                    float(cosines.get(idx, 0.0)),
+                    {name: place for name, place in places.items() if place},
+                    asked_texts,
+                    found.get(chunk.source, ()),
+                )
+            )
+        return hits
+
+    def _ideal(self, name: str, tokens: list[str]) -> float:
+        """The question's ideal BM25 score in index `name`: the sum of its distinct terms' IDF
+        (a term the corpus lacks counts fully, lowering every passage's share)."""
+        distinct = list(dict.fromkeys(tokens))
+        if not distinct:
+            return 0.0
+        n = max(len(self.kb.chunks), 1)
+        df = self.kb.lexical[name].document_frequency(distinct)
+        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)).sum())
+
+
+def _place(ids: np.ndarray, idx: int) -> int:
+    """1-based position of `idx` in a ranking, 0 when absent."""
+    where = np.flatnonzero(ids == idx)
+    return int(where[0]) + 1 if where.size else 0

@@ -142,11 +142,25 @@ class BuildReport:
         return bool(self.added or self.changed or self.removed or self.reprocessed)
 
 
+#: Metadata that says which document a chunk belongs to, in the order it goes into the header.
+HEADER_META = ("issuer", "publisher", "doc_number", "written_date", "date")
+
+
+def context_header(chunk: Chunk, document: Document) -> str:
+    """What a chunk is part of: its document's title (unless made up from the text) and issuing
+    body, document number and date where the metadata has them. Indexed, never quoted."""
+    parts = [] if document.meta.get("title_derived") else [chunk.title]
+    for key in HEADER_META:
+        value = str(document.meta.get(key) or "").strip()[:80]
+        if value and not any(value in part for part in parts):
+            parts.append(value)
+    return " ".join(part for part in parts if part)
+
+
 def index_text(chunk: Chunk, document: Document) -> str:
-    """What is embedded and tokenized for a chunk: title (unless made up from the text), heading path, text."""
-    title = "" if document.meta.get("title_derived") else chunk.title
+    """What is embedded and tokenized for a chunk: its context header, heading path and text."""
     heading = chunk.heading if chunk.heading and not chunk.text.startswith(chunk.heading[:10]) else ""
-    return normalize("\n".join(part for part in (title, heading, chunk.text) if part))
+    return normalize("\n".join(part for part in (context_header(chunk, document), heading, chunk.text) if part))
 
 
 def text_hash(text: str) -> bytes:

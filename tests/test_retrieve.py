@@ -1,7 +1,13 @@
 """Hybrid retrieval on the real corpus with the real default model."""
 
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
 from rag.evaluate import EvalQuestion, Gold
-from rag.retrieve import question_kind
+from rag.retrieve import Retriever, question_kind
 
 
 def _gold(record: dict) -> EvalQuestion:
@@ -73,3 +79,70 @@ def test_question_kinds():
     assert question_kind("党委主体责任具体指什么?") == "definition"
     assert question_kind("浙江哪一年实现派驻全覆盖?") == "time"
     assert question_kind("重庆市对干部的结论") == "general"
+
+
+NOTICES = Path(__file__).parent / "data" / "notices"
+#: Question -> the notice (file name prefix) of the place it names: the same policy in 7 places, the
+#: place only in the title or first line, so the passage that answers never names it.
+PLACE_QUESTIONS = {
+    "铁岭市对承租国有房产的中小微企业免收几个月房租？": "tieling",
+    "深圳市承租国有物业的企业免收哪几个月租金？": "shenzhen",
+    "江西省中小企业2月份房租怎么减免？": "jiangxi",
+    "杭州对孵化器运营方减免在孵企业租金有什么补助？": "hangzhou",
+    "济南市房租减免的申请截止到什么时候？": "jinan",
+    "成都市承租国有资产类经营用房的中小企业房租如何减免？": "chengdu",
+    "北京市对租用市属国有企业房产的文化企业怎么减免房租？": "beijing",
+}
+
+
+@pytest.fixture(scope="module")
+def notices_engine(tmp_path_factory, embedder):
+    from rag.engine import Engine
+
+    base = tmp_path_factory.mktemp("notices")
+    shutil.copytree(NOTICES, base / "corpus")
+    engine = Engine(Settings(corpus_dir=base / "corpus", index_dir=base / "index"), embedder)
+    engine.build(progress=False)
+    return engine
+
+
+@pytest.mark.parametrize(("question", "place"), PLACE_QUESTIONS.items())
+def test_a_question_naming_a_place_retrieves_and_quotes_that_places_notice_first(notices_engine, question, place):
+    hits = notices_engine._state().retriever.search(question, 5)
+    assert hits[0].chunk.source.startswith(place), [h.chunk.source for h in hits]
+    assert hits[0].names_found == hits[0].names_asked != ()
+    answer = notices_engine.ask(question)
+    assert not answer.abstained
+    assert answer.citations[0].source.startswith(place), answer.answer
+
+
+def test_names_alone_tell_the_places_apart_when_chunks_are_indexed_without_their_header(
+    tmp_path, embedder, monkeypatch
+):
+    """Chunks indexed with their own text only: without name matching another place's notice comes
+    first for some questions; with it, every question finds its place's notice."""
+    from rag import store
+    from rag.engine import Engine
+    from rag.normalize import normalize
+
+    monkeypatch.setattr(store, "index_text", lambda chunk, document: normalize(chunk.text))
+    shutil.copytree(NOTICES, tmp_path / "corpus")
+    engine = Engine(Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index"), embedder)
+    engine.build(progress=False)
+    state = engine._state()
+
+    def firsts(weight_names: float) -> list[str]:
+        retriever = Retriever(state.kb, embedder, engine.settings.replace(weight_names=weight_names))
+        return [retriever.search(question, 1)[0].chunk.source for question in PLACE_QUESTIONS]
+
+    places = list(PLACE_QUESTIONS.values())
+    assert any(not source.startswith(place) for source, place in zip(firsts(0.0), places, strict=True))
+    assert all(
+        source.startswith(place) for source, place in zip(firsts(engine.settings.weight_names), places, strict=True)
+    )
+
+
+def test_a_place_no_document_is_about_matches_no_hit(notices_engine):
+    hits = notices_engine._state().retriever.search("南京市对承租国有房产的小微企业减免几个月房租？", 5)
+    assert hits[0].names_asked == ("南京市",)
+    assert all(h.names_found == () for h in hits)

@@ -409,3 +409,33 @@ def test_an_older_format_asks_for_a_rebuild(built):
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(IndexUnavailable, match=r"older format.*--rebuild"):
         store.load(Path(built.index_dir))
+
+
+def test_index_text_carries_the_context_header_but_quotes_stay_verbatim():
+    from rag.chunk import Chunk
+    from rag.clean import Document
+
+    text = "一、减免标准\n免收两个月房屋租金。"
+    document = Document(
+        "tieling.txt",
+        "关于阶段性减免房屋租金的通知",
+        text,
+        {"issuer": "铁岭市人民政府办公室", "doc_number": "铁政办发〔2020〕5号", "date": "2020-02-18", "author": "张三"},
+    )
+    chunk = Chunk("tieling.txt#0", "tieling.txt", document.title, "一、减免标准", 7, len(text), text)
+    indexed = store.index_text(chunk, document)
+    header = indexed.split("\n")[0]
+    for part in ("关于阶段性减免房屋租金的通知", "铁岭市人民政府办公室", "铁政办发〔2020〕5号", "2020-02-18"):
+        assert normalize(part) in header
+    assert "张三" not in indexed, "an author is not the issuing body"
+    assert indexed.endswith("免收两个月房屋租金。")
+    assert chunk.text == "免收两个月房屋租金。"
+
+
+def test_a_title_made_up_from_the_text_is_not_indexed_again():
+    from rag.chunk import Chunk
+    from rag.clean import Document
+
+    document = Document("x.txt", "会议指出", "会议指出，要压实责任。", {"title_derived": "yes", "date": "2021-12-13"})
+    chunk = Chunk("x.txt#0", "x.txt", document.title, "", 0, len(document.text), document.text)
+    assert store.index_text(chunk, document) == "2021-12-13\n会议指出,要压实责任。"
