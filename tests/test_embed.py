@@ -275,3 +275,18 @@ def test_an_int8_index_is_refused_by_the_fp32_model(engine_index, embedder, tmp_
     engine = Engine(engine_index.replace(index_dir=copy), embedder)
     with pytest.raises(IndexUnavailable, match="st-int8"):
         engine.reload()
+
+
+def test_int8_is_an_opt_in_with_vectors_of_its_own(embedder):
+    int8 = load_embedder(precision="int8")
+    texts = [TRADITIONAL, UNRELATED, "党委主体责任和纪委监督责任"]
+    vectors = int8.encode_documents(texts)
+    assert int8.passage_variant == EXPORT_INT8 and int8.record()["variant"] == EXPORT_INT8
+    closeness = np.sum(vectors * embedder.encode_documents(texts), axis=1)
+    assert closeness.min() > 0.95 and closeness.max() < 0.9999  # close, but not the same vectors
+    assert not embedder.accepts(int8.record()) and not int8.accepts(embedder.record())
+
+
+def test_an_unknown_precision_is_a_model_error():
+    with pytest.raises(ModelError, match="embed_precision"):
+        load_embedder(precision="fp8")
