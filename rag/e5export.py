@@ -13,9 +13,10 @@ writes a folder any sentence-transformers install loads with `SentenceTransforme
 - `modules.json`: Transformer -> mean Pooling -> Normalize, with e5's `query: ` / `passage: ` prompts;
 - `README.md` (provenance, MIT licence) and `verification.json` (the parity check of `verify`).
 
-The one known difference: a character the map changes followed, within a grapheme of under 6 bytes,
-by a combining mark (e.g. a full-width letter with an accent) loses the mark here
-(Hugging Face's charsmap normalizer works on graphemes); the engine keeps it.
+Known differences: a character the map changes followed, within a grapheme of under 6 bytes, by a
+combining mark (e.g. a full-width letter with an accent) loses the mark here (Hugging Face's charsmap
+normalizer works on graphemes), the engine keeps it; a text over 510 tokens is cut there, the engine
+averages 510-token windows (chunks of up to 400 characters stay well under).
 
 The folder is written into a temporary sibling and renamed into place, so it is complete or absent.
 """
