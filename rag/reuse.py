@@ -85,23 +85,9 @@ class Reuse:
     """The running code's pipeline version (`rag.pipeline`)."""
 
 
-def model_section(embedder: Embedder) -> dict[str, Any]:
-    """The embedding model's identity, as recorded in the manifest (vectors of another are not mixed)."""
-    return {
-        "name": embedder.name,
-        "dimension": embedder.dimension,
-        "query_prompt": embedder.query_prompt,
-        "document_prompt": embedder.document_prompt,
-    }
-
-
 def _same_vectors(recorded: Any, embedder: Embedder) -> bool:
     """Were vectors recorded under `recorded` made the way `embedder` makes document vectors?"""
-    current = model_section(embedder)
-    if not isinstance(recorded, dict):
-        return False
-    same = all(recorded.get(key) == value for key, value in current.items() if key != "query_prompt")
-    return same and set(recorded) <= set(current)
+    return isinstance(recorded, dict) and embedder.accepts(recorded)
 
 
 def plan(
@@ -124,9 +110,10 @@ def plan(
         reuse.older = _older_vectors(index_dir, folder, embedder)
         return reuse
     model = manifest["model"]
-    if not rebuild and (model.get("name") != embedder.name or model.get("document_prompt") != embedder.document_prompt):
+    if not rebuild and not embedder.accepts(model):
+        built = f"{model.get('name')!r}" + (f" ({model['variant']})" if model.get("variant") else "")
         raise IndexUnavailable(
-            f"the index in {index_dir} holds vectors of model {model.get('name')!r}, not {embedder.name!r}; "
+            f"the index in {index_dir} holds vectors of model {built}, not {embedder.describe()!r}; "
             "vectors of different models cannot be mixed: run `rag index --rebuild` to re-embed everything, "
             "or use another --index folder"
         )

