@@ -1,14 +1,15 @@
 """政策问答 chat page: cited answers, passage look-up and the knowledge base, in the browser.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--index DIR] [--corpus DIR] [--model M]
-                  [--auth USERS | --auth @FILE] [--read-only]
+                  [--auth USERS | --auth @FILE] [--read-only] [--llm-url URL [--llm-model NAME]]
 
 The page is a thin layer over `rag.Engine` (the same engine as the `rag` CLI): it never retrieves or
 composes anything itself. The page is served first; the engine (torch, the model, the index) is
 opened in the background, answers from the index on disk as soon as it is loaded, and brings the index
 up to date with the corpus in its background worker. One engine is shared by every visitor; each
 browser session keeps its own conversation. The page itself lives in `ui/` (layout, handlers,
-rendering, access, start-up).
+rendering, access, start-up). With a language model configured (`--llm-url`, or `RAG_LLM_BASE_URL`)
+the chat shows the written answer as it is verified, sentence by sentence (docs/llm.md).
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         "--read-only", action="store_true", help="hide upload and removal from everyone but users marked :admin"
     )
     parser.add_argument("--no-update", action="store_true", help="serve the index as it is (no build at start)")
+    parser.add_argument(
+        "--llm-url", help="OpenAI-compatible model server for written answers (or $RAG_LLM_BASE_URL; default: off)"
+    )
+    parser.add_argument("--llm-model", help="model name on that server (or $RAG_LLM_MODEL; default: its first)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("faiss", "bm25s", "sentence_transformers", "httpx", "jieba"):
@@ -70,7 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     except AccessError as exc:
         log.error("%s", exc)
         return 2
-    settings = Settings.from_env(index_dir=args.index, corpus_dir=args.corpus, model=args.model)
+    try:
+        settings = Settings.from_env(
+            index_dir=args.index,
+            corpus_dir=args.corpus,
+            model=args.model,
+            llm_base_url=args.llm_url,
+            llm_model=args.llm_model,
+        )
+    except ValueError as exc:  # e.g. RAG_LLM_TIMEOUT that is not a number
+        log.error("%s", exc)
+        return 2
+    if settings.llm_enabled:
+        log.info("written answers from %s (model %s)", settings.llm_base_url, settings.llm_model or "the server's first")
     if args.host not in ("127.0.0.1", "localhost", "::1") and not access.login_required:
         log.warning("serving on %s without --auth: anyone who can reach the page can use it", args.host)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llm_server import ScriptedLLM, citing, unused_url
 
 from rag.answer import ABSTAIN_TEXT
 
@@ -31,6 +32,7 @@ if str(ROOT) not in sys.path:  # app.py and ui/ sit at the top of the project, o
 app = importlib.import_module("app")
 from ui.access import Access  # noqa: E402
 from ui.layout import EXAMPLES  # noqa: E402
+from ui.render import GENERATED, WRITING  # noqa: E402
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM_ARGS = [
@@ -66,6 +68,12 @@ QUESTIONS = [
     "纪检监察机关的职责定位",
     "股票明天会涨吗",
 ]
+GUANGXI = "广西在粮食购销领域查处了多少一把手?"
+WRITTEN = (  # a scripted model's answer: two supported sentences, then an invented one
+    "广西建立了党委统筹指挥、纪委监委组织协调、职能部门高效协同的查处机制。[@227人]\n"
+    "广西共立案查处粮食购销领域有关单位一把手227人。[@227人]\n"
+    "广西还在2022年追回粮食购销领域违规资金3.5亿元。[@227人]"
+)
 ENGLISH_UI = re.compile(
     r"\b(?:Submit|Clear|Loading|Error|Warning|Login|Username|Password|Drop File Here|Click to Upload)\b"
 )
@@ -101,6 +109,41 @@ def server(engine) -> Iterator[str]:
 def locked_server(engine) -> Iterator[str]:
     """The page behind a login, read-only for 张三, editable by admin."""
     yield from _serve(engine, Access.from_spec(USERS, read_only=True))
+
+
+def _writing_engine(engine: Any, url: str) -> Any:
+    """An engine on the session's index whose answers a language model at `url` writes."""
+    from rag import Engine
+
+    writer = Engine(engine.settings.replace(llm_base_url=url, llm_model="scripted"), engine.embedder)
+    writer.reload()
+    return writer
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[ScriptedLLM]:
+    """A scripted OpenAI-compatible server standing in for the model, streaming slowly enough to watch."""
+    with ScriptedLLM(chunk=4) as llm:
+        llm.delay = 0.1  # seconds before the reply and between its events
+        yield llm
+
+
+@pytest.fixture(scope="module")
+def written_server(engine, model: ScriptedLLM) -> Iterator[tuple[str, Any]]:
+    """The page on an engine whose answers the scripted model writes: its URL and engine."""
+    writer = _writing_engine(engine, model.url)
+    for url in _serve(writer):
+        yield url, writer
+    writer.worker.close()
+
+
+@pytest.fixture(scope="module")
+def down_server(engine) -> Iterator[tuple[str, Any]]:
+    """The page on an engine configured with a model server that is down: its URL and engine."""
+    writer = _writing_engine(engine, unused_url())
+    for url in _serve(writer):
+        yield url, writer
+    writer.worker.close()
 
 
 @pytest.fixture(scope="module")
@@ -352,6 +395,100 @@ def test_phone_width_hides_nothing(pages: Pages, server: str) -> None:
     assert sources["y"] >= chat["y"] + chat["height"]  # below, as the header's wording allows
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390  # no sideways scrolling
     _screenshot(page, "phone.png", full_page=True)
+
+
+# --- browser: written answers (a scripted model server behind the page) --------------------------------
+
+WATCH_ANSWERS = """() => {
+  // every text the newest answer shows, in order: what streamed before the final answer replaced it
+  window.shown = [];
+  const chat = document.querySelector('#chat');
+  new MutationObserver(() => {
+    const answers = chat.querySelectorAll('[data-testid=bot]');
+    const text = answers.length ? answers[answers.length - 1].innerText : '';
+    if (text && window.shown[window.shown.length - 1] !== text) window.shown.push(text);
+  }).observe(chat, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+@pytest.mark.browser
+def test_a_written_answer_streams_then_shows_verified_with_linked_sources(
+    pages: Pages, written_server: tuple[str, Any], model: ScriptedLLM
+) -> None:
+    from playwright.sync_api import expect
+
+    url, writer = written_server
+    model.replies = [citing(WRITTEN)]
+    page = pages.open(url)
+    expect(page.locator("body")).to_contain_text("由语言模型依据原文撰写")  # the header says how answers are made
+    page.evaluate(WATCH_ANSWERS)
+    page.locator("#question textarea").fill(GUANGXI)
+    page.locator("#question textarea").press("Enter")
+    answer = page.locator("#chat [data-testid=bot]").last
+    expect(answer).to_contain_text(GENERATED)  # the final answer
+    expect(answer).not_to_contain_text(WRITING)
+
+    shown = [_compact(text) for text in page.evaluate("() => window.shown")]
+    first, second = "党委统筹指挥、纪委监委组织协调", "一把手227人"
+    partial = [text for text in shown if first in text and second not in text]
+    assert partial and all(WRITING in text for text in partial), shown  # one sentence shown while writing
+    assert shown.index(partial[0]) < len(shown) - 1
+    assert not any("3.5亿" in text or "2022" in text for text in shown), "an unverified sentence was shown"
+
+    final = writer.ask(GUANGXI, generate=False)  # the same retrieval; the model wrote the rest
+    assert not final.abstained
+    expect(answer).to_contain_text("已删去 1 句无法在原文中核实的内容")
+    assert first in _compact(answer.inner_text()) and second in _compact(answer.inner_text())
+    expect(answer.locator('a[href="#cite-0-1"]')).to_have_text("[1]")
+    links = answer.locator('a[href^="#cite-0-"]')
+    citations = page.locator("#sources details.src")
+    expect(citations).to_have_count(links.evaluate_all("(a) => new Set(a.map((l) => l.hash)).size"))
+    answer.locator('a[href="#cite-0-1"]').click()  # a marker opens its verbatim quote in context
+    opened = page.locator("#sources details#cite-0-1[open]")
+    expect(opened).to_be_visible()
+    quote = _compact(opened.locator("mark").inner_text())
+    assert first in quote or second in quote
+    assert quote in _compact(writer.document(writer.search(GUANGXI, k=1)[0].source).text)
+    page.get_by_text("导出这条回答（Markdown）").click()
+    expect(page.locator("#export-md textarea")).to_have_value(re.compile(GENERATED))
+    assert "3.5亿" not in page.locator("#export-md textarea").input_value()
+    _screenshot(page, "chat-written.png")
+    _no_traceback(page)
+
+
+@pytest.mark.browser
+def test_with_the_model_server_down_the_extractive_answer_shows_with_a_note(
+    pages: Pages, down_server: tuple[str, Any]
+) -> None:
+    from playwright.sync_api import expect
+
+    url, writer = down_server
+    expected = writer.ask(GUANGXI, generate=False)
+    page = pages.open(url)
+    answer = _ask(page, GUANGXI)
+    expect(answer).to_contain_text("语言模型服务暂时无法使用，以下是从原文摘录的回答。")
+    expect(answer).not_to_contain_text(WRITING)
+    expect(answer).not_to_contain_text(GENERATED)
+    assert _compact(expected.citations[0].quote)[:30] in _compact(answer.inner_text())
+    expect(answer.locator('a[href^="#cite-0-"]')).to_have_count(len(expected.citations))
+    expect(page.locator("#sources details.src")).to_have_count(len(expected.citations))
+    _screenshot(page, "chat-model-down.png")
+    _no_traceback(page)
+
+
+def test_the_api_returns_the_verified_written_answer(written_server: tuple[str, Any], model: ScriptedLLM) -> None:
+    from gradio_client import Client
+
+    url, writer = written_server
+    model.replies = [citing(WRITTEN)]
+    result = Client(url, verbose=False).predict(GUANGXI, api_name="/ask")
+    assert result["mode"] == "generated" and not result["abstained"]
+    assert result["generation"]["kept"] == 2 and result["generation"]["dropped"] == 1
+    assert "3.5亿" not in result["answer"] and "一把手227人" in result["answer"]
+    assert model.requests[-1]["body"]["stream"] is False  # the whole reply, then checked
+    for c in result["citations"]:
+        assert writer.document(c["source"]).text[c["start"] : c["end"]] == c["quote"]
+    assert GENERATED in result["markdown"] and "已删去 1 句" in result["markdown"]
 
 
 # --- browser: the knowledge base ---------------------------------------------------------------------
@@ -620,5 +757,5 @@ def test_main_help_does_not_start_a_server(capsys: pytest.CaptureFixture[str]) -
         app.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--host", "--port", "--index", "--corpus", "--auth", "--read-only"):
+    for flag in ("--host", "--port", "--index", "--corpus", "--auth", "--read-only", "--llm-url", "--llm-model"):
         assert flag in out

@@ -19,10 +19,26 @@ if str(ROOT) not in sys.path:  # ui/ sits at the top of the project, outside the
 
 from ui.access import Access, AccessError, parse_users  # noqa: E402
 from ui.page import Page, discard_upload  # noqa: E402
-from ui.render import chat_text, chinese, clean_text, highlight, md_text, sources_html  # noqa: E402
+from ui.render import (  # noqa: E402
+    GENERATED,
+    WRITING,
+    chat_text,
+    chinese,
+    clean_text,
+    export_markdown,
+    highlight,
+    md_text,
+    sources_html,
+)
 from ui.startup import EngineLoader  # noqa: E402
 
 FACT = "青山县纪委在2024年开展了“清风行动”专项检查，共检查单位37家。"
+GUANGXI = "广西在粮食购销领域查处了多少一把手?"
+WRITTEN = (  # a scripted model's answer: two supported sentences, then an invented one
+    "广西建立了党委统筹指挥、纪委监委组织协调、职能部门高效协同的查处机制。[@227人]\n"
+    "广西共立案查处粮食购销领域有关单位一把手227人。[@227人]\n"
+    "广西还在2022年追回粮食购销领域违规资金3.5亿元。[@227人]"
+)
 CJK = re.compile(r"[\u3400-\u9fff]")
 
 
@@ -294,3 +310,62 @@ def test_engine_warnings_are_shown_above_the_chat_in_chinese(engine, monkeypatch
     banner = page.banner(engine, engine.worker.status())
     assert "注意：向量文件已损坏，正在使用上一次完好的索引" in banner and "dense.faiss" not in banner
     assert "bad manifest" not in banner and "请联系管理员" in banner
+
+
+# --- written answers (a scripted model server stands in for the language model) ---------------------
+
+
+@pytest.fixture
+def writer(engine, scripted_llm):
+    """The session's index behind an engine whose answers the scripted server writes."""
+    from rag import Engine
+
+    writer = Engine(engine.settings.replace(llm_base_url=scripted_llm.url, llm_model="scripted"), engine.embedder)
+    writer.reload()
+    return writer
+
+
+def test_a_written_answer_streams_then_is_replaced_by_the_verified_one(engine, writer, scripted_llm) -> None:
+    from llm_server import citing
+
+    scripted_llm.replies = [citing(WRITTEN)]
+    updates = list(_page(writer).on_ask(GUANGXI, [], []))
+    messages = [update[1][-1]["content"] for update in updates]
+    assert len(messages) == 4, messages  # writing…, one sentence, two sentences, the final answer
+    assert md_text(WRITING) in messages[0] and "cite-" not in messages[0]
+    assert "党委统筹指挥" in messages[1] and "(#cite-0-1 " in messages[1] and "227人" not in messages[1]
+    assert "227人" in messages[2] and md_text(WRITING) in messages[2]
+    assert all(update[2] == [] for update in updates[:-1])  # the turn is recorded when it is final
+    assert all(update[4] == "" and update[5].interactive is False for update in updates[:-1])
+    assert 'id="cite-0-1"' in updates[1][3] and "一把手227人" in updates[2][3]  # sources as it grows
+
+    _, chat, turns, sources, export, download = updates[-1]
+    answer = turns[-1]
+    assert answer.mode == "generated" and answer.generation.dropped == 1
+    final = chat[-1]["content"]
+    assert final.startswith(f"*{md_text(GENERATED)}；已删去 1 句无法在原文中核实的内容。*")
+    assert md_text(WRITING) not in final and "3.5" not in final and "2022" not in final
+    for citation in answer.citations:
+        assert f"(#cite-0-{citation.id} " in final and f'id="cite-0-{citation.id}"' in sources
+        assert engine.document(citation.source).text[citation.start : citation.end] == citation.quote
+    assert f"*{GENERATED}；已删去 1 句无法在原文中核实的内容。*" in export and "3.5" not in export
+    assert download.interactive is True
+
+
+def test_a_server_that_is_down_gives_the_extractive_answer_with_a_note(engine, writer, scripted_llm) -> None:
+    scripted_llm.down()
+    updates = list(_page(writer).on_ask(GUANGXI, [], []))
+    _, chat, turns, *_ = updates[-1]
+    expected = engine.ask(GUANGXI)
+    assert turns[-1].answer == expected.answer and turns[-1].generation.fell_back
+    assert chat[-1]["content"] == f"> {md_text(turns[-1].generation.note)}\n\n{chat_text(expected, 0)}"
+    assert "语言模型服务暂时无法使用" in chat[-1]["content"] and md_text(GENERATED) not in chat[-1]["content"]
+    assert "语言模型服务暂时无法使用" in export_markdown(turns[-1])
+
+
+def test_without_a_model_answers_are_not_marked(engine) -> None:
+    updates = list(_page(engine).on_ask(GUANGXI, [], []))
+    assert len(updates) == 1  # nothing streams
+    _, chat, turns, *_ = updates[0]
+    assert chat[-1]["content"] == chat_text(engine.ask(GUANGXI), 0)
+    assert GENERATED not in chat[-1]["content"] + export_markdown(turns[-1]) and WRITING not in chat[-1]["content"]

@@ -29,6 +29,12 @@ EXAMPLES = [
     "党委主体责任具体指什么",
     "縣級監委向鄉鎮派出了什麼機構?",
 ]
+INTRO = "基于知识库中政策文件的问答：回答只摘录原文，每句后的 [n] 是链接，点击即可在“来源”中查看引用的原文。"
+INTRO_WRITTEN = (
+    "基于知识库中政策文件的问答：回答由语言模型依据原文撰写，每句都与原文核对，核对不上的句子不显示；"
+    "每句后的 [n] 是链接，点击即可在“来源”中查看引用的原文。"
+)
+"""The line under the title: extractive answers, or written ones (a language model is configured)."""
 UPLOAD_TYPES = ".txt .md .docx .pdf .html"
 READ_CONCURRENCY = 8
 """Questions answered at once; the engine is thread-safe for reads; changes run in its background worker."""
@@ -200,10 +206,7 @@ def build_app(
     quick: dict[str, Any] = {**private, "queue": False, "show_progress": "hidden"}
     editable = not access.read_only  # in read-only mode, shown to administrators once they are known (on load)
     with gr.Blocks(title="政策问答", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
-        gr.Markdown(
-            "## 政策问答\n基于知识库中政策文件的问答：回答只摘录原文，每句后的 [n] 是链接，"
-            "点击即可在“来源”中查看引用的原文。"
-        )
+        gr.Markdown(f"## 政策问答\n{INTRO_WRITTEN if getattr(settings, 'llm_enabled', False) else INTRO}")
         banner = gr.HTML(visible=False, elem_id="chat-banner")
         seen = gr.State(None)
         jobs = gr.State([])

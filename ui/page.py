@@ -31,6 +31,7 @@ from ui.render import (
     progress_html,
     search_html,
     sources_html,
+    streaming_text,
 )
 from ui.startup import EngineLoader
 
@@ -161,15 +162,46 @@ class Page:
             chat.append({"role": "assistant", "content": md_text(waiting or STARTING)})
             yield "", chat, [*turns, None], gr.skip(), gr.skip(), gr.skip()
             return
+        turn = len(turns)
         try:
-            history = [turn for turn in turns if turn is not None][-HISTORY_TURNS:]
-            answer = engine.ask(question, history=history)
+            history = [t for t in turns if t is not None][-HISTORY_TURNS:]
+            events = engine.ask_stream(question, history=history)
+            if getattr(engine, "llm", None) is not None:  # the model may take a while: say it is writing
+                yield "", [*chat, {"role": "assistant", "content": streaming_text("", [], turn)}], turns, *self.writing()
+            answer = None
+            for update in self.streamed(engine, question, events, turn):
+                if isinstance(update, tuple):
+                    message, sources = update
+                    yield "", [*chat, {"role": "assistant", "content": message}], turns, sources, *self.writing()[1:]
+                else:
+                    answer = update
         except Exception as exc:
             chat.append({"role": "assistant", "content": f"**出错了**：{md_text(friendly(exc))}"})
             yield "", chat, [*turns, None], gr.skip(), gr.skip(), gr.skip()
             return
-        chat.append({"role": "assistant", "content": chat_text(answer, len(turns))})
-        yield "", chat, [*turns, answer], *self.answer_panels(engine, answer, len(turns))
+        assert answer is not None
+        chat.append({"role": "assistant", "content": chat_text(answer, turn)})
+        yield "", chat, [*turns, answer], *self.answer_panels(engine, answer, turn)
+
+    def streamed(self, engine: Engine, question: str, events: Iterator[Any], turn: int) -> Iterator[Any]:
+        """`engine.ask_stream`'s events as the page shows them: (message, sources panel) for the verified
+        sentences so far, then the final `Answer` (which replaces them)."""
+        from rag.answer import Answer
+        from rag.generate import Delta
+
+        text, citations = "", []
+        for event in events:
+            if not isinstance(event, Delta):
+                yield event.answer
+                return
+            text, citations = text + event.text, [*citations, *event.citations]
+            partial = Answer(question, text.strip(), False, list(citations), standalone_question=question)
+            yield streaming_text(text, citations, turn), sources_html(self.lookup(engine), partial, turn)
+
+    @staticmethod
+    def writing() -> tuple[Any, Any, Any]:
+        """Sources panel, export and download while an answer is being written (its sources come with it)."""
+        return gr.skip(), "", gr.Button(interactive=False)
 
     def on_example(self, chat: list[dict], turns: list[Any], evt: gr.SelectData) -> Iterator[tuple[Any, ...]]:
         """Ask an example question clicked in the empty chat."""

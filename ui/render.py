@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the page imports this before the engine (and torch) are loaded
-    from rag.answer import Answer, Passage
+    from rag.answer import Answer, Citation, Passage
     from rag.clean import Document
     from rag.worker import Job, WorkerStatus
 
@@ -76,13 +76,42 @@ _SINGLE_BREAK = re.compile(r"(?<!\n)\n(?!\n)")
 _AFTER_MARKERS = re.compile(r"((?:\\\[\d+\\\])+)(?!\\\[\d)(?=[^\n。，；、！？.,;!?）)”])")
 
 
+GENERATED = "由语言模型撰写，已逐句核对原文"
+"""The line above a written answer (`answer.mode == "generated"`); extractive answers have none."""
+WRITING = "正在由语言模型撰写回答，每句核对原文后显示……"
+"""The line under a written answer while it streams."""
+
+
 def chat_text(answer: Answer, turn: int) -> str:
     """An answer as a chat message: each cited sentence on its own line, each `[n]` a link to the cited
-    passage (`#cite-<turn>-<n>`, opened in the sources panel) with the quote as hover preview."""
-    text = _SINGLE_BREAK.sub("\n\n", md_text(answer.answer))  # each line of the answer its own paragraph
-    if answer.citations:
+    passage (`#cite-<turn>-<n>`, opened in the sources panel) with the quote as hover preview. A written
+    answer gets a line saying so (and how many sentences were removed); an answer shown instead of a
+    written one that failed gets the note why, above it."""
+    text = _linked(answer.answer, answer.citations, turn)
+    standalone = getattr(answer, "standalone_question", "")
+    if standalone and standalone != answer.question:
+        text += f"\n\n*（按“{md_text(standalone)}”检索）*"
+    generation = getattr(answer, "generation", None)
+    if generation is not None and generation.fell_back and generation.note:
+        text = f"> {md_text(generation.note)}\n\n{text}"
+    elif getattr(answer, "mode", "") == "generated" and not answer.abstained:
+        note = f"；{generation.note}" if generation is not None and generation.note else ""
+        text = f"*{md_text(GENERATED + note)}*\n\n{text}"
+    return text
+
+
+def streaming_text(text: str, citations: Sequence[Citation], turn: int) -> str:
+    """A written answer while it streams: the sentences verified so far, linked as in `chat_text`."""
+    shown = _linked(text.strip(), citations, turn) if text.strip() else ""
+    return f"{shown}\n\n*{md_text(WRITING)}*" if shown else f"*{md_text(WRITING)}*"
+
+
+def _linked(answer: str, citations: Sequence[Citation], turn: int) -> str:
+    """Answer text as Markdown: each line its own paragraph, each `[n]` a link to its citation."""
+    text = _SINGLE_BREAK.sub("\n\n", md_text(answer))  # each line of the answer its own paragraph
+    if citations:
         text = _AFTER_MARKERS.sub(lambda m: m.group(1) + "\n\n", text)
-        quotes = {c.id: c.quote for c in answer.citations}
+        quotes = {c.id: c.quote for c in citations}
 
         def link(match: re.Match[str]) -> str:
             number = int(match.group(1))
@@ -94,9 +123,6 @@ def chat_text(answer: Answer, turn: int) -> str:
             return f'[\\[{number}\\]](#cite-{turn}-{number} "{html.escape(preview, quote=False)}")'
 
         text = _MARKER.sub(link, text)
-    standalone = getattr(answer, "standalone_question", "")
-    if standalone and standalone != answer.question:
-        text += f"\n\n*（按“{md_text(standalone)}”检索）*"
     return text
 
 
@@ -207,7 +233,14 @@ def export_markdown(answer: Answer, lookup: Lookup | None = None) -> str:
     standalone = getattr(answer, "standalone_question", "")
     if standalone and standalone != answer.question:
         lines += [f"（按“{md_plain(standalone)}”检索）", ""]
-    lines += ["## 回答", "", "\n\n".join(md_plain(line) for line in answer.answer.splitlines() if line.strip()), ""]
+    lines += ["## 回答", ""]
+    generation = getattr(answer, "generation", None)
+    if generation is not None and generation.fell_back and generation.note:
+        lines += [f"*{md_plain(generation.note)}*", ""]
+    elif getattr(answer, "mode", "") == "generated" and not answer.abstained:
+        note = f"；{generation.note}" if generation is not None and generation.note else ""
+        lines += [f"*{md_plain(GENERATED + note)}*", ""]
+    lines += ["\n\n".join(md_plain(line) for line in answer.answer.splitlines() if line.strip()), ""]
     if answer.citations:
         lines += ["## 来源", ""]
         for c in answer.citations:
