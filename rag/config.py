@@ -1,7 +1,8 @@
 """Every tunable of the product in one place, with defaults that work offline.
 
 `Settings` is a frozen dataclass: make a variant with `settings.replace(...)`.
-`Settings.from_env()` also reads `RAG_CORPUS`, `RAG_INDEX` and `RAG_MODEL`.
+`Settings.from_env()` also reads `RAG_CORPUS`, `RAG_INDEX`, `RAG_MODEL`, `RAG_STORE`,
+`RAG_MILVUS_COLLECTION` and `RAG_MILVUS_TOKEN`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ class Settings:
     """Folder (or one `.jsonl` file) of source documents; a file's name is its source id."""
     index_dir: Path = PROJECT_ROOT / "index"
     """Folder that holds the built index (several knowledge bases = several folders)."""
+    store: str = "local"
+    """Where search structures live: `local` (FAISS + bm25s files in the index folder), `milvus`
+    (a Milvus Lite file `milvus.db` in the index folder), `milvus:<path>.db` (a Milvus Lite file) or
+    `milvus:http://host:19530` (a Milvus server or cluster). Documents and chunk records stay in the
+    index folder either way."""
+    milvus_collection: str = "zhengce"
+    """Milvus: the alias of the live build; its collections are named `<this>_build_…`. One name per
+    knowledge base on a shared server."""
+    milvus_token: str = dataclasses.field(default="", repr=False)
+    """Milvus server: `user:password` or an API key (from `RAG_MILVUS_TOKEN`)."""
 
     # --- embedding ---------------------------------------------------------------------------
     model: str = DEFAULT_MODEL
@@ -84,9 +95,17 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
-        """Defaults, then `RAG_CORPUS` / `RAG_INDEX` / `RAG_MODEL`, then `overrides` (None = keep)."""
+        """Defaults, then `RAG_CORPUS` / `RAG_INDEX` / `RAG_MODEL` / `RAG_STORE` / `RAG_MILVUS_*`, then
+        `overrides` (None = keep)."""
         values: dict[str, Any] = {}
-        for name, var in (("corpus_dir", "RAG_CORPUS"), ("index_dir", "RAG_INDEX"), ("model", "RAG_MODEL")):
+        for name, var in (
+            ("corpus_dir", "RAG_CORPUS"),
+            ("index_dir", "RAG_INDEX"),
+            ("model", "RAG_MODEL"),
+            ("store", "RAG_STORE"),
+            ("milvus_collection", "RAG_MILVUS_COLLECTION"),
+            ("milvus_token", "RAG_MILVUS_TOKEN"),
+        ):
             if os.environ.get(var):
                 values[name] = os.environ[var]
         values.update({k: v for k, v in overrides.items() if v is not None})
