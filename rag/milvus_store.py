@@ -55,6 +55,7 @@ class Target:
 
     @property
     def lite(self) -> bool:
+        """A Milvus Lite file opened in this process (not a server URI)."""
         return not self.uri.startswith(("http://", "https://", "tcp://", "unix:"))
 
 
@@ -140,10 +141,16 @@ class Rows:
     """Per lexical index, each chunk's tokens (as the local backend indexes them)."""
 
 
-def _schema(dimension: int, lite: bool) -> Any:
+def _analyzer(milvus: Any) -> dict[str, str]:
+    """An analyzer that keeps space-separated escaped tokens as they are: the server's `whitespace`
+    tokenizer; Milvus Lite has none, but its `standard` one (`\\w+`, lower case) does the same to them."""
+    lite = str(milvus.get_server_version()).lower().startswith(("milvus_lite", "milvus-lite"))
+    return {"tokenizer": "standard"} if lite else {"tokenizer": "whitespace"}
+
+
+def _schema(dimension: int, analyzer: dict[str, str]) -> Any:
     from pymilvus import DataType, Function, FunctionType, MilvusClient
 
-    analyzer = {"tokenizer": "standard"} if lite else {"tokenizer": "whitespace"}
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("row", DataType.INT64, is_primary=True)
     schema.add_field("chunk_id", DataType.VARCHAR, max_length=1024)
@@ -214,7 +221,7 @@ def write(target: Target, build: str, kb_id: str, rows: Rows, k1: float, b: floa
         milvus.drop_collection(name)
     milvus.create_collection(
         name,
-        schema=_schema(rows.vectors.shape[1], target.lite),
+        schema=_schema(rows.vectors.shape[1], _analyzer(milvus)),
         description=f"zhengce-wenda knowledge base {kb_id}, {build}",
         consistency_level="Bounded",  # written once, then only read; the row count below is checked Strong
     )
@@ -346,6 +353,28 @@ class MilvusLexical:
         return out
 
 
+def hybrid_search(
+    target: Target, collection: str, vector: np.ndarray, lexical: dict[str, list[str]], depth: int, k: int, rrf_k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Server-side fusion: dense and BM25 rankings fused by Milvus's `RRFRanker` (unweighted), one request.
+
+    Retrieval does not use it: the product's weighted fusion of the three rankings keeps quality
+    equal to the local store (docs/benchmarks.md, fusion study); this is what that study measures."""
+    from pymilvus import AnnSearchRequest, RRFRanker
+
+    requests = [
+        AnnSearchRequest(
+            [np.asarray(vector, dtype=np.float32).ravel().tolist()], "vector", {"metric_type": "IP"}, depth
+        )
+    ]
+    for name, tokens in lexical.items():
+        text = field_text(tokens)
+        if text:
+            requests.append(AnnSearchRequest([text], f"{name}_bm25", {"metric_type": "BM25"}, depth))
+    hits = client(target).hybrid_search(collection, requests, RRFRanker(rrf_k), limit=k, output_fields=["row"])[0]
+    return _arrays(hits)
+
+
 def _arrays(hits: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     ids = np.fromiter((int(h["row"]) for h in hits), dtype=np.int64, count=len(hits))
     scores = np.fromiter((float(h["distance"]) for h in hits), dtype=np.float32, count=len(hits))
@@ -418,11 +447,13 @@ class MilvusBackend:
         meta = manifest.get("store", {})
         size = int(manifest["chunks"])
         collection = str(meta.get("collection", ""))
-        if meta.get("kind") != self.kind or not client(self.target).has_collection(collection):
+        milvus = client(self.target)
+        if meta.get("kind") != self.kind or not milvus.has_collection(collection):
             raise MilvusUnavailable(
                 f"the build {folder.name} has no collection {collection!r} in Milvus at {_shown(self.target.uri)}: "
                 "run `rag index` with this --store to write it there"
             )
+        milvus.load_collection(collection)  # Milvus Lite starts with every collection released
         dense = MilvusDense(self.target, collection, size)
         lexical: dict[str, LexicalSearch] = {
             name: MilvusLexical(self.target, collection, name, size, *read_lexicon(folder, name)) for name in LEXICAL

@@ -146,3 +146,51 @@ def test_the_local_backend_is_the_default(kb_settings):
     assert isinstance(open_backend(kb_settings), LocalBackend)
     with pytest.raises(ValueError, match="unknown store"):
         open_backend(kb_settings.replace(store="elastic"))
+
+
+@pytest.fixture
+def lite_server(tmp_path):
+    """`milvus-lite server` in its own process, as the README tells several processes to share a file."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = shutil.which("milvus-lite") or str(Path(sys.executable).parent / "milvus-lite")
+    server = subprocess.Popen(
+        [command, "server", "--data-dir", str(tmp_path / "served.db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as attempt:
+                if attempt.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_milvus_server_by_uri_serves_the_same_rankings(engine, lite_server, tmp_path):
+    settings = engine.settings.replace(store=f"milvus:{lite_server}", index_dir=tmp_path / "index")
+    build = _build_input(engine.kb, "build-1")
+    build.folder = tmp_path / "index" / "build-1"
+    build.folder.mkdir(parents=True)
+    backend = MilvusBackend(settings)
+    manifest = {**engine.kb.manifest, "store": backend.write(build)}
+    assert manifest["store"]["uri"] == lite_server
+    dense, lexical = backend.open(build.folder, manifest)
+    backend.activate(manifest)
+    tokens = bigrams(normalize("纪委监督责任"))
+    scale = settings.bm25_k1 + 1
+    assert _same_ranking(engine.kb.lexical["bigrams"].search(tokens, 20), lexical["bigrams"].search(tokens, 20), scale)
+    vector = engine.kb.dense.index.reconstruct(3)
+    assert dense.search(vector, 1)[0].tolist() == [3]
