@@ -34,6 +34,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import service  # noqa: E402
 from corpora import (  # noqa: E402
     GeneratedEmbedder,
     Query,
@@ -676,6 +677,10 @@ def cell(value: Any, unit: str = "") -> str:
 
 def write_report(results: dict[str, Any], path: Path) -> None:
     sizes = [results["sizes"][k] for k in sorted(results.get("sizes", {}), key=int)]
+    if not sizes and path.exists():  # only the service figures were measured: keep the rest of the report
+        if results.get("service"):
+            service.update_report(path, results["service"])
+        return
     m = results.get("machine", machine())
     real_rate = real_chunks_per_second(results)
     lines = [
@@ -818,6 +823,8 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     )
     lines.append("")
     lines.extend(studies_markdown(results))
+    if results.get("service"):
+        lines += [*service.markdown(results["service"]), ""]
     if ANALYSIS.exists():  # hand-written findings of the recorded run (profiles, causes, proposed fixes)
         lines += ["", ANALYSIS.read_text(encoding="utf-8").strip(), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -917,6 +924,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--throughput", action="store_true", help="embedding throughput by threads and batch size")
     p.add_argument("--throughput-sample", type=int, default=64)
     p.add_argument("--dense-study", action="store_true", help="flat vs HNSW latency and recall at each size")
+    p.add_argument(
+        "--service",
+        action="store_true",
+        help="the chat page: question latency during a 60-chunk upload, start-up time at 10k chunks",
+    )
     p.add_argument("--report", type=Path, default=REPORT)
     p.add_argument(
         "--wait-idle",
@@ -942,6 +954,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "measure": child_measure,
             "throughput": child_throughput,
             "dense": child_dense,
+            "service_latency": service.child_latency,
         }
         print(json.dumps(children[args.child](json.loads(args.params))), flush=True)
         return
@@ -983,6 +996,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         results["dense"] = run_child(
             "dense", {"indexes": indexes, "queries": 200, "depth": 50, "ef": [16, 32, 64, 128]}
         )
+        save()
+    if args.service:
+        results["service"] = {
+            "date": datetime.now().strftime("%Y-%m-%d"),
+            "code": code_state(),
+            "latency": service.latency(run_child),
+        }
+        save()
+        results["service"]["startup"] = service.startup(run_child, wait=wait_idle)
         save()
     write_report(results, args.report)
 

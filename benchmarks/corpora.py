@@ -157,7 +157,8 @@ class GeneratedEmbedder:
     """Stands in for the real embedder while writing an index: same name, prompts and dimension.
 
     `encode_documents` returns one vector per chunk text, in the order `rag.store.build` embeds them
-    (corpus order, chunk order), derived from `plan`: the (base passage id, chunk number) of each chunk.
+    (corpus order, chunk order, in batches: the position carries over from call to call), derived
+    from `plan`: the (base passage id, chunk number) of each chunk.
     """
 
     def __init__(
@@ -175,17 +176,20 @@ class GeneratedEmbedder:
         self.plan, self.real, self.seed = plan, real, seed
         self.matched = 0
         self.mismatched = 0
+        self.position = 0
+        self._rng = np.random.default_rng(seed)
 
     def encode_documents(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         n = len(texts)
-        if n != len(self.plan):
-            log.warning("generated vectors: %d texts but %d planned chunks; mapping by position", n, len(self.plan))
-        rng = np.random.default_rng(self.seed)
+        if self.position + n > len(self.plan):
+            log.warning("generated vectors: more texts than the %d planned chunks; mapping by position", len(self.plan))
+        rng = self._rng
         out = np.empty((n, self.dimension), dtype=np.float32)
         keys = list(self.real)
         sigma = np.sqrt((1 / NOISE_COSINE**2 - 1) / self.dimension)
+        start, self.position = self.position, self.position + n
         for i in range(n):
-            base = self.plan[i % len(self.plan)] if self.plan else ("", 0)
+            base = self.plan[(start + i) % len(self.plan)] if self.plan else ("", 0)
             vector = self.real.get(base)
             if vector is not None:
                 self.matched += 1

@@ -3,7 +3,9 @@
 Chunks are spans of a document's cleaned text (`doc.text[chunk.start:chunk.end] == chunk.text`),
 about `chunk_target` characters, cut after 。！？； and never inside a sentence unless one
 sentence alone is too long. Headings (`一、` `（一）` `第X条` or a short line without a full stop)
-stay with the body that follows and are recorded as the chunk's heading path.
+stay with the body that follows and are recorded as the chunk's heading path; metadata lines
+(`时间：…`, a byline, a signature) are never headings. Sentences end around a garbled run
+(`clean.garbled_runs`), which belongs to no sentence.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from rag.clean import SENTENCE_END, Document, looks_like_title
+from rag.clean import SENTENCE_END, Document, garbled_runs, is_metadata_line, looks_like_title
 
 _CLOSERS = "”’」』）)】》\"'"
 # A sentence ends at 。！？； (and ; ! ? which web text uses alike), with its closing quotes; an ASCII
@@ -55,18 +57,29 @@ class Span:
     end: int
 
 
+_OPENERS = "“‘「『（(【《"
+_SEPARATORS = "，,、：:；;"
+
+
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[Span]:
-    """Sentences of `text[start:end]` as spans, each ending after its 。！？； and closing quotes."""
+    """Sentences of `text[start:end]` as spans, each ending after its 。！？； and closing quotes.
+
+    A garbled run ends the sentence before it (without a dangling opening quote or comma) and the
+    text after it starts a new one, so the readable parts on both sides survive whole.
+    """
     end = len(text) if end is None else end
-    spans = []
-    for match in _SENTENCE.finditer(text, start, end):
-        s, e = match.start(), match.end()
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e > s:
-            spans.append(Span(s, e))
+    spans: list[Span] = []
+    position = start
+    for run_start, run_end in [*garbled_runs(text, start, end), (end, end)]:
+        for match in _SENTENCE.finditer(text, position, run_start):
+            s, e = match.start(), match.end()
+            while s < e and (text[s].isspace() or (s == position and position > start and text[s] in _SEPARATORS)):
+                s += 1
+            while e > s and (text[e - 1].isspace() or (e == run_start < end and text[e - 1] in _OPENERS + _SEPARATORS)):
+                e -= 1
+            if e > s:
+                spans.append(Span(s, e))
+        position = run_end
     return spans
 
 
@@ -85,11 +98,13 @@ def _split_long(text: str, span: Span, limit: int) -> list[Span]:
 
 
 def heading_level(line: str) -> int:
-    """1 for a heading line, 2 for a paragraph led by `（一）` or `第X条`, 0 for body text."""
+    """1 for a heading line, 2 for a paragraph led by `（一）` or `第X条`, 0 for body text and metadata."""
+    if is_metadata_line(line):
+        return 0
     if _ARTICLE.match(line):
         return 2
-    if looks_like_title(line) and (_LEVEL1.match(line) or not _LEVEL2.match(line)):
-        return 1
+    if looks_like_title(line) and line[-1] not in "：:" and (_LEVEL1.match(line) or not _LEVEL2.match(line)):
+        return 1  # (a line ending in a colon leads in: `各单位：`, `现将有关事项通知如下：`)
     if _LEVEL1.match(line) and len(line) <= 80:
         return 1
     if _LEVEL2.match(line):
@@ -146,6 +161,7 @@ def chunk_document(
         current.append(span)
         fresh += 1
 
+    metadata = [span for span in doc.meta_spans.values() if len(span) == 2]
     position = 0
     for line in text.split("\n"):
         line_span = Span(position, position + len(line))
@@ -153,6 +169,8 @@ def chunk_document(
         if not line.strip():
             continue
         level = heading_level(line)
+        if level and any(line_span.start <= s and e <= line_span.end for s, e in metadata):
+            level = 0  # a signature's issuer line, say: metadata, not a heading
         if level == 1:
             name = line.rstrip(SENTENCE_END)[:60]
             if lead is None:

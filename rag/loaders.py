@@ -131,6 +131,9 @@ def read_html(path: Path) -> RawDocument:
     title = soup.title.get_text(strip=True) if soup.title else None
     if soup.title:
         soup.title.decompose()
+    heading = soup.find("h1")
+    if heading and title and heading.get_text(strip=True) and heading.get_text(strip=True) in title:
+        title = heading.get_text(strip=True)  # "站名 - 标题" → the headline
     for block in soup.find_all(["p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr"]):
         block.insert_after("\n")
     text = soup.get_text()

@@ -20,6 +20,21 @@ def _t2s() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")
 
 
+@lru_cache(maxsize=1)
+def _s2t() -> opencc.OpenCC:
+    return opencc.OpenCC("s2t")
+
+
+def to_traditional(text: str) -> str:
+    """Simplified Chinese → Traditional (OpenCC `s2t`); other text is left as it is."""
+    return _s2t().convert(text) if text else text
+
+
+def is_traditional(text: str) -> bool:
+    """Whether text is written in Traditional characters (it changes under Traditional→Simplified)."""
+    return to_simplified(text) != text
+
+
 def to_simplified(text: str) -> str:
     """Traditional Chinese → Simplified (OpenCC `t2s`); other text is left as it is."""
     return _t2s().convert(text) if text else text

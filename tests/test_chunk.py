@@ -10,7 +10,7 @@ import pytest
 from rag.chunk import Chunk, chunk_document, heading_level, sentence_spans
 from rag.clean import Document, clean
 from rag.config import Settings
-from rag.loaders import load_file
+from rag.loaders import RawDocument, load_file
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 FILES = sorted(p.name for p in CORPUS.iterdir())
@@ -237,7 +237,9 @@ def test_empty_document_has_no_chunks():
         ("真的吗？！好。", ["真的吗？！", "好。"]),
         ("是吗? 是的。", ["是吗?", "是的。"]),
         ("是吗?”他问。", ["是吗?”", "他问。"]),
-        ("面对面?zhèn传导压力。下一句。", ["面对面?zhèn传导压力。", "下一句。"]),
+        ("面对面?zhèn传导压力。下一句。", ["面对面", "传导压力。", "下一句。"]),  # split around mojibake
+        ("堅持“?!逼饋碜ァ⒁蛔サ降?,全國共查處28萬個。", ["堅持", "全國共查處28萬個。"]),
+        ("为什么?这是因为责任不清。", ["为什么?这是因为责任不清。"]),  # a lone glued "?" is not mojibake
         ("一；二;三!四", ["一；", "二;", "三!", "四"]),
         ("第一行\n第二行。", ["第一行", "第二行。"]),
         ("  前后空格。  后一句。 ", ["前后空格。", "后一句。"]),
@@ -270,3 +272,29 @@ def test_sentence_spans_of_a_slice_are_absolute_offsets():
 )
 def test_heading_level(line, level):
     assert heading_level(line) == level
+
+
+# --- metadata lines -------------------------------------------------------------------------
+
+
+def test_metadata_lines_are_body_text_not_headings(documents):
+    chunks = chunk_document(documents["001_3c3daffbd3ff1c74.txt"], *CONFIGS["default"])
+    assert chunks[0].text.startswith("时间:2022-09-20 04:12:12\n十八届中央纪委六次全会上")
+    assert chunks[0].heading == ""
+    assert chunks[-1].text.endswith("作者:王炅 单位:浙江省纪委驻省人大机关纪检监察组")
+    assert "作者" not in chunks[-1].heading
+
+
+@pytest.mark.parametrize(
+    "line", ["时间:2024-11-18 00:15", "作者:王炅 单位:浙江省纪委", "(宁都县委常委、县纪委* 钟恢生)", "2021年12月13日"]
+)
+def test_metadata_line_level(line):
+    assert heading_level(line) == 0
+
+
+def test_a_signature_block_is_not_a_heading():
+    text = "关于开展专项检查的通知\n各单位：\n现将有关事项通知如下。请认真贯彻执行。\n江州市纪委办公室\n2022年10月20日"
+    document = clean(RawDocument("n.txt", text))
+    chunks = chunk_document(document)
+    assert [c.heading for c in chunks] == [""]
+    assert chunks[0].text.endswith("江州市纪委办公室\n2022年10月20日")

@@ -1,16 +1,21 @@
-"""Cleaning (`rag/clean.py`): pinyin, page furniture, metadata and titles, on the real corpus."""
+"""Cleaning (`rag/clean.py`): pinyin, page furniture, metadata kept quotable, garbled runs and titles,
+on the real corpus and on six pages of other kinds (tests/data/pages, written for these tests)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import docx
 import pytest
 
-from rag.clean import Document, clean, clean_text, is_furniture, read_meta, strip_pinyin
+from rag.chunk import sentence_spans
+from rag.clean import Document, clean, clean_lines, garbled_runs, is_furniture, meta_fields, read_meta, strip_pinyin
 from rag.loaders import RawDocument, load_file
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+PAGES = Path(__file__).resolve().parent / "data" / "pages"
 FILES = sorted(p.name for p in CORPUS.iterdir())
 TONED_PINYIN = re.compile(r"[(（][a-zāáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüńňǹḿ]{1,7}[)）]")
 TONE_MARK = re.compile(r"[āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜńňǹḿ]")
@@ -75,17 +80,17 @@ def test_link_list_after_the_article_is_removed(cleaned):
     for furniture in ("行政拘留5日", "2021/12/13", "微视频丨逐梦冬奥", "世卫组织称", "基金经理"):
         assert furniture not in text
     assert not any(line.startswith(("-", "- ")) for line in text.split("\n"))
-    assert text.rstrip().endswith("更好发挥监督保障执行、促进完善发展作用。")
+    assert text.rstrip().endswith("更好发挥监督保障执行、促进完善发展作用。\n《人民日报》( 2022年01月13日 第09版)")
     assert "“四责协同”机制" in text
 
 
-def test_qa_site_chrome_is_removed(cleaned):
+def test_qa_site_chrome_is_removed_and_its_dates_kept(cleaned):
     text = cleaned["004"].text
     lines = text.split("\n")
     for furniture in ("发布网友", "我来回答", "共1个回答", "热心网友"):
         assert furniture not in lines
-    assert not any(line.startswith(("发布时间", "时间:", "时间：")) for line in lines)
-    assert lines[0].startswith("基层*和纪委是落实“两个责任”最为具体的实践者")
+    assert lines[:2] == ["发布时间:2023-09-17 01:42", "时间:2024-11-18 00:15"]
+    assert lines[2].startswith("基层*和纪委是落实“两个责任”最为具体的实践者")
     assert "五是“问责”" in text
 
 
@@ -95,16 +100,19 @@ def test_qa_site_chrome_is_removed(cleaned):
         "-",
         "—",
         "•",
-        "行政拘留5日!嫩江一台球厅违规经营2021/12/13",
         "发布网友",
         "热心网友",
         "我来回答",
         "共12个回答",
         "展开全部",
         "上一篇:关于加强监督的意见",
-        "责任编辑:张三",
-        "韩志忠 摄",
-        "(记者 王小明 摄)",
+        "赞 25 踩 3",
+        "评论 收起",
+        "分享到：微信 微博",
+        "当前位置：首页 > 政务公开 > 通知公告",
+        "百度知道 > 社会民生 > 其他",
+        "首页 | 机构概况 | 工作动态 | 通知公告",
+        "版权所有：江州市纪委监委 江ICP备12345678号",
     ],
 )
 def test_furniture_lines(line):
@@ -113,16 +121,31 @@ def test_furniture_lines(line):
 
 @pytest.mark.parametrize(
     "line",
-    ["一、基层“两个责任”落实不力的主要表现", "第一条 为了规范管理，制定本办法。", "网友们对此议论纷纷。"],
+    [
+        "一、基层“两个责任”落实不力的主要表现",
+        "第一条 为了规范管理，制定本办法。",
+        "网友们对此议论纷纷。",
+        "行政拘留5日!嫩江一台球厅违规经营2021/12/13",  # alone, not a link list
+        "本通知自印发之日起施行，印发日期2021-12-13",
+        "评论：这一做法值得推广。",
+        "作品的版权所有人依法享有权利。",
+        "图为11月20日,该纪检监察组工作人员开展调研监督工作。",
+        "现场禁止拍摄",
+    ],
 )
 def test_content_lines_are_not_furniture(line):
     assert not is_furniture(line)
 
 
 def test_a_run_of_short_dash_lines_ending_the_page_is_a_link_list():
-    document = clean(RawDocument("news.txt", "正文第一句。\n正文第二句。\n- 标题甲\n- 标题乙\n- 标题丙"))
+    document = clean(RawDocument("news.txt", "正文第一句。\n正文第二句。\n- 标题甲\n- 标题乙!\n- 标题丙"))
     assert "标题" not in document.text
     assert document.text.endswith("正文第二句。")
+
+
+def test_a_content_line_ending_in_a_date_survives():
+    text = "关于印发考核办法的通知\n各单位：\n现将考核办法印发给你们。\n本通知自印发之日起施行，印发日期2021-12-13"
+    assert clean(RawDocument("n.txt", text)).text.endswith("本通知自印发之日起施行，印发日期2021-12-13")
 
 
 def test_markdown_bullet_items_are_content():
@@ -133,43 +156,70 @@ def test_markdown_bullet_items_are_content():
     assert "纪委负监督责任。" in document.text
 
 
-def test_photo_caption_is_removed_and_the_sentence_before_it_kept(cleaned):
-    text = cleaned["000"].text
-    assert "图为" not in text and "韩志忠" not in text and "摄" not in text.split("\n")[0]
-    assert text.split("\n")[0].endswith("坚持以有力监督推动贯彻落实党中央重大决策部署。")
+def test_photo_caption_facts_and_credit_are_kept(cleaned):
+    document = cleaned["000"]
+    first = document.text.split("\n")[0]
+    assert first.endswith(
+        "坚持以有力监督推动贯彻落实党中央重大决策部署。图为11月20日,该纪检监察组工作人员在天津市河西区文化中心工会驿站开展调研监督工作。 韩志忠 摄"
+    )
+    assert document.meta["photographer"] == "韩志忠"
+    assert document.meta["photo_credit"] == "韩志忠 摄"
+    assert_spans(document)
 
 
-def test_trailing_author_goes_to_meta(cleaned):
-    assert cleaned["000"].meta["author"] == "李金英"
-    assert "李金英" not in cleaned["000"].text
-    assert cleaned["000"].text.endswith("做到同题共答、同向发力。")
+def test_trailing_author_stays_in_the_text_as_a_quotable_byline(cleaned):
+    document = cleaned["000"]
+    assert document.meta["author"] == "李金英"
+    assert document.meta["byline"] == "(作者 李金英)"
+    assert document.text.endswith("做到同题共答、同向发力。(作者 李金英)")
+    assert_spans(document)
+
+
+def test_byline_with_unit_and_masked_title(cleaned):
+    document = cleaned["004"]
+    assert document.meta["byline"] == "(宁都县委常委、县纪委* 钟恢生)"
+    assert document.meta["author"] == "钟恢生"
+    assert document.meta["affiliation"] == "宁都县委常委、县纪委*"
+    assert document.text.endswith("的痼疾。(宁都县委常委、县纪委* 钟恢生)")
+    assert_spans(document)
 
 
 # --- metadata -------------------------------------------------------------------------------
 
 
-def test_metadata_of_001(cleaned):
+def assert_spans(document: Document) -> None:
+    """Every span points at its value in the text; every value read from the text has a span."""
+    for key, (start, end) in document.meta_spans.items():
+        assert document.text[start:end] == document.meta[key], key
+
+
+def test_metadata_of_001_stays_in_the_text(cleaned):
     document = cleaned["001"]
     assert document.meta["date"] == "2022-09-20"
     assert document.meta["author"] == "王炅"
     assert document.meta["affiliation"] == "浙江省纪委驻省人大机关纪检监察组"
-    assert "时间:" not in document.text and "作者:" not in document.text
+    assert document.text.startswith("时间:2022-09-20 04:12:12\n十八届中央纪委六次全会上")
+    assert document.text.endswith("作者:王炅 单位:浙江省纪委驻省人大机关纪检监察组")
+    start, end = document.meta_spans["date"]
+    assert (start, end) == (3, 13)
+    assert_spans(document)
 
 
 def test_repeated_title_line_of_001_is_dropped(cleaned):
     document = cleaned["001"]
     assert document.title == "从严治党主体责任实践与思考"
     assert "从严治党主体责任实践与思考" not in document.text.split("\n")
-    assert document.text.startswith("十八届中央纪委六次全会上")
 
 
 def test_date_of_004_is_the_first_one(cleaned):
     assert cleaned["004"].meta["date"] == "2023-09-17"
 
 
-def test_publisher_line_of_003(cleaned):
-    assert cleaned["003"].meta["publisher"] == "《人民日报》( 2022年01月13日 第09版)"
-    assert "《人民日报》" not in cleaned["003"].text
+def test_newspaper_line_of_003_gives_publisher_and_date(cleaned):
+    document = cleaned["003"]
+    assert document.meta["publisher"] == "《人民日报》( 2022年01月13日 第09版)"
+    assert document.meta["date"] == "2022年01月13日"
+    assert_spans(document)
 
 
 def test_every_real_document_gets_a_title(cleaned):
@@ -177,6 +227,7 @@ def test_every_real_document_gets_a_title(cleaned):
         assert document.title.strip()
         assert len(document.title) <= 61
         assert document.text.strip()
+        assert_spans(document)
 
 
 def test_derived_titles_are_marked(cleaned):
@@ -194,23 +245,231 @@ def test_fingerprint_is_carried_over(raw, cleaned):
     [
         ("时间:2022-09-20 04:12:12", {"date": "2022-09-20"}),
         ("发布时间：2023-09-17 01:42", {"date": "2023-09-17"}),
+        ("发布日期:2021-12-13", {"date": "2021-12-13"}),
         ("作者:王炅 单位:浙江省纪委", {"author": "王炅", "affiliation": "浙江省纪委"}),
         ("来源：人民网", {"publisher": "人民网"}),
-        ("《人民日报》( 2022年01月13日 第09版)", {"publisher": "《人民日报》( 2022年01月13日 第09版)"}),
+        ("2022年03月15日08:21 | 来源：人民网－人民日报", {"date": "2022年03月15日", "publisher": "人民网－人民日报"}),
+        (
+            "《人民日报》( 2022年01月13日 第09版)",
+            {"publisher": "《人民日报》( 2022年01月13日 第09版)", "date": "2022年01月13日"},
+        ),
+        ("发文字号：国办发〔2021〕52号", {"doc_number": "国办发〔2021〕52号"}),
+        ("国办发〔2021〕52号", {"doc_number": "国办发〔2021〕52号"}),
+        ("发文机关：国务院办公厅", {"issuer": "国务院办公厅"}),
+        ("成文日期：2021年12月13日", {"written_date": "2021年12月13日"}),
+        ("索 引 号：000014349/2021-00123", {"index_number": "000014349/2021-00123"}),
+        ("责任编辑:张三", {"editor": "张三"}),
+        ("【责任编辑：刘阳】", {"editor": "刘阳"}),
+        ("(责编：李明、王芳)", {"editor": "李明、王芳"}),
+        ("(作者 李金英)", {"byline": "(作者 李金英)", "author": "李金英"}),
+        ("文/张三", {"byline": "文/张三", "author": "张三"}),
+        ("韩志忠 摄", {"photo_credit": "韩志忠 摄", "photographer": "韩志忠"}),
+        ("(记者 王小明 摄)", {"photo_credit": "(记者 王小明 摄)", "photographer": "王小明"}),
+        ("新华社记者 李学仁 摄", {"photo_credit": "新华社记者 李学仁 摄", "photographer": "李学仁"}),
+        ("图为会场。 周敏 摄", {"photo_credit": "周敏 摄", "photographer": "周敏"}),
+        ("现场禁止拍摄", None),
         ("党委要履行主体责任。", None),
+        ("时间：上午9时", None),  # a generic label without a date is not metadata
     ],
 )
 def test_read_meta(line, meta):
     assert read_meta(line) == meta
 
 
+def test_meta_fields_give_offsets_in_the_line():
+    line = "发布时间：2021-12-20 10:00 来源：江州市纪委监委 作者：周敏"
+    for key, value, start, end in meta_fields(line):
+        assert line[start:end] == value, key
+    assert [f.key for f in meta_fields(line)] == ["date", "publisher", "author"]
+
+
+def test_generic_time_label_is_a_date_only_in_the_head():
+    text = "会议通知\n各单位：\n定于近期召开全面从严治党工作会议，现将有关事项通知如下。\n时间：2021年12月13日上午9时\n地点：市委会议室"
+    document = clean(RawDocument("n.txt", text))
+    assert "date" not in document.meta
+    assert "时间：2021年12月13日上午9时" in document.text
+
+
+def test_meta_spans_survive_the_jsonl_round_trip(cleaned):
+    document = cleaned["001"]
+    again = Document(**json.loads(json.dumps(document.__dict__, ensure_ascii=False)))
+    assert again == document
+
+
+# --- pages that are not in the corpus -------------------------------------------------------
+
+
+def page(name: str) -> Document:
+    return clean(load_file(PAGES / name))
+
+
+def test_government_notice_with_number_and_issuer():
+    document = page("notice_gov.txt")
+    assert document.title == "关于进一步压实全面从严治党“两个责任”的通知"
+    assert document.meta["issuer"] == "江州市纪委监委"
+    assert document.meta["doc_number"] == "江纪发〔2021〕27号"
+    assert document.meta["written_date"] == "2021年12月13日"
+    assert document.meta["date"] == "2021年12月20日"
+    assert document.meta["index_number"] == "11360100MB1234567X/2021-00213"
+    assert_spans(document)
+    text = document.text
+    for furniture in ("首页 >", "打印本页", "关闭窗口", "版权所有", "ICP备"):
+        assert furniture not in text
+    assert "本通知自印发之日起施行，印发日期2021-12-13\n江州市纪委监委\n2021年12月13日\n（此件主动公开）" in text
+    assert "各级党委（党组）要在2022年3月31日前制定主体责任清单" in text
+    assert text.split("\n").count(document.title) == 0  # the repeated title line
+
+
+def test_news_article_with_source_and_editor_lines():
+    document = page("news_people.txt")
+    assert document.title == "基层减负要真减真落实"
+    assert document.meta["publisher"] == "人民网－人民日报"
+    assert document.meta["date"] == "2022年03月15日"
+    assert document.meta["author"] == "张文"
+    assert document.meta["editor"] == "李明、王芳"
+    assert_spans(document)
+    text = document.text
+    for furniture in ("人民网首页", "当前位置", "分享到", "相关新闻", "整治形式主义为基层减负取得明显成效"):
+        assert furniture not in text
+    assert "据统计，2021年全国省级层面发文数量同比下降15.6%，会议数量下降18.3%" in text
+    assert "《人民日报》（2022年03月15日 第04版）\n(责编：李明、王芳)" in text
+
+
+def test_qa_site_page():
+    document = page("qa_site.txt")
+    assert document.title == "党委主体责任和纪委监督责任有什么区别？"
+    assert document.meta["date"] == "2022-05-06"
+    assert_spans(document)
+    lines = document.text.split("\n")
+    for furniture in (
+        "百度首页 | 登录 | 注册",
+        "我来回答",
+        "共2个回答",
+        "赞 25 踩 3",
+        "评论 收起",
+        "其他回答",
+        "赞 2",
+        "相关问答",
+    ):
+        assert furniture not in lines
+    assert "3个回答" not in document.text and "“一岗双责”？" not in document.text
+    assert "两者相互依存、相互促进，不能互相替代。" in lines
+    assert lines[-1] == "简单说，一个是抓落实，一个是管监督，都要向同级党委和上级负责。"
+
+
+def test_pdf_text_with_running_headers_and_page_numbers():
+    document = clean(RawDocument("bulletin.pdf", (PAGES / "pdf_bulletin.txt").read_text(encoding="utf-8")))
+    assert document.title == "江州市人民政府办公室关于印发《江州市基层党风廉政建设责任制考核办法》的通知"
+    text = document.text
+    assert "公报" not in text and "— 1 —" not in text and "— 3 —" not in text
+    assert "考核工作由市纪委监委牵头，每年开展一次，考核结果作为领导班子和领导干部综合考核评价的重要依据" in text
+    lines = text.split("\n")
+    assert [line[:3] for line in lines if line.startswith("第")] == ["第一条", "第二条", "第三条", "第四条"]
+    assert (
+        "第三条 考核结果分为好、较好、一般、差四个等次，考核结果为差的，由市纪委监委对其党组织主要负责人进行约谈，并责令限期整改。"
+        in lines
+    )
+
+
+def test_docx_notice_with_attachment_lines(tmp_path):
+    paragraphs = [
+        "中共江州市纪委办公室关于开展2022年度“两个责任”落实情况专项检查的通知",
+        "江纪办〔2022〕15号",
+        "各县（市、区）纪委监委，市纪委监委各派驻纪检监察组：",
+        "为推动全面从严治党“两个责任”落实落地，经研究，决定开展专项检查。现将有关事项通知如下：",
+        "一、检查内容",
+        "重点检查党委（党组）履行主体责任、纪委监委履行监督责任情况。",
+        "二、时间安排",
+        "2022年11月1日至11月30日。请各单位于11月25日前将自查报告报送市纪委办公室。",
+        "联系人：陈晓，电话：0791-12345678。",
+        "附件：1.“两个责任”落实情况自查表",
+        "2.专项检查工作安排",
+        "",
+        "中共江州市纪委办公室",
+        "2022年10月20日",
+    ]
+    path = tmp_path / "通知.docx"
+    document = docx.Document()
+    for paragraph in paragraphs:
+        document.add_paragraph(paragraph)
+    document.save(str(path))
+    cleaned_docx = clean(load_file(path))
+    assert cleaned_docx.title == paragraphs[0]
+    assert cleaned_docx.meta["doc_number"] == "江纪办〔2022〕15号"
+    assert cleaned_docx.meta["issuer"] == "中共江州市纪委办公室"
+    assert cleaned_docx.meta["written_date"] == "2022年10月20日"
+    assert "date" not in cleaned_docx.meta
+    assert_spans(cleaned_docx)
+    assert cleaned_docx.text.split("\n") == [p for p in paragraphs[1:] if p]
+
+
+def test_html_page_with_navigation():
+    document = page("portal.html")
+    assert document.title == "全面从严治党主体责任清单发布"
+    assert document.meta["date"] == "2023-04-18"
+    assert document.meta["publisher"] == "江州市纪委监委"
+    assert document.meta["author"] == "周敏"
+    assert_spans(document)
+    lines = document.text.split("\n")
+    assert lines[0] == "发布时间：2023-04-18 10:05 来源：江州市纪委监委 作者：周敏"
+    for furniture in (
+        "机构概况",
+        "审查调查",
+        "您现在的位置",
+        "浏览次数",
+        "字体",
+        "分享到",
+        "相关阅读",
+        "召开全体会议",
+        "版权所有",
+    ):
+        assert furniture not in document.text
+    assert "图为清单发布会现场，市委常委、市纪委书记出席并讲话。 周敏 摄" in lines
+    assert document.meta["photographer"] == "周敏"
+    assert lines[-1] == "市纪委监委将把清单落实情况纳入日常监督，对履责不力的严肃问责。"
+
+
+# --- garbled runs ---------------------------------------------------------------------------
+
+
+def test_garbled_runs_of_002(cleaned):
+    text = cleaned["002"].text
+    runs = [text[start:end] for start, end in garbled_runs(text)]
+    assert runs == ["?!逼饋碜ァ⒁蛔サ降?", "?zhèn)鲗?dǎo)"]
+
+
+@pytest.mark.parametrize(
+    ("text", "garbled"),
+    [
+        ("责任\ufffd\ufffd落实", ["\ufffd\ufffd"]),
+        ("党委????负责", ["????"]),
+        ("å…šå§”ä¸»ä½“è´£ä»»", ["å…šå§”ä¸»ä½“è´£ä»»"]),
+        ("为什么?这是因为责任不清。", []),  # a question mark glued to the next sentence
+        ("是什么?为什么?", []),
+        ("①加强领导；②压实责任。", []),  # circled numerals of an enumeration
+        ("北京・上海", []),
+        ("温度30°左右。", []),
+        ("", []),
+    ],
+)
+def test_garbled_runs(text, garbled):
+    assert [text[start:end] for start, end in garbled_runs(text)] == garbled
+
+
+def test_figures_after_a_garbled_run_survive_in_a_sentence(cleaned):
+    text = cleaned["002"].text
+    sentences = [text[s.start : s.end] for s in sentence_spans(text)]
+    assert any(s.startswith("全國共查處相關問題28萬個,批評教育幫助和處理39.2萬人") for s in sentences)
+    assert any(s.endswith("開展為期三年的扶貧領域腐敗和作風問題專項治理,堅持") for s in sentences)
+    assert not any("?!" in s or "ァ" in s for s in sentences)
+
+
 # --- whole-text behaviour -------------------------------------------------------------------
 
 
-def test_clean_text_normalizes_line_breaks_and_spaces():
-    lines, meta = clean_text("\ufeff标题\r\n\u3000\u3000正文第一句。\r\n\r\n第二\u200b段。\xa0\n")
+def test_clean_lines_normalizes_line_breaks_and_spaces():
+    lines = clean_lines("\ufeff标题\r\n\u3000\u3000正文第一句。\r\n\r\n第二\u200b段。\xa0\n")
     assert lines == ["标题", "正文第一句。", "第二段。"]
-    assert meta == {}
 
 
 def test_file_title_wins_and_its_repeat_is_dropped():

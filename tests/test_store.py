@@ -181,10 +181,16 @@ def test_a_build_without_stored_token_ids_tokenizes_again(built, embedder):
     assert_same_as_a_full_rebuild(built, embedder)
 
 
-def test_changed_chunk_settings_re_embed_everything(built, embedder):
+def test_changed_chunk_settings_re_process_everything_and_re_embed_only_changed_texts(built, embedder):
     report = store.build(built.replace(chunk_max=350), embedder, progress=False)
-    assert report.embedded == 3
+    assert report.reprocessed == ["a.txt", "b.txt", "c.txt"]
+    assert report.embedded == 0 and report.reused_vectors == 3  # one-chunk documents: the same texts
+    assert any("pipeline" in note and "chunk" in note for note in report.notes)
     assert store.read_manifest(Path(built.index_dir))["params"]["chunk_max"] == 350
+    report = store.build(
+        built.replace(chunk_max=20, chunk_target=15, chunk_min=5, chunk_overlap=0), embedder, progress=False
+    )
+    assert report.chunks > 3 and report.embedded == report.chunks  # every text is new
 
 
 def test_rebuild_re_embeds_everything(built, embedder):
@@ -354,20 +360,45 @@ def test_chunk_texts_are_stored_once_with_their_document(built):
         assert chunk.text == document.text[chunk.start : chunk.end] and chunk.text
 
 
+def _as_an_older_build(folder: Path) -> None:
+    """Make a build look written before checksums, pipeline versions and meta spans were recorded."""
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["files"], manifest["pipeline"]
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (folder / "text_hashes.npy").unlink()
+    records = [json.loads(line) for line in (folder / "documents.jsonl").read_text(encoding="utf-8").splitlines()]
+    for record in records:
+        del record["meta_spans"]
+    (folder / "documents.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
 def test_a_build_that_stored_chunk_texts_still_loads(built):
     folder = store.current_build(Path(built.index_dir))
+    _as_an_older_build(folder)
     path = folder / "chunks.jsonl"
     documents = store.load(Path(built.index_dir)).documents
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     for r in records:
         r["text"] = documents[r["source"]].text[r["start"] : r["end"]]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    assert [c.text for c in store.load(Path(built.index_dir)).chunks] == [r["text"] for r in records]
+    loaded = store.load(Path(built.index_dir))
+    assert [c.text for c in loaded.chunks] == [r["text"] for r in records]
+    assert loaded.warnings == []
+    assert all(d.meta_spans == {} for d in loaded.documents.values())
 
 
-def test_a_damaged_build_asks_for_a_rebuild(built):
+def test_an_older_build_is_re_processed_by_the_next_build(built, embedder):
+    _as_an_older_build(store.current_build(Path(built.index_dir)))
+    report = store.build(built, embedder, progress=False)
+    assert report.reprocessed == ["a.txt", "b.txt", "c.txt"]
+    assert any("no pipeline version recorded" in note for note in report.notes)
+    assert report.embedded == 3  # an older build has no text hashes: its vectors cannot be matched
+    assert store.load(Path(built.index_dir)).documents["a.txt"].meta_spans == {}
+
+
+def test_a_damaged_build_without_an_earlier_one_asks_for_rag_index(built):
     (store.current_build(Path(built.index_dir)) / "chunks.jsonl").write_text("{broken", encoding="utf-8")
-    with pytest.raises(IndexUnavailable, match="--rebuild"):
+    with pytest.raises(IndexUnavailable, match=r"chunks.jsonl.*no earlier build verifies: run `rag index`"):
         store.load(Path(built.index_dir))
 
 

@@ -1,0 +1,53 @@
+"""Enumerated blocks and item markers, and the sentence heuristics on every text shape of the
+benchmark corpora (no model: sentence functions only)."""
+
+import json
+
+from conftest import SHARED, shared_file
+
+from rag.chunk import sentence_spans
+from rag.enumerations import find_enumerations, ordinal
+from rag.evidence import has_figure, has_time
+from rag.normalize import compact
+from rag.sentences import definition_strength, is_heading, spells_out
+
+
+def test_find_enumerations_groups_consecutive_ordinals():
+    text = "导语。\n一是甲。乙。\n二是丙。\n三是丁。\n（一）戊。\n（二）己。\n首先庚。其次辛。最后壬。"
+    groups = [[text[s.start : s.end] for s in group] for group in find_enumerations(text)]
+    assert ["一是甲。", "二是丙。", "三是丁。"] in groups
+    assert ["（一）戊。", "（二）己。"] in groups
+    assert ["首先庚。", "其次辛。", "最后壬。"] in groups
+
+
+def test_circled_and_other_item_markers():
+    assert [ordinal(t) for t in ("①", "②", "⑩", "3", "12", "三", "十", "十二", "二十", "其次", "最后")] == [
+        1, 2, 10, 3, 12, 3, 10, 12, 20, 2, 99,
+    ]  # fmt: skip
+    text = "措施如下：\n①建立台账。\n②定期检查。\n③严肃问责。"
+    (group,) = find_enumerations(text)
+    assert [text[s.start : s.end] for s in group] == ["①建立台账。", "②定期检查。", "③严肃问责。"]
+
+
+def _bench_texts() -> list[str]:
+    corpora = sorted(shared_file(SHARED / "bench").glob("*/corpus.jsonl"))
+    texts = []
+    for corpus in corpora:
+        with corpus.open(encoding="utf-8") as lines:
+            texts.extend(json.loads(line)["text"] for line in lines if line.strip())
+    return texts
+
+
+def test_sentence_heuristics_run_on_every_benchmark_text():
+    texts = _bench_texts()
+    blocks = 0
+    for text in texts:
+        blocks += len(find_enumerations(text))
+        for span in sentence_spans(text):
+            sentence = compact(text[span.start : span.end])
+            definition_strength(sentence, ["责任", "制度"], 0.6)
+            spells_out(sentence, 3, "转")
+            has_figure(sentence)
+            has_time(sentence)
+            is_heading(text, span)
+    assert len(texts) > 1000 and blocks > 0

@@ -1,0 +1,1 @@
+"""The chat page (`app.py`): layout, handlers, rendering, access control and start-up, over `rag.Engine`."""

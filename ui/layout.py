@@ -1,0 +1,351 @@
+"""The chat page's layout: tabs, components and which handler each event calls (`build_app`), and how
+it is served (`launch`).
+
+Tabs: 问答 (multi-turn chat, sources grouped by document, Markdown export), 检索 (top passages by
+rank), 知识库 (documents, progress of background indexing, upload and removal). HTTP API
+(gradio_client): `/ask`, `/search`, `/documents`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+from starlette.middleware import Middleware
+
+from ui.access import Access
+from ui.page import Page
+from ui.render import sources_html
+from ui.startup import EngineLoader
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from rag.engine import Engine
+
+EXAMPLES = [
+    "纪委监督责任包括什么",
+    "落实两个责任要解决哪些实际问题",
+    "党委主体责任具体指什么",
+    "縣級監委向鄉鎮派出了什麼機構?",
+]
+UPLOAD_TYPES = ".txt .md .docx .pdf .html"
+READ_CONCURRENCY = 8
+"""Questions answered at once; the engine is thread-safe for reads; changes run in its background worker."""
+TICK_SECONDS = 1.0
+"""How often each open page asks for indexing progress."""
+CONFIRM_REMOVE = "(s, ...rest) => [s ? (confirm('从知识库删除“' + s + '”？文件会移入备份，不再参与问答。') ? s : '') : null, ...rest]"
+"""Browser-side confirmation before removing: '' = cancelled, null = nothing selected."""
+DOWNLOAD_MARKDOWN = """(md) => {
+  if (!md) return;
+  const pad = (n) => String(n).padStart(2, '0'), d = new Date();
+  const stamp = `${d.getFullYear()}${pad(d.getMonth() + 1)}${pad(d.getDate())}-${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`;
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(new Blob([md], {type: 'text/markdown;charset=utf-8'}));
+  link.download = `政策问答-${stamp}.md`;
+  document.body.appendChild(link); link.click(); link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}"""
+"""The export is downloaded from the page's own text: no file is written on the server."""
+
+LANGUAGE = """<script>
+(() => {
+  // Gradio chooses its interface language from the browser's: this page is Chinese whatever the browser says.
+  try {
+    Object.defineProperty(Navigator.prototype, "language", {get: () => "zh-CN", configurable: true});
+    Object.defineProperty(Navigator.prototype, "languages", {get: () => ["zh-CN", "zh"], configurable: true});
+  } catch (e) {}
+  // A few of Gradio's words have no Chinese translation (toast titles, some button labels): replace them.
+  const WORDS = {
+    "Warning": "提示", "Error": "出错了", "Info": "提示", "Success": "完成", "Close": "关闭",
+    "Copy message": "复制这条消息", "Copied message": "已复制", "Copy": "复制", "Copied!": "已复制",
+    "Connection errored out.": "与服务器的连接中断了，请刷新页面后重试。",
+  };
+  const translate = (node) => {
+    const elements = node.nodeType === 1 ? [node, ...node.querySelectorAll("[aria-label], [title], .toast-body *")] : [];
+    for (const element of elements) {
+      for (const name of ["aria-label", "title"]) {
+        const value = element.getAttribute && element.getAttribute(name);
+        if (value && WORDS[value.trim()]) element.setAttribute(name, WORDS[value.trim()]);
+      }
+      if (element.closest && element.closest(".toast-body")) {
+        for (const child of element.childNodes) {
+          if (child.nodeType === 3 && WORDS[child.data.trim()]) child.data = WORDS[child.data.trim()];
+        }
+      }
+    }
+    if (node.nodeType === 3 && node.parentElement && node.parentElement.closest(".toast-body") && WORDS[node.data.trim()]) {
+      node.data = WORDS[node.data.trim()];
+    }
+  };
+  new MutationObserver((records) => {
+    for (const record of records) {
+      if (record.type === "childList") record.addedNodes.forEach(translate);
+      else translate(record.target);
+    }
+  }).observe(document.documentElement, {
+    subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ["aria-label", "title"],
+  });
+})();
+</script>""".encode()
+"""Put first in the page's HTML (`ChineseFirst`): it must run before Gradio reads the browser's language."""
+
+HEAD = """<script>
+(() => {
+  // A [n] link in an answer opens the cited passage in the sources panel (which may first be redrawn
+  // for an earlier answer: the chat's select event), and scrolls to it.
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest ? event.target.closest('a[href^="#cite-"]') : null;
+    if (!link) return;
+    event.preventDefault();
+    const id = link.getAttribute("href").slice(1);
+    let tries = 0, last = null;
+    const open = () => {
+      const item = document.getElementById(id);
+      if (item && item !== last) {
+        last = item;
+        item.open = true;
+        item.classList.add("flash");
+        item.scrollIntoView({block: "nearest", behavior: "smooth"});
+        setTimeout(() => item.classList.remove("flash"), 1600);
+      } else if (item) item.open = true;
+      if (++tries < 25) setTimeout(open, 80);
+    };
+    open();
+  }, true);
+})();
+</script>"""
+
+
+class ChineseFirst:
+    """ASGI middleware: the `LANGUAGE` script at the top of every HTML page Gradio serves (the chat page,
+    the login page), so Gradio's own words (buttons, toasts, the login form) are Chinese."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "GET":
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] | None = None
+        body: list[bytes] = []
+
+        async def patched(message: dict[str, Any]) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers") or [])
+                if b"text/html" in headers.get(b"content-type", b"") and b"content-encoding" not in headers:
+                    start = message
+                    return
+            elif message["type"] == "http.response.body" and start is not None:
+                body.append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                page = b"".join(body).replace(b"<head>", b"<head>" + LANGUAGE, 1)
+                headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+                await send({**start, "headers": [*headers, (b"content-length", str(len(page)).encode())]})
+                await send({"type": "http.response.body", "body": page})
+                return
+            await send(message)
+
+        await self.app(scope, receive, patched)
+
+
+CSS = """
+#chat-banner, #kb-progress { border-radius: 8px; padding: 6px 10px; background: var(--block-background-fill);
+  border: 1px solid var(--border-color-accent-subdued, var(--border-color-primary)); }
+.src-note { color: var(--body-text-color-subdued); margin: 4px 0 8px; }
+.doc { border: 1px solid var(--border-color-primary); border-radius: 8px; margin: 6px 0; padding: 6px 10px; }
+.doc-title { font-weight: 600; margin-bottom: 2px; }
+.src { margin: 4px 0; border-radius: 6px; }
+.src summary { cursor: pointer; line-height: 1.6; list-style-position: outside; }
+.src .quote { display: block; }
+.src.flash { outline: 2px solid var(--color-accent); }
+.cid { font-weight: 700; color: var(--color-accent); margin-right: 4px; }
+.rank { font-weight: 700; color: var(--color-accent); margin-right: 4px; }
+.meta { color: var(--body-text-color-subdued); font-size: 0.85em; margin-right: 6px; }
+.context, .hit-text { white-space: pre-wrap; line-height: 1.7; margin-top: 6px; }
+.context mark { background: #ffe08a; color: inherit; padding: 0 2px; border-radius: 2px; }
+.hit { border-bottom: 1px solid var(--border-color-primary); padding: 8px 0; }
+.kb-progress .bar { height: 10px; border-radius: 5px; background: var(--border-color-primary); overflow: hidden; margin: 6px 0; }
+.kb-progress .fill { height: 100%; background: var(--color-accent); transition: width 0.6s; }
+.kb-queue { color: var(--body-text-color-subdued); }
+#chat a[href^="#cite-"] { text-decoration: none; font-weight: 600; }
+/* the chat's clear icon on a row of its own: it never covers a message (the last question, at phone width) */
+#chat .top-panel { position: static !important; align-self: flex-end; margin: 2px 4px 0 auto; }
+#chat > .wrapper { display: flex; flex-direction: column; }
+#chat .bubble-wrap { flex: 1 1 auto; min-height: 0; }
+@media (max-width: 640px) { #chat { height: 62vh !important; } }
+"""
+THEME = gr.themes.Soft(
+    primary_hue="red",
+    font=["Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei", "sans-serif"],
+    font_mono=["Noto Sans Mono CJK SC", "monospace"],
+)
+
+
+def build_app(
+    engine: Engine | EngineLoader, settings: Settings | None = None, access: Access | None = None
+) -> gr.Blocks:
+    """The chat page on an engine (or one still being opened); not yet served: see `launch`."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry: the page works offline
+    loader = engine if isinstance(engine, EngineLoader) else EngineLoader.of(engine)
+    access = access or Access()
+    settings = settings or getattr(loader.engine, "settings", None)
+    max_mb = settings.max_upload_bytes / 2**20 if settings is not None else 20
+    page = Page(loader, access)
+    private: dict[str, Any] = {"api_visibility": "private"}
+    reads: dict[str, Any] = {**private, "concurrency_limit": READ_CONCURRENCY, "concurrency_id": "read"}
+    quick: dict[str, Any] = {**private, "queue": False, "show_progress": "hidden"}
+    editable = not access.read_only  # in read-only mode, shown to administrators once they are known (on load)
+    with gr.Blocks(title="政策问答", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
+        gr.Markdown(
+            "## 政策问答\n基于知识库中政策文件的问答：回答只摘录原文，每句后的 [n] 是链接，"
+            "点击即可在“来源”中查看引用的原文。"
+        )
+        banner = gr.HTML(visible=False, elem_id="chat-banner")
+        seen = gr.State(None)
+        jobs = gr.State([])
+        with gr.Tabs():
+            with gr.Tab("问答", id="chat"):
+                turns = gr.State([])
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3, min_width=320):
+                        chat = gr.Chatbot(
+                            show_label=False,
+                            elem_id="chat",
+                            height=520,
+                            buttons=["copy"],
+                            feedback_options=None,
+                            examples=[{"text": q} for q in EXAMPLES],
+                            placeholder="**请提问**，或点击一个示例问题：",
+                            latex_delimiters=[],
+                            sanitize_html=True,
+                        )
+                        question = gr.Textbox(
+                            placeholder="输入问题，按回车提问；可以追问，如“那上海呢”“还有呢”",
+                            label="问题",
+                            show_label=False,
+                            elem_id="question",
+                            submit_btn="提问",
+                            max_length=1000,
+                            autofocus=True,
+                        )
+                        clear = gr.Button("清空对话", size="sm", elem_id="clear")
+                    with gr.Column(scale=2, min_width=300):
+                        gr.Markdown("#### 来源")
+                        sources = gr.HTML(sources_html(lambda source: None, None), elem_id="sources", max_height=640)
+                        with gr.Accordion("导出这条回答（Markdown）", open=False, elem_id="export"):
+                            export = gr.Textbox(
+                                show_label=False,
+                                lines=8,
+                                max_lines=16,
+                                interactive=False,
+                                buttons=["copy"],
+                                elem_id="export-md",
+                            )
+                            download = gr.Button("下载 .md 文件", interactive=False, size="sm", elem_id="download")
+                outputs = [question, chat, turns, sources, export, download]
+                question.submit(page.on_ask, [question, chat, turns], outputs, show_progress="minimal", **reads)
+                chat.example_select(page.on_example, [chat, turns], outputs, show_progress="minimal", **reads)
+                chat.select(page.on_select, [turns], [sources, export, download], **reads)
+                clear.click(page.on_clear, None, outputs, **quick)
+                chat.clear(page.on_clear, None, outputs, **quick)
+                download.click(None, export, None, js=DOWNLOAD_MARKDOWN)
+
+            with gr.Tab("检索", id="search"):
+                gr.Markdown("只列出最相关的原文段落（按相关程度排列），不生成回答，便于会前快速查找。")
+                with gr.Row():
+                    query = gr.Textbox(
+                        placeholder="输入关键词或问题，按回车检索",
+                        label="检索",
+                        show_label=False,
+                        scale=4,
+                        elem_id="search-query",
+                        submit_btn="检索",
+                        max_length=1000,
+                    )
+                    k = gr.Slider(1, 20, value=5, step=1, label="段落数", scale=1, elem_id="search-k")
+                results = gr.HTML(elem_id="search-results")
+                query.submit(page.on_search, [query, k], results, **reads)
+
+            with gr.Tab("知识库", id="kb"):
+                progress = gr.HTML(visible=False, elem_id="kb-progress")
+                table = gr.Dataframe(
+                    headers=["标题", "文件", "日期", "段落数", "字数"],
+                    interactive=False,
+                    wrap=True,
+                    elem_id="docs",
+                    label="已索引的文档",
+                )
+                with gr.Column(visible=editable, elem_id="kb-edit") as edit:
+                    with gr.Row(equal_height=False):
+                        with gr.Column():
+                            files = gr.File(
+                                label=f"上传文档（{UPLOAD_TYPES}；单个不超过 {max_mb:g} MB）",
+                                file_count="multiple",
+                                elem_id="upload",
+                            )
+                        with gr.Column():
+                            choice = gr.Dropdown(
+                                label="删除文档", choices=[], allow_custom_value=True, elem_id="remove-choice"
+                            )
+                            remove = gr.Button("删除所选文档", variant="stop", elem_id="remove")
+                    pending = gr.State([])
+                    with gr.Group(visible=False, elem_id="replace-confirm") as confirm:
+                        confirm_text = gr.Markdown()
+                        with gr.Row():
+                            replace = gr.Button("替换", variant="primary", size="sm", elem_id="replace-yes")
+                            keep = gr.Button("不替换", size="sm", elem_id="replace-no")
+                status = gr.Markdown(elem_id="kb-status")
+                files.upload(
+                    page.on_upload,
+                    [files, jobs, status],
+                    [status, files, jobs, pending, confirm, confirm_text],
+                    **quick,
+                )
+                replace.click(
+                    page.on_replace, [pending, jobs, status], [status, jobs, pending, confirm, confirm_text], **quick
+                )
+                keep.click(page.on_keep, [pending, status], [status, pending, confirm, confirm_text], **quick)
+                remove.click(page.on_remove, [choice, jobs, status], [status, jobs], js=CONFIRM_REMOVE, **quick)
+
+        timer = gr.Timer(TICK_SECONDS)
+        tick_outputs = [banner, progress, table, choice, seen, jobs, status]
+        timer.tick(page.on_tick, [seen, jobs, status], tick_outputs, **quick)
+        demo.load(page.on_tick, [seen, jobs, status], tick_outputs, **quick)
+        if access.read_only and access.login_required:
+            demo.load(page.on_load, None, [edit], **quick)
+
+        gr.api(page.api_ask, api_name="ask", concurrency_limit=READ_CONCURRENCY, concurrency_id="read")
+        gr.api(page.api_search, api_name="search", concurrency_limit=READ_CONCURRENCY, concurrency_id="read")
+        gr.api(page.api_documents, api_name="documents", concurrency_limit=READ_CONCURRENCY, concurrency_id="read")
+    return demo
+
+
+def launch(
+    demo: gr.Blocks,
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    access: Access | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Serve the page (behind a login when `access` has users); `kwargs` go to `Blocks.launch`."""
+    access = access or Access()
+    app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+    app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(ChineseFirst)]
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        show_error=False,
+        auth=access.check if access.login_required else None,
+        auth_message="请输入管理员分配的用户名和密码。" if access.login_required else None,
+        theme=THEME,
+        css=CSS,
+        head=HEAD,
+        footer_links=["api"],
+        app_kwargs=app_kwargs,
+        **kwargs,
+    )
