@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from rag.dense import DenseIndex
+from rag.layout import reading
 from rag.lexical import BM25
 
 if TYPE_CHECKING:
@@ -57,6 +58,10 @@ class LexicalSearch(Protocol):
 
     def document_frequency(self, tokens: list[str]) -> np.ndarray:
         """In how many chunks each token occurs (0 for an unknown token)."""
+        ...
+
+    def problem(self) -> str | None:
+        """What is inconsistent in the opened index, or None."""
         ...
 
 
@@ -102,11 +107,12 @@ class Backend(Protocol):
         ...
 
     def open(self, folder: Path, manifest: dict[str, Any]) -> tuple[DenseSearch, dict[str, LexicalSearch]]:
-        """The search structures of a build written by `write`."""
+        """The search structures of a build written by `write`; `Damaged` when they are damaged or
+        gone, `IndexUnavailable` when the store cannot be reached."""
         ...
 
-    def vocabularies(self, folder: Path, manifest: dict[str, Any]) -> dict[str, dict[str, int]]:
-        """The lexical vocabularies of a build (what its stored token ids mean)."""
+    def discard(self, meta: dict[str, Any]) -> None:
+        """Free what `write` made (its result `meta`) for a build that will not go live."""
         ...
 
     def activate(self, manifest: dict[str, Any]) -> None:
@@ -138,21 +144,54 @@ class LocalBackend:
     def open(self, folder: Path, manifest: dict[str, Any]) -> tuple[DenseSearch, dict[str, LexicalSearch]]:
         params = manifest["params"]
         size = int(manifest["chunks"])
-        dense = DenseIndex.load(folder / "dense.faiss")
-        lexical: dict[str, LexicalSearch] = {
-            name: BM25.load(folder / f"bm25_{name}", size, params["bm25_k1"], params["bm25_b"]) for name in LEXICAL
-        }
+        with reading(folder, "dense.faiss"):
+            dense = DenseIndex.load(folder / "dense.faiss")
+        lexical: dict[str, LexicalSearch] = {}
+        for name in LEXICAL:
+            with reading(folder, f"bm25_{name}"):
+                lexical[name] = BM25.load(folder / f"bm25_{name}", size, params["bm25_k1"], params["bm25_b"])
         return dense, lexical
 
-    def vocabularies(self, folder: Path, manifest: dict[str, Any]) -> dict[str, dict[str, int]]:
-        size = int(manifest["chunks"])
-        return {name: BM25.load(folder / f"bm25_{name}", size).vocabulary for name in LEXICAL}
+    def discard(self, meta: dict[str, Any]) -> None:
+        pass  # everything is in the build folder
 
     def activate(self, manifest: dict[str, Any]) -> None:
         pass
 
     def retire(self, kept: list[dict[str, Any]]) -> None:
         pass  # the build folders hold everything; store.py deletes old ones
+
+
+def store_identity(settings: Settings) -> dict[str, str]:
+    """Where builds of `settings` go, as their manifests record it (`store` section)."""
+    if store_kind(settings.store) == "local":
+        return {"kind": "local"}
+    from rag.milvus_store import shown_uri, target_of
+
+    target = target_of(settings)
+    return {"kind": "milvus", "uri": shown_uri(target), "name": target.name}
+
+
+def same_store(manifest: dict[str, Any], settings: Settings) -> bool:
+    """Is the build of `manifest` on the store `settings` name? (A build without a `store` section is local.)"""
+    recorded = manifest.get("store") or {"kind": "local"}
+    return all(recorded.get(key) == value for key, value in store_identity(settings).items())
+
+
+def backend_of(manifest: dict[str, Any], settings: Settings | None) -> Backend:
+    """The backend that opens the build of `manifest`: its own kind; for Milvus, the connection of
+    `settings` when they name Milvus too, else the one the manifest records."""
+    from rag.config import Settings
+
+    recorded = manifest.get("store") or {"kind": "local"}
+    settings = settings or Settings()
+    if recorded.get("kind") == "milvus":
+        if store_kind(settings.store) != "milvus":
+            settings = settings.replace(store=f"milvus:{recorded.get('uri', '')}")
+        if recorded.get("name"):
+            settings = settings.replace(milvus_collection=recorded["name"])
+        return open_backend(settings)
+    return LocalBackend(settings)
 
 
 def store_kind(spec: str) -> str:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.backend import LEXICAL, BuildInput, DenseSearch, LexicalSearch, read_lexicon, write_lexicons
+from rag.integrity import Damaged, Problem
+from rag.layout import IndexUnavailable, reading
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -40,7 +42,7 @@ INSERT_BATCH = 500
 _PLAIN = re.compile(r"[^\W_]+")
 
 
-class MilvusUnavailable(RuntimeError):
+class MilvusUnavailable(IndexUnavailable):
     """Milvus cannot be reached or refused the request; the message says what to do."""
 
 
@@ -343,6 +345,12 @@ class MilvusLexical:
         ids, scores = _arrays(hits)
         return ids, np.abs(scores)  # Milvus Lite reports BM25 as a negative distance
 
+    def problem(self) -> str | None:
+        """What is inconsistent in the lexicon of the build folder, or None."""
+        if len(self._df) != len(self.vocabulary):
+            return f"{len(self._df)} document frequencies for {len(self.vocabulary)} words"
+        return None
+
     def document_frequency(self, tokens: list[str]) -> np.ndarray:
         """In how many passages each token occurs (0 for a token the index has never seen)."""
         out = np.zeros(len(tokens), dtype=np.int64)
@@ -391,9 +399,12 @@ def target_of(settings: Settings) -> Target:
     return Target(uri, settings.milvus_collection, settings.milvus_token)
 
 
-def _shown(uri: str) -> str:
-    """A URI without credentials, as recorded in a manifest."""
-    return re.sub(r"//[^/@]*@", "//", uri)
+def shown_uri(target: Target) -> str:
+    """Where `target` is, as a manifest records it: a Milvus Lite file as an absolute path, a URI
+    without credentials."""
+    if target.lite:
+        return str(Path(target.uri).expanduser().resolve())
+    return re.sub(r"//[^/@]*@", "//", target.uri)
 
 
 def knowledge_base_id(index_dir: Path) -> str:
@@ -436,7 +447,7 @@ class MilvusBackend:
         write_lexicons(build.folder, build.tokens)
         return {
             "kind": self.kind,
-            "uri": _shown(self.target.uri),
+            "uri": shown_uri(self.target),
             "name": self.target.name,
             "collection": collection,
             "kb": kb_id,
@@ -444,24 +455,25 @@ class MilvusBackend:
         }
 
     def open(self, folder: Path, manifest: dict[str, Any]) -> tuple[DenseSearch, dict[str, LexicalSearch]]:
-        meta = manifest.get("store", {})
-        size = int(manifest["chunks"])
+        meta = manifest.get("store") or {}
         collection = str(meta.get("collection", ""))
         milvus = client(self.target)
         if meta.get("kind") != self.kind or not milvus.has_collection(collection):
-            raise MilvusUnavailable(
-                f"the build {folder.name} has no collection {collection!r} in Milvus at {_shown(self.target.uri)}: "
-                "run `rag index` with this --store to write it there"
-            )
+            where = f"Milvus collection {collection or '(none)'}"
+            raise Damaged(folder, [Problem(where, f"missing in {shown_uri(self.target)}", "missing")])
         milvus.load_collection(collection)  # Milvus Lite starts with every collection released
-        dense = MilvusDense(self.target, collection, size)
-        lexical: dict[str, LexicalSearch] = {
-            name: MilvusLexical(self.target, collection, name, size, *read_lexicon(folder, name)) for name in LEXICAL
-        }
+        dense = MilvusDense(self.target, collection, _count(milvus, collection))
+        lexical: dict[str, LexicalSearch] = {}
+        for name in LEXICAL:
+            with reading(folder, f"lexicon_{name}.json"):
+                vocabulary, df = read_lexicon(folder, name)
+            lexical[name] = MilvusLexical(self.target, collection, name, dense.size, vocabulary, df)
         return dense, lexical
 
-    def vocabularies(self, folder: Path, manifest: dict[str, Any]) -> dict[str, dict[str, int]]:
-        return {name: read_lexicon(folder, name)[0] for name in LEXICAL}
+    def discard(self, meta: dict[str, Any]) -> None:
+        collection = meta.get("collection")
+        if collection and client(self.target).has_collection(collection):
+            client(self.target).drop_collection(collection)
 
     def activate(self, manifest: dict[str, Any]) -> None:
         meta = manifest["store"]

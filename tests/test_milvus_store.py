@@ -194,3 +194,138 @@ def test_a_milvus_server_by_uri_serves_the_same_rankings(engine, lite_server, tm
     assert _same_ranking(engine.kb.lexical["bigrams"].search(tokens, 20), lexical["bigrams"].search(tokens, 20), scale)
     vector = engine.kb.dense.index.reconstruct(3)
     assert dense.search(vector, 1)[0].tolist() == [3]
+
+
+# --- the product on the Milvus store --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def milvus_engine(engine, embedder, tmp_path_factory):
+    """The session's knowledge base moved onto a Milvus Lite file: a copy of its corpus and index,
+    opened with `store = milvus:…` (the build is written to Milvus; nothing is embedded again)."""
+    import shutil
+
+    from rag import Engine
+
+    base = tmp_path_factory.mktemp("milvus-engine")
+    settings = engine.settings.replace(
+        corpus_dir=base / "corpus", index_dir=base / "index", store=f"milvus:{base / 'kb.db'}"
+    )
+    shutil.copytree(engine.settings.corpus_dir, settings.corpus_dir)
+    shutil.copytree(engine.settings.index_dir, settings.index_dir)
+    moved = Engine(settings, embedder)
+    report = moved.build(progress=False)
+    assert report.embedded == 0 and not report.changed_anything
+    return moved
+
+
+def test_a_local_index_moves_to_milvus_without_embedding(milvus_engine, engine):
+    kb = milvus_engine.kb
+    assert kb.manifest["store"]["kind"] == "milvus"
+    assert not (kb.folder / "dense.faiss").exists() and (kb.folder / "lexicon_words.json").is_file()
+    assert kb.dense.size == len(kb.chunks) == len(engine.kb.chunks)
+    assert store.on_store(milvus_engine.settings) and not store.on_store(engine.settings.replace(store="milvus"))
+
+
+def test_the_headline_question_gets_the_same_cited_answer_on_both_stores(milvus_engine, engine):
+    question = "纪委监督责任包括什么"
+    local, remote = engine.ask(question), milvus_engine.ask(question)
+    assert not remote.abstained and remote.citations
+    assert remote.answer == local.answer
+    assert [(c.source, c.start, c.end) for c in remote.citations] == [
+        (c.source, c.start, c.end) for c in local.citations
+    ]
+
+
+def test_dev_questions_retrieve_the_same_passages_on_both_stores(milvus_engine, engine, dev_questions):
+    for row in dev_questions:
+        local = [(p.chunk_id, round(p.score, 6)) for p in engine.search(row["question"], k=5)]
+        remote = [(p.chunk_id, round(p.score, 6)) for p in milvus_engine.search(row["question"], k=5)]
+        assert remote == local, row["question"]
+
+
+def test_documents_are_added_and_removed_on_milvus_as_on_the_local_store(milvus_engine, tmp_path):
+    upload = tmp_path / "青山县 通报.txt"
+    upload.write_text("青山县纪委在2024年开展了“清风行动”专项检查，共检查单位37家。", encoding="utf-8")
+    before = milvus_engine.kb.manifest["store"]["collection"]
+    report = milvus_engine.add_document(upload)
+    assert report.added == ["青山县_通报.txt"] and report.embedded == 1
+    answer = milvus_engine.ask("青山县纪委开展了什么专项检查?")
+    assert answer.citations and answer.citations[0].source == "青山县_通报.txt"
+    added = milvus_engine.kb.manifest["store"]["collection"]
+    assert added != before
+
+    report = milvus_engine.remove_document("青山县_通报.txt")
+    assert report.removed == ["青山县_通报.txt"] and report.embedded == 0
+    assert "青山县_通报.txt" not in {d.source for d in milvus_engine.documents()}
+    assert milvus_engine.ask("青山县纪委开展了什么专项检查?").abstained
+
+    backend = MilvusBackend(milvus_engine.settings)
+    live = milvus_engine.kb.manifest["store"]["collection"]
+    mine = [n for n in milvus_store.client(backend.target).list_collections() if n.startswith("zhengce_")]
+    assert live in mine and before not in mine and len(mine) == 2  # the live build's and the previous one's
+    assert milvus_store.client(backend.target).describe_alias("zhengce")["collection_name"] == live
+
+
+def test_a_build_interrupted_while_writing_to_milvus_leaves_the_index_answering(milvus_engine, tmp_path, monkeypatch):
+    live = milvus_engine.kb.folder
+    names = set(milvus_store.client(MilvusBackend(milvus_engine.settings).target).list_collections())
+    upload = tmp_path / "中断.txt"
+    upload.write_text("这份文件在写入时被中断，不应出现在知识库中。", encoding="utf-8")
+    written = 0
+    original = milvus_store._row
+
+    def interrupted(rows, i):
+        nonlocal written
+        written += 1
+        if written > 20:
+            raise KeyboardInterrupt
+        return original(rows, i)
+
+    monkeypatch.setattr(milvus_store, "_row", interrupted)
+    monkeypatch.setattr(milvus_store, "INSERT_BATCH", 10)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            milvus_engine.add_document(upload)
+    finally:
+        monkeypatch.undo()
+        (Path(milvus_engine.settings.corpus_dir) / "中断.txt").unlink()
+    assert milvus_engine.kb.folder == live
+    assert set(milvus_store.client(MilvusBackend(milvus_engine.settings).target).list_collections()) == names
+    reopened = store.load(Path(milvus_engine.settings.index_dir), milvus_engine.settings)
+    assert reopened.folder == live
+    assert not milvus_engine.ask("纪委监督责任包括什么").abstained
+
+
+def test_the_cli_lists_and_checks_a_milvus_index(milvus_engine, capsys):
+    from rag.cli import main
+
+    settings = milvus_engine.settings
+    common = ["--index", str(settings.index_dir), "--corpus", str(settings.corpus_dir), "--store", settings.store]
+    assert main(["doctor", *common]) == 0
+    assert main(["docs", "-q", *common]) == 0
+    listed = capsys.readouterr().out
+    assert all(d.source in listed for d in milvus_engine.documents())
+
+
+def test_a_dropped_collection_is_damage_and_the_previous_build_answers(milvus_engine, tmp_path):
+    import shutil
+
+    from rag import Engine
+
+    settings = milvus_engine.settings.replace(
+        corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", store=f"milvus:{tmp_path / 'copy.db'}"
+    )
+    shutil.copytree(milvus_engine.settings.corpus_dir, settings.corpus_dir)
+    shutil.copytree(milvus_engine.settings.index_dir, settings.index_dir)
+    copy = Engine.open(settings)  # moved into its own Milvus Lite file
+    upload = tmp_path / "青山县.txt"
+    upload.write_text("青山县纪委在2024年开展了“清风行动”专项检查。", encoding="utf-8")
+    copy.add_document(upload)  # a second build in that file; the first stays as the previous one
+    live, collection = copy.kb.folder, copy.kb.manifest["store"]["collection"]
+    milvus = milvus_store.client(MilvusBackend(settings).target)
+    milvus.drop_alias("zhengce")
+    milvus.drop_collection(collection)
+    copy.reload()
+    assert copy.kb.folder != live and copy.warnings
+    assert not copy.ask("纪委监督责任包括什么").abstained
