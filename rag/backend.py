@@ -169,7 +169,7 @@ def store_identity(settings: Settings) -> dict[str, str]:
     from rag.milvus_store import shown_uri, target_of
 
     target = target_of(settings)
-    return {"kind": "milvus", "uri": shown_uri(target), "name": target.name}
+    return {"kind": "milvus", "uri": shown_uri(target, settings.index_dir), "name": target.name}
 
 
 def same_store(manifest: dict[str, Any], settings: Settings) -> bool:
@@ -178,16 +178,18 @@ def same_store(manifest: dict[str, Any], settings: Settings) -> bool:
     return all(recorded.get(key) == value for key, value in store_identity(settings).items())
 
 
-def backend_of(manifest: dict[str, Any], settings: Settings | None) -> Backend:
-    """The backend that opens the build of `manifest`: its own kind; for Milvus, the connection of
-    `settings` when they name Milvus too, else the one the manifest records."""
+def backend_of(manifest: dict[str, Any], folder: Path, settings: Settings | None) -> Backend:
+    """The backend that opens the build of `manifest` (in `folder`): its own kind; for Milvus, the
+    connection of `settings` when they name Milvus too, else the one the manifest records."""
     from rag.config import Settings
 
     recorded = manifest.get("store") or {"kind": "local"}
-    settings = settings or Settings()
+    settings = settings or Settings(index_dir=folder.parent)
     if recorded.get("kind") == "milvus":
         if store_kind(settings.store) != "milvus":
-            settings = settings.replace(store=f"milvus:{recorded.get('uri', '')}")
+            from rag.milvus_store import recorded_uri
+
+            settings = settings.replace(store=f"milvus:{recorded_uri(str(recorded.get('uri', '')), folder.parent)}")
         if recorded.get("name"):
             settings = settings.replace(milvus_collection=recorded["name"])
         return open_backend(settings)

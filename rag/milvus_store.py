@@ -399,12 +399,25 @@ def target_of(settings: Settings) -> Target:
     return Target(uri, settings.milvus_collection, settings.milvus_token)
 
 
-def shown_uri(target: Target) -> str:
-    """Where `target` is, as a manifest records it: a Milvus Lite file as an absolute path, a URI
-    without credentials."""
-    if target.lite:
-        return str(Path(target.uri).expanduser().resolve())
-    return re.sub(r"//[^/@]*@", "//", target.uri)
+IN_INDEX = "<index>/"
+"""How a manifest records a Milvus Lite file inside the index folder (so the folder can be moved or copied)."""
+
+
+def shown_uri(target: Target, index_dir: Path) -> str:
+    """Where `target` is, as a manifest records it: a Milvus Lite file inside the index folder as
+    `<index>/…`, another as an absolute path; a server's URI without credentials."""
+    if not target.lite:
+        return re.sub(r"//[^/@]*@", "//", target.uri)
+    path = Path(target.uri).expanduser().resolve()
+    try:
+        return IN_INDEX + path.relative_to(Path(index_dir).expanduser().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def recorded_uri(uri: str, index_dir: Path) -> str:
+    """The URI a manifest records (see `shown_uri`) as a connectable one."""
+    return str(Path(index_dir) / uri[len(IN_INDEX) :]) if uri.startswith(IN_INDEX) else uri
 
 
 def knowledge_base_id(index_dir: Path) -> str:
@@ -447,7 +460,7 @@ class MilvusBackend:
         write_lexicons(build.folder, build.tokens)
         return {
             "kind": self.kind,
-            "uri": shown_uri(self.target),
+            "uri": shown_uri(self.target, self.settings.index_dir),
             "name": self.target.name,
             "collection": collection,
             "kb": kb_id,
@@ -460,7 +473,7 @@ class MilvusBackend:
         milvus = client(self.target)
         if meta.get("kind") != self.kind or not milvus.has_collection(collection):
             where = f"Milvus collection {collection or '(none)'}"
-            raise Damaged(folder, [Problem(where, f"missing in {shown_uri(self.target)}", "missing")])
+            raise Damaged(folder, [Problem(where, f"missing in {shown_uri(self.target, folder.parent)}", "missing")])
         milvus.load_collection(collection)  # Milvus Lite starts with every collection released
         dense = MilvusDense(self.target, collection, _count(milvus, collection))
         lexical: dict[str, LexicalSearch] = {}
