@@ -70,7 +70,9 @@ def test_a_changed_cleaning_rule_re_processes_without_rebuild_and_embeds_only_ch
     # no longer cut where it was, so its last chunk changes; every other chunk stays the same
     monkeypatch.setattr(clean, "_DATED_ITEM", re.compile(r"^$"))
     report = engine.build(progress=False)
-    assert report.reprocessed == sorted(p.name for p in Path(real_kb.corpus_dir).iterdir())
+    assert report.reprocessed == sorted(
+        p.name for p in Path(real_kb.corpus_dir).iterdir() if p.is_file() and not p.name.startswith(".")
+    )
     assert report.added == report.changed == report.removed == report.unchanged == []
     assert any("changed: clean" in note for note in report.notes)
     after = {c.id: c.text for c in engine.kb.chunks}
