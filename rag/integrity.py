@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
-LOAD_READS_WHOLE = ("documents.jsonl", "chunks.jsonl", "dense.faiss", "vocab.index.json", "params.index.json")
+LOAD_READS_WHOLE = (
+    "documents.jsonl",
+    "chunks.jsonl",
+    "dense.faiss",
+    "vocab.index.json",
+    "params.index.json",
+    "lexicon_words.json",
+    "lexicon_bigrams.json",
+)
 """Files (by name) that a load reads completely: checksummed at load time."""
 
 _verified: dict[tuple[str, int, int, int], str] = {}

