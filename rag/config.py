@@ -190,8 +190,9 @@ class Settings:
     """From this many chunks on the dense index is HNSW instead of exact (flat) search."""
 
     # --- answering ---------------------------------------------------------------------------
-    answer_passages: int = 5
-    """Top passages the answer composer may quote from."""
+    answer_passages: int = 8
+    """Top passages the answer composer may quote from (docs/tuning.md: 5 left a definition ranked
+    sixth to eighth out of reach of its question)."""
     answer_max_chars: int = 600
     """Upper bound of an answer's length (the answer says so when it cut)."""
     abstain_below: float = 0.5
