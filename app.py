@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     if settings.llm_enabled:
-        log.info("written answers from %s (model %s)", settings.llm_base_url, settings.llm_model or "the server's first")
+        log.info(
+            "written answers from %s (model %s)", settings.llm_base_url, settings.llm_model or "the server's first"
+        )
     if args.host not in ("127.0.0.1", "localhost", "::1") and not access.login_required:
         log.warning("serving on %s without --auth: anyone who can reach the page can use it", args.host)
 

@@ -323,11 +323,20 @@ class MilvusLexical:
     """BM25 search in one lexical field of a build's collection; document frequencies from the build folder."""
 
     def __init__(
-        self, target: Target, collection: str, name: str, size: int, vocabulary: dict[str, int], df: np.ndarray
+        self,
+        target: Target,
+        collection: str,
+        name: str,
+        size: int,
+        vocabulary: dict[str, int],
+        df: np.ndarray,
+        k1: float,
     ):
         self.target, self.collection, self.name, self.size = target, collection, name, size
         self.vocabulary = vocabulary
         self._df = df
+        self._scale = 1.0 / (k1 + 1.0)
+        """Milvus scores BM25 with the (k1 + 1) factor in the numerator; bm25s, the local store, without."""
 
     def search(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices and BM25 scores of the `k` best passages with a positive score, best first."""
@@ -343,7 +352,9 @@ class MilvusLexical:
             search_params={"metric_type": "BM25"},
         )[0]
         ids, scores = _arrays(hits)
-        return ids, np.abs(scores)  # Milvus Lite reports BM25 as a negative distance
+        # Milvus Lite reports BM25 as a negative distance; scaled to the local store's scores, which score
+        # fusion compares with the question's ideal score
+        return ids, np.abs(scores) * self._scale
 
     def problem(self) -> str | None:
         """What is inconsistent in the lexicon of the build folder, or None."""
@@ -480,7 +491,9 @@ class MilvusBackend:
         for name in LEXICAL:
             with reading(folder, f"lexicon_{name}.json"):
                 vocabulary, df = read_lexicon(folder, name)
-            lexical[name] = MilvusLexical(self.target, collection, name, dense.size, vocabulary, df)
+            lexical[name] = MilvusLexical(
+                self.target, collection, name, dense.size, vocabulary, df, manifest["params"]["bm25_k1"]
+            )
         return dense, lexical
 
     def discard(self, meta: dict[str, Any]) -> None:

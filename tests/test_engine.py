@@ -261,7 +261,9 @@ def test_removing_a_name_in_another_case_removes_the_document(own_engine):
 
 
 def test_a_build_waits_for_no_question(own_engine):
-    """Builds embed with their own copy of the model's lock: a question is not queued behind a batch."""
+    """Builds embed with their own copies of the models' locks: a question is not queued behind a batch."""
     assert own_engine._index_embedder is not own_engine.embedder
-    assert own_engine._index_embedder._lock is not own_engine.embedder._lock
+    assert set(own_engine._index_embedder._locks) == set(own_engine.embedder._locks) == {"model", "engine"}
+    for name, lock in own_engine.embedder._locks.items():
+        assert own_engine._index_embedder._locks[name] is not lock
     assert own_engine._index_embedder.model is own_engine.embedder.model

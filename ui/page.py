@@ -167,7 +167,12 @@ class Page:
             history = [t for t in turns if t is not None][-HISTORY_TURNS:]
             events = engine.ask_stream(question, history=history)
             if getattr(engine, "llm", None) is not None:  # the model may take a while: say it is writing
-                yield "", [*chat, {"role": "assistant", "content": streaming_text("", [], turn)}], turns, *self.writing()
+                yield (
+                    "",
+                    [*chat, {"role": "assistant", "content": streaming_text("", [], turn)}],
+                    turns,
+                    *self.writing(),
+                )
             answer = None
             for update in self.streamed(engine, question, events, turn):
                 if isinstance(update, tuple):
