@@ -47,6 +47,37 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+SMALL_DOCS = {
+    "a.txt": "纪委监督责任\n纪委要履行监督责任，聚焦主责主业，做到有案必查。",
+    "b.txt": "党委主体责任\n党委要担负起全面从严治党主体责任，书记是第一责任人。",
+    "c.txt": "基层减负\n基层减负要精简会议文件，减少督查检查考核。",
+}
+"""Three one-line documents, for tests of indexing mechanics."""
+ANSWER_KEYS = {
+    "question",
+    "standalone_question",
+    "answer",
+    "abstained",
+    "kind",
+    "citations",
+    "passages",
+    "mode",
+    "generation",
+}
+"""The keys of an answer's documented JSON form."""
+CITATION_KEYS = {"id", "source", "title", "quote", "start", "end"}
+
+
+@pytest.fixture
+def small_kb(tmp_path: Path) -> Settings:
+    """Settings of a corpus of `SMALL_DOCS` under tmp_path (not indexed yet)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in SMALL_DOCS.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    return Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+
+
 class FakeEmbedder:
     """A deterministic stand-in for the embedding model: hashed character bigrams, L2-normalized.
     Texts sharing bigrams get close vectors, so dense ranking behaves plausibly and instantly."""

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from conftest import ANSWER_KEYS, CITATION_KEYS
 
 from rag.answer import ABSTAIN_TEXT, RELATED_LABEL
 from rag.compose import Composer
@@ -101,17 +102,7 @@ def test_answer_length_is_bounded_and_says_when_it_cut(engine, kb_settings):
 
 def test_answer_json_is_the_documented_schema(engine):
     payload = engine.ask("纪委监督责任包括什么").to_dict()
-    assert set(payload) == {
-        "question",
-        "standalone_question",
-        "answer",
-        "abstained",
-        "kind",
-        "citations",
-        "passages",
-        "mode",
-        "generation",
-    }
-    assert set(payload["citations"][0]) == {"id", "source", "title", "quote", "start", "end"}
+    assert set(payload) == ANSWER_KEYS
+    assert set(payload["citations"][0]) == CITATION_KEYS
     assert set(payload["passages"][0]) == {"rank", "source", "chunk_id", "title", "heading", "score", "text"}
     assert [c["id"] for c in payload["citations"]] == list(range(1, len(payload["citations"]) + 1))

@@ -6,22 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import ANSWER_KEYS, CITATION_KEYS
 from llm_server import citing, unused_url
 
 from rag.cli import main
 
-ANSWER_KEYS = {
-    "question",
-    "standalone_question",
-    "answer",
-    "abstained",
-    "kind",
-    "citations",
-    "passages",
-    "mode",
-    "generation",
-}
-CITATION_KEYS = {"id", "source", "title", "quote", "start", "end"}
 PASSAGE_KEYS = {"rank", "source", "chunk_id", "title", "heading", "score", "text"}
 
 

@@ -12,20 +12,10 @@ from rag.cli import main
 from rag.config import Settings
 from rag.progress import Progress
 
-DOCS = {
-    "a.txt": "纪委监督责任\n纪委要履行监督责任，聚焦主责主业，做到有案必查。",
-    "b.txt": "党委主体责任\n党委要担负起全面从严治党主体责任，书记是第一责任人。",
-    "c.txt": "基层减负\n基层减负要精简会议文件，减少督查检查考核。",
-}
-
 
 @pytest.fixture
-def kb(tmp_path) -> Settings:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for name, text in DOCS.items():
-        (corpus / name).write_text(text, encoding="utf-8")
-    return Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+def kb(small_kb: Settings) -> Settings:
+    return small_kb
 
 
 def test_progress_lines_say_done_total_rate_and_time_left(caplog):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SMALL_DOCS
 
 from rag import store
 from rag.config import Settings
@@ -23,20 +24,10 @@ from rag.store import CURRENT, IndexUnavailable
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 
-DOCS = {
-    "a.txt": "纪委监督责任\n纪委要履行监督责任，聚焦主责主业，做到有案必查。",
-    "b.txt": "党委主体责任\n党委要担负起全面从严治党主体责任，书记是第一责任人。",
-    "c.txt": "基层减负\n基层减负要精简会议文件，减少督查检查考核。",
-}
-
 
 @pytest.fixture
-def kb(tmp_path) -> Settings:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for name, text in DOCS.items():
-        (corpus / name).write_text(text, encoding="utf-8")
-    return Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+def kb(small_kb: Settings) -> Settings:
+    return small_kb
 
 
 @pytest.fixture
@@ -216,7 +207,7 @@ def test_unreadable_files_are_reported(built, embedder):
 
 
 def test_an_empty_corpus_gives_an_empty_loadable_index(built, embedder):
-    for name in DOCS:
+    for name in SMALL_DOCS:
         (Path(built.corpus_dir) / name).unlink()
     report = store.build(built, embedder, progress=False)
     assert report.removed == ["a.txt", "b.txt", "c.txt"] and report.chunks == 0
