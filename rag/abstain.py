@@ -80,13 +80,14 @@ def evidence(query: Query, hits: Sequence[Hit], kb: KnowledgeBase) -> float:
 def confidence(query: Query, evidence_: float, hits: Sequence[Hit], settings: Settings) -> float:
     """Evidence that the corpus answers the question: term coverage, raised or lowered by how close
     the best passage is in meaning. A question not written in Chinese shares no key words with a
-    Chinese corpus; its confidence rests on the cosine alone, against its own centre."""
+    Chinese corpus beyond the glossary's terms (`rag.glossary`); its confidence rests on the cosine,
+    against its own centre, raised by the coverage of those terms where it passes `abstain_below`."""
     if not hits:
         return 0.0
     s = settings
     best = max(h.dense for h in hits)
-    if not query.chinese and evidence_ < s.abstain_below:
-        return s.abstain_below + s.abstain_dense_weight * (best - s.abstain_crosslingual_center)
+    if not query.chinese:
+        return max(evidence_, s.abstain_below) + s.abstain_dense_weight * (best - s.abstain_crosslingual_center)
     return evidence_ + s.abstain_dense_weight * (best - s.abstain_dense_center)
 
 

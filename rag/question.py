@@ -13,6 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
+from rag.glossary import chinese_terms
 from rag.lexical import entities, key_terms, strip_question_words
 
 #: Answer shapes, in the order `question_kind` tries them.
@@ -190,8 +191,13 @@ class Query:
 
     @classmethod
     def of(cls, text: str, normalized: str, vector: np.ndarray) -> Query:
-        """Analyze a question (`normalized` is its `rag.normalize.normalize` form)."""
-        return cls(text, normalized, strip_question_words(normalized), vector, question_kind(normalized))
+        """Analyze a question (`normalized` is its `rag.normalize.normalize` form). The lexical form of
+        a question not in Chinese is the Chinese terms of what it mentions (`rag.glossary`), if any:
+        its English words would only count as terms no passage has."""
+        lexical = strip_question_words(normalized)
+        if not is_chinese(normalized):
+            lexical = " ".join(chinese_terms(normalized)) or lexical
+        return cls(text, normalized, lexical, vector, question_kind(normalized))
 
     @cached_property
     def key_terms(self) -> list[str]:

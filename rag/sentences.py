@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from rag.chunk import Span, heading_level, sentence_spans
 from rag.clean import Document
 from rag.config import Settings
-from rag.evidence import coverage, has_figure, has_time, term_weights
+from rag.evidence import answers_count, coverage, has_time, term_weights
 from rag.lexical import bigrams
 from rag.metadata import in_metadata
 from rag.normalize import compact
@@ -86,7 +86,8 @@ class SentenceScorer:
         self.abbreviations = abbreviations(query) if kind in ("definition", "list", "general") else []
         self.relation = bool(_ASKS_RELATION.search(query.normalized))
         self.embed = embed if not query.chinese else None
-        """A question not in Chinese is scored by the cosine of each sentence instead of term coverage."""
+        """A question not in Chinese is scored by the cosine of each sentence, plus the coverage of the
+        Chinese terms `rag.glossary` found in it."""
 
     def cover(self, text: str) -> float:
         return coverage(self.terms, self.weights, text)
@@ -107,7 +108,7 @@ class SentenceScorer:
         if self.embed is not None and ranked:
             texts = [self.kb.documents[s.source].text[s.start : s.end] for s in ranked]
             for sentence, cosine in zip(ranked, self.embed(texts), strict=True):
-                sentence.score += float(cosine) - sentence.coverage
+                sentence.score += float(cosine)  # on top of the coverage of the glossary's terms, if any
                 sentence.coverage = float(cosine)
         return sorted(ranked, key=lambda s: (-s.score, s.rank, s.start))
 
@@ -123,7 +124,7 @@ class SentenceScorer:
         norm = compact(text)
         cover = self.cover(text)
         bonus = definition_strength(norm, self.subjects, cfg.definition_bonus)
-        if (kind == "number" and has_figure(text)) or (kind == "time" and has_time(text)):
+        if (kind == "number" and answers_count(self.query, text)) or (kind == "time" and has_time(text)):
             bonus = max(bonus, cfg.figure_bonus)
         elif kind == "list" and _ENUMERATES.search(norm):
             bonus = max(bonus, cfg.list_bonus)

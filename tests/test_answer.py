@@ -74,6 +74,19 @@ def test_number_question_leads_with_the_figure(engine):
     assert "22名纪检委员" in answer.citations[0].quote
 
 
+def test_number_question_quotes_the_sentence_with_the_count_asked_for(engine):
+    # the sentence that names the campaign comes first in its paragraph but has only years in it
+    answer = engine.ask("扶贫领域腐败和作风问题专项治理中批评教育帮助和处理了多少人?")
+    assert not answer.abstained
+    assert "39.2萬人" in answer.citations[0].quote and "39.2万人" in answer.answer  # Simplified for the asker
+
+
+def test_an_english_question_finds_the_place_it_names_and_its_figure(engine):
+    answer = engine.ask("How many heads of units in the grain purchase and sales sector did Guangxi investigate?")
+    assert not answer.abstained
+    assert answer.citations[0].source.startswith("002_") and "227人" in answer.answer
+
+
 def test_out_of_corpus_question_abstains_and_lists_related_passages(engine):
     answer = engine.ask("怎样用Python读取Excel文件?")
     assert answer.abstained

@@ -2,6 +2,7 @@
 
 import pytest
 
+from rag.lexical import strip_question_words
 from rag.normalize import normalize
 from rag.question import Query, comparison_sides, is_chinese, ordinal_reference, question_kind
 
@@ -81,3 +82,11 @@ def test_language():
     assert is_chinese("纪委监督责任包括什么")
     assert is_chinese("What does 纪委监督责任 include?")
     assert not is_chinese("Who wrote the article?")
+
+
+def test_an_english_question_is_searched_with_the_chinese_terms_it_mentions():
+    query = _query("How many cadres did the discipline inspection team in Zhejiang Province talk to?")
+    assert query.lexical.split() == ["干部", "纪检", "组", "浙江", "省", "谈话"]
+    assert "浙江" in query.places  # a named place lifts and must be found in its documents
+    assert _query("纪委监督责任包括什么").lexical == strip_question_words(normalize("纪委监督责任包括什么"))
+    assert _query("What is the weather tomorrow?").lexical.strip()  # nothing to translate: its own words
