@@ -32,6 +32,9 @@ _TIME_WORDS = re.compile(
 _MEASURES = "人次|个|项|名|人|位|家|条|件|起|次|种|类|级|层|所|支|批|对|份|篇|户|元|天|年|月|日|岁|倍|处|轮|届|期|世纪"
 _ASKED_COUNT = re.compile(rf"(?:多少|(?<![哪第这那近前好])几)({_MEASURES})?([\u4e00-\u9fff]{{0,6}})")
 _PEOPLE = ("名", "人", "位", "人次", "员")
+_QUOTED_TERM = re.compile(r"[“「\"][^”」\"]{1,12}[”」\"]")
+_ASKS_SHARE = re.compile(r"百分比|百分之|比例|比重|比率|占比|几成|多少成|percentage|proportion")
+_SHARE = re.compile(r"\d+(?:\.\d+)?\s*(?:%|％|‰)|百分之[\d一二三四五六七八九十百零点.]+|[一二三四五六七八九十\d]成")
 _GENERIC_COUNTED = frozenset("数量 数目 比例 比重 程度 规模 水平 时候".split())
 _DURATIONS = frozenset("时间 年 时长 工夫 天数 年限 期限".split())
 _DURATION = re.compile(
@@ -122,10 +125,13 @@ def answers_count(query: Query, text: str) -> bool:
     if not has_figure(text):
         return False
     norm = compact(text)
+    if _ASKS_SHARE.search(query.normalized) and _SHARE.search(norm):  # 占多少百分比 → 约占20%
+        return True
     if measure:
         units = _PEOPLE if measure in _PEOPLE else (measure,)
         unit = "|".join(map(re.escape, units))
-        if re.search(rf"(?:\d|[一二两三四五六七八九十百千万亿])(?:[.\d]*)(?:多|余)?(?:[万亿千百])?(?:{unit})", norm):
+        counts = _QUOTED_TERM.sub("", norm)  # “两个责任” names a term, it counts nothing
+        if re.search(rf"(?:\d|[一二两三四五六七八九十百千万亿])(?:[.\d]*)(?:多|余)?(?:[万亿千百])?(?:{unit})", counts):
             return True
     if noun and len(noun) >= 2:  # what is counted stands next to a figure: 查处相关问题28万个, 22名纪检委员
         near = [norm[max(0, m.start() - 8) : m.end() + 8] for m in _ARABIC.finditer(norm)]

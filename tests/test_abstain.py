@@ -12,7 +12,7 @@ from rag.normalize import normalize
 from rag.question import Query
 
 #: Measured on tests/data/calibration.jsonl (docs/tuning.md); a change that does worse fails here.
-NEAR_MISS_RECALL = 0.8
+NEAR_MISS_RECALL = 0.85
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,13 @@ def test_a_count_must_be_the_count_asked_for():
     assert answers_count(_query("比例达到了多少?"), "运用第一种形态的比例逐年上升,2021年达到了70%")
     assert not answers_count(_query("工资是多少?"), "选举产生22名纪检委员")
     assert answers_count(_query("仅花费多少时间即毕业?"), "僅一個月就畢業")
+    assert answers_count(_query("金融业产值约占全市多少的百分比?"), "金融业产值约占全市GDP的20%")
+    assert answers_count(_query("占比是百分之几?"), "其中35%来自外地")
+    assert not answers_count(_query("占多少的百分比?"), "金融业是全市支柱产业之一,2010年产值增长较快")
+    assert not answers_count(
+        _query("全国有多少个纪检监察组?"), "推动“两个责任”贯通协同,2016年起全面派驻"
+    )  # a term, not a count
+    assert answers_count(_query("有多少个纪检监察组?"), "共设立两个纪检监察组")
 
 
 def test_calibration_file_is_valid_json_lines():
