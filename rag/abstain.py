@@ -16,6 +16,7 @@ A generated-answer path calls the same two functions (with its cited passages as
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -39,10 +40,17 @@ REASONS = {
     "missing_title": "找到的内容没有提到《{}》。",
     "relative_time": "知识库中的文件无法确定“{}”指哪一年。",
     "no_figure": "找到的内容中没有给出具体数字。",
+    "no_items": "找到的内容中没有列出问题问的几项内容。",
     "no_date": "找到的内容中没有给出具体时间。",
     "no_quotes": "",
     "no_metadata": "找到的文章没有可以引用的作者、单位、日期或出处信息。",
 }
+
+
+_ITEMS = re.compile(r"[、;；:：]|和|与|及|或|包括|包含|等|一是|首先|其次|[①②③]|[(（][一二三四五六七八九十\d][)）]")
+"""What a quote that lists things shows: separators, 和/及, 包括, 等, ordinals."""
+_ASKS_ITEMS = re.compile(r"哪些|哪几|包括|包含")
+"""A question that asks for several things (not 哪一个)."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,8 @@ def check_answer(
                 return missing("missing_name", name)
     if query.kind in ("number", "time") and query.relative_time:
         return missing("relative_time", _relative(query))
+    if _ASKS_ITEMS.search(query.normalized) and query.kind == "list" and not any(_ITEMS.search(t) for t in texts):
+        return missing("no_items")
     if query.kind == "number" and query.chinese and not any(answers_count(query, t) for t in texts):
         return missing("no_figure")
     if query.kind == "time" and query.chinese and not any(has_time(t) for t in texts):

@@ -6,7 +6,7 @@ from collections import defaultdict
 import pytest
 from conftest import CALIBRATION, read_jsonl
 
-from rag.abstain import ABSTAIN_TEXT, REASONS, RELATED_LABEL
+from rag.abstain import ABSTAIN_TEXT, REASONS, RELATED_LABEL, Quote, check_answer
 from rag.evidence import answers_count, has_figure, has_time, mentions
 from rag.normalize import normalize
 from rag.question import Query
@@ -130,3 +130,15 @@ def test_a_count_must_be_the_count_asked_for():
 def test_calibration_file_is_valid_json_lines():
     for line in CALIBRATION.read_text(encoding="utf-8").splitlines():
         assert set(json.loads(line)) == {"id", "question", "gold", "group"}
+
+
+def test_a_question_for_several_things_needs_a_quote_that_lists_some(engine):
+    caption = "图为11月20日,工作组在文化中心开展调研监督工作。"
+    listing = "调研中发现台账不全、整改滞后等问题。"
+    several = _query("工作组调研时发现了哪些问题?")
+    assert several.kind == "list"
+    verdict = check_answer(several, [Quote(caption, caption)], engine.kb, engine.settings)
+    assert verdict.abstain and verdict.reason == "no_items"
+    assert not check_answer(several, [Quote(listing, listing)], engine.kb, engine.settings).abstain
+    one = _query("工作组在哪一个地方开展调研?")  # one thing asked: one sentence may answer it
+    assert not check_answer(one, [Quote(caption, caption)], engine.kb, engine.settings).abstain
