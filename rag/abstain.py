@@ -47,8 +47,12 @@ REASONS = {
 }
 
 
-_ITEMS = re.compile(r"[、;；:：]|和|与|及|或|包括|包含|等|一是|首先|其次|[①②③]|[(（][一二三四五六七八九十\d][)）]")
-"""What a quote that lists things shows: separators, 和/及, 包括, 等, ordinals."""
+_ITEMS = re.compile(
+    r"[、;；:：]|和|与|及|或|至|到|包括|包含|等|一是|首先|其次|[①②③]|[(（][一二三四五六七八九十\d][)）]|"
+    r"[两二三四五六七八九十\d]+(?:个|项|条|种|类|方面)"
+)
+"""What a quote that lists things shows: separators, 和/及, ranges (2月至4月), 包括, 等, ordinals, a count of
+items (三个月, 五项)."""
 _ASKS_ITEMS = re.compile(r"哪些|哪几|包括|包含")
 """A question that asks for several things (not 哪一个)."""
 

@@ -140,5 +140,8 @@ def test_a_question_for_several_things_needs_a_quote_that_lists_some(engine):
     verdict = check_answer(several, [Quote(caption, caption)], engine.kb, engine.settings)
     assert verdict.abstain and verdict.reason == "no_items"
     assert not check_answer(several, [Quote(listing, listing)], engine.kb, engine.settings).abstain
+    months = _query("企业免收哪几个月租金?")
+    ranged = "对承租上述物业的企业,免收2020年2月至4月三个月租金。"
+    assert not check_answer(months, [Quote(ranged, ranged)], engine.kb, engine.settings).abstain
     one = _query("工作组在哪一个地方开展调研?")  # one thing asked: one sentence may answer it
     assert not check_answer(one, [Quote(caption, caption)], engine.kb, engine.settings).abstain
