@@ -12,6 +12,9 @@ Generated vectors (for sizes too large to embed here) are derived from real vect
 that was embedded for real (a real-embedding build in the work folder) gets that real vector plus Gaussian
 noise (cosine about 0.97 to the original); a chunk of a passage that was never embedded gets the real vector
 of another chunk plus noise. With no real build at all, they are random unit vectors.
+
+`long_report` writes a long plain-text report (numbered paragraphs of figures), the upload that the
+service benchmark and the tests use.
 """
 
 from __future__ import annotations
@@ -216,3 +219,18 @@ class GeneratedEmbedder:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover - never used to search
         raise RuntimeError("generated vectors are for indexing only; questions use the real model")
+
+
+def long_report(path: Path, paragraphs: int = 60, place: str = "青山县") -> Path:
+    """A plain-text report of `paragraphs` numbered paragraphs of inspection figures, about one chunk
+    each (60 -> about 60 chunks), written to `path`."""
+    body = [
+        f"第{i}条 {place}纪委第{i}批专项检查"
+        + "".join(
+            f"共检查单位{i * 3 + j}家，发现问题{(i + j) % 7}个，督促整改{j}项，约谈责任人{i % 5 + j}人。"
+            for j in range(6)
+        )
+        for i in range(1, paragraphs + 1)
+    ]
+    path.write_text(f"{place}专项检查汇编\n\n" + "\n\n".join(body) + "\n", encoding="utf-8")
+    return path

@@ -121,11 +121,18 @@ GRID: list[tuple[str, dict[str, Any]]] = [
     ("main: rank fusion 0.5 / 0.5 / 1.5, rrf_k 10, depth 50", {"fusion": "rrf", "candidates": 50, "weight_names": 0.0}),
     ("rank fusion, dense 1", {"fusion": "rrf", "rrf_weights": (1.0, 0.5, 1.5), "candidates": 50, "weight_names": 0.0}),
     ("rank fusion, dense 2", {"fusion": "rrf", "rrf_weights": (2.0, 0.5, 1.5), "candidates": 50, "weight_names": 0.0}),
-    ("score fusion 0.5 / 1.5 / 4, depth 50, no names", {"candidates": 50, "weight_names": 0.0}),
-    ("score fusion, depth 100, no names", {"weight_names": 0.0}),
-    ("**chosen: score fusion 0.5 / 1.5 / 4, depth 100, names 0.5**", {}),
+    ("score fusion 0.5 / 1.5 / 4, depth 50, no names, no definitions", {"weight_names": 0.0, "weight_defines": 0.0}),
+    (
+        "score fusion, depth 100, no names, no definitions",
+        {"candidates": 100, "weight_names": 0.0, "weight_defines": 0.0},
+    ),
+    ("depth 100, names 0.5, no definitions (chosen until 2026-12-07)", {"candidates": 100, "weight_defines": 0.0}),
+    ("depth 100", {"candidates": 100}),
+    ("no definitions", {"weight_defines": 0.0}),
+    ("**chosen: score fusion 0.5 / 1.5 / 4, depth 50, names 0.5, definitions 1.5**", {}),
     ("dense 0.4", {"weight_dense": 0.4}),
     ("dense 0.6", {"weight_dense": 0.6}),
+    ("dense 1", {"weight_dense": 1.0}),
     ("bigrams 3", {"weight_bigrams": 3.0}),
     ("bigrams 5", {"weight_bigrams": 5.0}),
     ("words 1", {"weight_words": 1.0}),
@@ -134,6 +141,8 @@ GRID: list[tuple[str, dict[str, Any]]] = [
     ("names 2", {"weight_names": 2.0}),
     ("pooling 0.3 (damping 0.5)", {"pool_weight": 0.3}),
     ("pooling 0.6 (damping 0.5)", {"pool_weight": 0.6}),
+    ("definitions 1", {"weight_defines": 1.0}),
+    ("definitions 2", {"weight_defines": 2.0}),
 ]
 GRID_SETS = ("dev_qa", "drcd_dev_simpq", "stard", "cmrc2018_dev")
 TUNING = ROOT / "docs" / "tuning.md"

@@ -26,6 +26,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from corpora import long_report
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / "work"
@@ -35,20 +37,6 @@ UPLOAD_PARAGRAPHS = 60
 FALLBACK_QUESTIONS = ["纪委监督责任包括什么", "落实两个责任要解决哪些实际问题", "党委主体责任具体指什么"]
 
 log = logging.getLogger("bench.service")
-
-
-def long_report(path: Path, paragraphs: int = UPLOAD_PARAGRAPHS) -> Path:
-    """A plain-text report of numbered paragraphs, about one chunk each (the same shape as the tests')."""
-    body = [
-        f"第{i}条 青山县纪委第{i}批专项检查"
-        + "".join(
-            f"共检查单位{i * 3 + j}家，发现问题{(i + j) % 7}个，督促整改{j}项，约谈责任人{i % 5 + j}人。"
-            for j in range(6)
-        )
-        for i in range(1, paragraphs + 1)
-    ]
-    path.write_text("青山县专项检查汇编\n\n" + "\n\n".join(body) + "\n", encoding="utf-8")
-    return path
 
 
 def questions(limit: int = 40) -> list[str]:
@@ -123,7 +111,7 @@ def child_latency(params: dict[str, Any]) -> dict[str, Any]:
     uploads.mkdir(exist_ok=True)
     result["modes"] = {}
     for mode in ("before", "own_lock_all_cores", "now"):
-        path = long_report(uploads / f"青山县专项检查汇编-{mode}.txt")
+        path = long_report(uploads / f"青山县专项检查汇编-{mode}.txt", UPLOAD_PARAGRAPHS)
         result["modes"][mode] = _upload_while_asking(engine, mode, path, ask, ask_direct)
         log.info("%s: %s", mode, result["modes"][mode])
         source = next(d.source for d in engine.documents() if d.source.startswith("青山县专项检查汇编"))

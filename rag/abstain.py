@@ -8,7 +8,8 @@
 2. `check_answer(query, quotes, kb, settings, verdict)` after choosing what to quote: near misses, where the
    passages are on the topic but not about what the question pins down: a year, a meeting, a
    《title》 or a name none of the quoted passages mentions; a 多少/几 question whose quotes hold no
-   figure; a 何时/哪一年 question whose quotes hold no date.
+   figure; a 何时/哪一年 question whose quotes hold no date; a question for a meeting, a body, a level,
+   steps or materials whose quotes name none (`ANSWER_TYPES`).
 
 A generated-answer path calls the same two functions (with its cited passages as `quotes`).
 `abstention_text` is what the user reads instead of an answer.
@@ -44,7 +45,58 @@ REASONS = {
     "no_date": "找到的内容中没有给出具体时间。",
     "no_quotes": "",
     "no_metadata": "找到的文章没有可以引用的作者、单位、日期或出处信息。",
+    "no_meeting": "找到的内容中没有提到是哪次会议。",
+    "no_body": "找到的内容中没有提到负责的部门或单位。",
+    "no_level": "找到的内容中没有给出级别或待遇。",
+    "no_steps": "找到的内容中没有列出步骤或程序。",
+    "no_materials": "找到的内容中没有列出需要的材料。",
 }
+
+
+@dataclass(frozen=True)
+class AnswerType:
+    """A kind of thing a question asks for (`asks`) and what a quote that gives it shows (`shows`)."""
+
+    reason: str
+    asks: re.Pattern[str]
+    shows: re.Pattern[str]
+
+
+#: What a question pins down besides figures and dates, and how an answer shows it: a question that
+#: asks in which meeting, by which body, at what level, in what steps or with which materials is not
+#: answered by quotes that name no meeting, no body, no level, no steps, no materials.
+ANSWER_TYPES = (
+    AnswerType(
+        "no_meeting",
+        re.compile(r"哪一?[次届](?:[^，,。？?]{0,8})?(?:全会|会议|大会|会上)|(?:什么|哪个)会议"),
+        re.compile(r"全会|会议|大会|会上|全体会"),
+    ),
+    AnswerType(
+        "no_body",
+        re.compile(r"(?:哪个|哪些|哪一个|哪家|什么)(?:部门|单位|机关|机构)"),
+        re.compile(
+            r"委员会|纪委|监委|党委|党组|政府|部门|单位|机关|机构|办公室|组织|[巡工]作?[察视]?组|领导小组|公司|集团|中心|"
+            r"大学|学校|银行|电视台|报社|[院署局厅]|(?<![全内外细大局])部(?!分)|(?<![社机约])会(?![议上])"
+        ),
+    ),
+    AnswerType(
+        "no_level",
+        re.compile(r"(?:什么|哪个|哪一|哪)(?:级别|职级|层级|档次)|几级"),
+        re.compile(r"级别|职级|待遇|[正副](?:省部|厅局|县处|乡科|处|科|厅|局|部)级|(?:省部|厅局|县处|乡科)级"),
+    ),
+    AnswerType(
+        "no_steps",
+        re.compile(r"(?:哪些|哪几个?|什么)(?:步骤|程序|流程)"),
+        re.compile(
+            r"步骤|程序|流程|首先|其次|然后|最后|[一二三四五六七八九十]是|第[一二三四五六七八九十\d]+(?:步|阶段)"
+        ),
+    ),
+    AnswerType(
+        "no_materials",
+        re.compile(r"(?:哪些|什么)(?:材料|证明|手续)"),
+        re.compile(r"材料|证明|申请书?|报告|表格?|证书|复印件|手续|证件"),
+    ),
+)
 
 
 _ITEMS = re.compile(
@@ -180,6 +232,9 @@ def check_answer(
         return missing("no_figure")
     if query.kind == "time" and query.chinese and not any(has_time(t) for t in texts):
         return missing("no_date")
+    for answer_type in ANSWER_TYPES:
+        if answer_type.asks.search(query.normalized) and not any(answer_type.shows.search(compact(t)) for t in texts):
+            return missing(answer_type.reason)
     return verdict
 
 

@@ -162,8 +162,9 @@ class Settings:
     # --- retrieval ---------------------------------------------------------------------------
     top_k: int = 5
     """Passages returned by `search` and shown under an answer."""
-    candidates: int = 100
-    """Depth of each ranking (dense, BM25 words, BM25 bigrams) before fusion."""
+    candidates: int = 50
+    """Depth of each ranking (dense, BM25 words, BM25 bigrams) before fusion; the dense cosines are
+    z-scored among these, so the depth also sets how far the best ones stand out (docs/tuning.md)."""
     fusion: str = "score"
     """`score`: weighted sum of comparable scores — cosine z-scores among the dense candidates, BM25 as
     a share of the question's ideal score, so lexical evidence weighs what the words really match
@@ -172,6 +173,10 @@ class Settings:
     weight_words: float = 1.5
     weight_bigrams: float = 4.0
     """Weights of the three rankings in score fusion, chosen on all bench sets together (docs/tuning.md)."""
+    weight_defines: float = 1.5
+    """A definition question (是什么, 指什么): added × how plainly a candidate chunk says what the
+    question's subject is (`X主要是指…` 1, further into the sentence 0.9; a bare `X是…` does not count),
+    so the passage that defines it is among those the composer quotes (docs/tuning.md)."""
     rrf_weights: tuple[float, float, float] = (0.5, 0.5, 1.5)
     """Dense, words, bigrams weights of reciprocal-rank fusion (`fusion="rrf"`)."""
     rrf_k: int = 10

@@ -1,14 +1,17 @@
 """Hybrid retrieval: dense (FAISS) and BM25 over words and bigrams, fused (`rag.fusion`), pooled per
-document and steered by the names the question asks about (`rag.names`)."""
+document, steered by the names the question asks about (`rag.names`) and, for a definition question,
+towards the passage that defines its subject (`rag.definitions`)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from rag.chunk import Chunk
 from rag.config import Settings
+from rag.definitions import definition_strength, subjects
 from rag.embed import Embedder
 from rag.fusion import Ranking, fuse_ranks, fuse_scores, pool_documents
 from rag.lexical import bigrams, words
@@ -16,6 +19,8 @@ from rag.names import DocumentNames, question_names
 from rag.normalize import normalize
 from rag.question import Query, question_kind
 from rag.store import KnowledgeBase
+
+_SENTENCE_END = re.compile(r"[。！？!?；;\n]")
 
 __all__ = ["Hit", "Query", "Retriever", "question_kind"]
 
@@ -52,8 +57,9 @@ class Retriever:
 
     def search(self, question: str | Query, k: int | None = None) -> list[Hit]:
         """The `k` best chunks for a question, best first: the rankings fused (`rag.fusion`), each
-        chunk lifted by its document's other good chunks and by the question's names its document
-        carries (`rag.names`)."""
+        chunk lifted by its document's other good chunks, by the question's names its document
+        carries (`rag.names`) and, for a definition question, by a sentence that defines its subject
+        (`rag.definitions`)."""
         query = question if isinstance(question, Query) else self.query(question)
         k = self.settings.top_k if k is None else k
         s = self.settings
@@ -72,6 +78,10 @@ class Retriever:
             weights = {"dense": s.weight_dense, "words": s.weight_words, "bigrams": s.weight_bigrams}
             fused = fuse_scores(rankings, weights)
         fused = pool_documents(fused, lambda idx: self.kb.chunks[idx].source, s.pool_weight, s.pool_damping)
+        if query.kind == "definition" and s.weight_defines:
+            about = subjects(query.lexical)
+            for idx in fused:
+                fused[idx] += s.weight_defines * self._defines(idx, about)
         asked = question_names(query.normalized)
         found: dict[str, tuple[str, ...]] = {}
         if asked:
@@ -100,6 +110,14 @@ class Retriever:
                 )
             )
         return hits
+
+    def _defines(self, idx: int, about: list[str]) -> float:
+        """How plainly one of the chunk's sentences says what the question's subject is (0..1)."""
+        text = normalize(self.kb.chunks[idx].text)
+        return max(
+            (definition_strength(sentence, about, 1.0, plain_is=False) for sentence in _SENTENCE_END.split(text)),
+            default=0.0,
+        )
 
     def _ideal(self, name: str, tokens: list[str]) -> float:
         """The question's ideal BM25 score in index `name`: the sum of its distinct terms' IDF

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from rag.chunk import Span, heading_level, sentence_spans
 from rag.clean import Document
 from rag.config import Settings
+from rag.definitions import definition_strength, subjects
 from rag.evidence import answers_count, coverage, has_time, term_weights
 from rag.lexical import bigrams
 from rag.metadata import in_metadata
@@ -24,8 +25,6 @@ from rag.question import Query
 from rag.retrieve import Hit
 from rag.store import KnowledgeBase
 
-_DEFINES_STRONG = re.compile(r"(?:主要|具体)?(?:是指|指的是|就是|即是|即|包括|主要有|主要是)")
-_DEFINES_WEAK = re.compile(r"是")
 _ENUMERATES = re.compile(r"既.{6,80}又|包括|主要有|[:：]")
 _CAUSE = re.compile(
     r"因为|由于|原因(?:就)?(?:在于|是)|之所以|究其原因|根源(?:在于|是)|归因于|的(?:重要|主要|根本|直接|深层次?)?原因|导致|造成"
@@ -197,34 +196,6 @@ def overlap(a: Sentence, b: Sentence) -> float:
     if not a.grams or not b.grams:
         return 0.0
     return len(a.grams & b.grams) / len(a.grams | b.grams)
-
-
-def subjects(lexical_question: str) -> list[str]:
-    """What a definition question asks about (`纪检监察机关的职责定位` → `纪检监察机关的职责定位`,
-    `纪检监察机关`, `职责定位`), longest first."""
-    parts = [p.rstrip("是") for p in re.split(r"[\s“”\"'，,。]+", lexical_question) if len(p.rstrip("是")) >= 2]
-    pieces = [q for p in parts for q in p.split("的") if len(q) >= 2 and q != p]
-    return sorted(dict.fromkeys(parts + pieces), key=len, reverse=True)
-
-
-def definition_strength(sentence: str, subjects_: list[str], strong: float) -> float:
-    """How plainly a (normalized) sentence says what one of `subjects_` is: 0 (not at all) to `strong`."""
-    best = 0.0
-    for subject in subjects_:
-        for size in range(len(subject), min(4, len(subject)) - 1, -1):
-            tail = subject[-size:]
-            at = sentence.find(tail)
-            if at < 0:
-                continue
-            after = at + len(tail)
-            if after < len(sentence) and sentence[after] == "的":
-                after += 1
-            if _DEFINES_STRONG.match(sentence, after):
-                best = max(best, strong if at <= 2 else strong - 0.1)
-            elif _DEFINES_WEAK.match(sentence, after):
-                best = max(best, strong - 0.1 if at <= 2 else 0.1)
-            break
-    return best
 
 
 def abbreviations(query: Query) -> list[tuple[int, str]]:

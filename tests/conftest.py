@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,9 @@ DEV_QA = SHARED / "eval" / "dev_qa.jsonl"
 DEV_KINDS = SHARED / "eval" / "dev_kinds.jsonl"
 DEV_FOLLOWUPS = SHARED / "eval" / "dev_followups.jsonl"
 CALIBRATION = ROOT / "tests" / "data" / "calibration.jsonl"
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from corpora import long_report  # noqa: E402  (the same generated report as the service benchmark)
 
 
 def shared_file(path: Path) -> Path:
@@ -179,24 +183,10 @@ def dev_followups() -> list[dict]:
     return read_jsonl(shared_file(DEV_FOLLOWUPS))
 
 
-def write_long_document(path: Path, paragraphs: int = 60, place: str = "青山县") -> Path:
-    """A plain-text report of `paragraphs` numbered paragraphs, about one chunk each (60 -> about 60 chunks)."""
-    body = [
-        f"第{i}条 {place}纪委第{i}批专项检查"
-        + "".join(
-            f"共检查单位{i * 3 + j}家，发现问题{(i + j) % 7}个，督促整改{j}项，约谈责任人{i % 5 + j}人。"
-            for j in range(6)
-        )
-        for i in range(1, paragraphs + 1)
-    ]
-    path.write_text(f"{place}专项检查汇编\n\n" + "\n\n".join(body) + "\n", encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def long_document(tmp_path: Path):
     """`long_document(name, paragraphs=60, place=...)`: a long report written under tmp_path."""
-    return lambda name="专项检查汇编.txt", paragraphs=60, place="青山县": write_long_document(
+    return lambda name="专项检查汇编.txt", paragraphs=60, place="青山县": long_report(
         tmp_path / name, paragraphs, place
     )
 

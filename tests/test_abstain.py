@@ -6,13 +6,13 @@ from collections import defaultdict
 import pytest
 from conftest import CALIBRATION, read_jsonl
 
-from rag.abstain import ABSTAIN_TEXT, REASONS, RELATED_LABEL, Quote, check_answer
+from rag.abstain import ABSTAIN_TEXT, ANSWER_TYPES, REASONS, RELATED_LABEL, Quote, check_answer
 from rag.evidence import answers_count, has_figure, has_time, mentions
 from rag.normalize import normalize
 from rag.question import Query
 
 #: Measured on tests/data/calibration.jsonl (docs/tuning.md); a change that does worse fails here.
-NEAR_MISS_RECALL = 0.85
+NEAR_MISS_RECALL = 0.95
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,8 @@ def test_answerable_paraphrases_cite_their_source(calibration):
         ("湖北省细化了多少种容错免责的情形?", "no_figure"),
         ("全国妇联今年查处了几起违纪案件?", "relative_time"),
         ("《党委(党组)落实全面从严治党主体责任规定》是什么时候开始施行的?", "no_date"),
+        ("上海市在哪次全会上提出深化“四责协同”机制?", "no_meeting"),
+        ("党员干部申请容错需要提供哪些证明?", "no_materials"),
     ],
 )
 def test_near_misses_are_refused_and_say_why(engine, question, reason):
@@ -145,3 +147,34 @@ def test_a_question_for_several_things_needs_a_quote_that_lists_some(engine):
     assert not check_answer(months, [Quote(ranged, ranged)], engine.kb, engine.settings).abstain
     one = _query("工作组在哪一个地方开展调研?")  # one thing asked: one sentence may answer it
     assert not check_answer(one, [Quote(caption, caption)], engine.kb, engine.settings).abstain
+
+
+@pytest.mark.parametrize(
+    ("question", "without", "with_"),
+    [
+        (
+            "省纪委在哪次全会上部署了这项工作?",
+            "省纪委部署了清廉建设工作。",
+            "省纪委在十四届六次全会上部署了清廉建设工作。",
+        ),
+        ("专项检查由哪个部门牵头?", "开展了交叉检查和专项检查。", "专项检查由县纪委监委牵头组织。"),
+        ("驻村干部享受什么级别的待遇?", "县级纪委向乡镇派出监察专员。", "驻村干部享受副科级待遇。"),
+        ("申请复核要经过哪些步骤?", "复核工作在薄弱环节上加强监督。", "首先提交申请,然后由审理室复核,最后作出决定。"),
+        ("申请容错需要提交哪些材料?", "细化了容错免责的情形、条件和程序。", "需提交书面申请和情况说明材料。"),
+    ],
+)
+def test_a_question_for_a_meeting_body_level_steps_or_materials_needs_a_quote_that_gives_one(
+    engine, question, without, with_
+):
+    query = _query(question)
+    asked = [t.reason for t in ANSWER_TYPES if t.asks.search(query.normalized)]
+    assert len(asked) == 1
+    verdict = check_answer(query, [Quote(without, without)], engine.kb, engine.settings)
+    assert verdict.abstain and verdict.reason == asked[0]
+    assert not check_answer(query, [Quote(with_, with_)], engine.kb, engine.settings).abstain
+
+
+def test_a_body_is_recognised_in_traditional_script_and_by_its_kind_of_name(engine):
+    query = _query("站厅设计方案由哪一个单位负责?")
+    for quote in ("上海站的站廳設計，採用由華東建築設計院提出的方案。", "由聯合國教科文組織列為世界文化遺產。"):
+        assert not check_answer(query, [Quote(quote, quote)], engine.kb, engine.settings).abstain, quote
