@@ -15,6 +15,7 @@ from rag.store import KnowledgeBase
 
 _ADMINISTRATIVE = "省市县区州盟镇乡村"
 _GLUED = "和与及由在对把被从向跟同"  # function words the tagger sometimes glues to a name
+_MASK = re.compile(r"\*+")
 _QUOTED = re.compile(r"[“\"「『《][^”\"」』》]{0,40}[”\"」』》]")
 _YEAR_DIGITS = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
 # Counts: Arabic figures, or Chinese numerals (not a lone 一, which mostly means "a") with a measure word.
@@ -62,6 +63,33 @@ def coverage(terms: list[str], weights: list[float], text: str) -> float:
     found = sum(weight for term, weight in zip(terms, weights, strict=True) if term in haystack)
     total = sum(weights)
     return found / total if total else 0.0
+
+
+def unmask(text: str, terms: list[str], question: str) -> str:
+    """`text` (matching form) with each `*` mask that stands where the question has one of `terms`
+    filled with that term: the mask is followed (after an optional 的) by the two characters that follow
+    the term in the question, or preceded by the two that precede it (`*的主体责任` for `党委主体责任`).
+    A source that masks words (`*` for 党委) then still matches them; the quote itself stays verbatim."""
+    haystack = compact(text)
+    if "*" not in haystack:
+        return haystack
+    asked = compact(question)
+    for term in terms:
+        if term in haystack or term not in asked:
+            continue
+        at = asked.find(term)
+        after = asked[at + len(term) :].lstrip("的")[:2]
+        before = asked[max(at - 2, 0) : at]
+        pieces, end = [], 0
+        for mask in _MASK.finditer(haystack):
+            following, preceding = haystack[mask.end() :].lstrip("的"), haystack[: mask.start()]
+            fits = (len(after) == 2 and following.startswith(after)) or (
+                len(before) == 2 and preceding.endswith(before)
+            )
+            pieces += [haystack[end : mask.start()], term if fits else mask.group(0)]
+            end = mask.end()
+        haystack = "".join(pieces) + haystack[end:]
+    return haystack
 
 
 def mentions(name: str, text: str) -> bool:

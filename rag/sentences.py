@@ -17,7 +17,7 @@ from rag.chunk import Span, heading_level, sentence_spans
 from rag.clean import Document
 from rag.config import Settings
 from rag.definitions import definition_strength, subjects
-from rag.evidence import answers_count, coverage, has_time, term_weights
+from rag.evidence import answers_count, coverage, has_time, term_weights, unmask
 from rag.lexical import bigrams
 from rag.metadata import in_metadata
 from rag.normalize import compact
@@ -89,7 +89,9 @@ class SentenceScorer:
         Chinese terms `rag.glossary` found in it."""
 
     def cover(self, text: str) -> float:
-        return coverage(self.terms, self.weights, text)
+        """IDF-weighted coverage of the question's key terms, a masked word (`*`) counting where it
+        stands in the question's place (`rag.evidence.unmask`)."""
+        return coverage(self.terms, self.weights, unmask(text, self.terms, self.query.lexical))
 
     def candidates(self, hits: list[Hit], exclude: set[tuple[str, int]] | None = None) -> list[Sentence]:
         """Sentences of `hits`, best first (metadata lines and excluded sentences left out)."""

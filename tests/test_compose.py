@@ -57,6 +57,14 @@ def test_summary_of_a_named_section_gives_its_paragraph_leads(engine):
         assert lead in answer.answer
 
 
+def test_a_definition_in_a_masked_source_is_quoted_first(engine):
+    # 004 masks 党委 as `*`: `*的主体责任主要是指…` still defines what the question asks about
+    answer = engine.ask("什么是党委的主体责任?")
+    assert answer.kind == "definition" and not answer.abstained
+    first = answer.citations[0]
+    assert first.source.startswith("004") and first.quote.startswith("*的主体责任主要是指")
+
+
 def test_why_brings_the_cause_before_a_conclusion(engine):
     answer = engine.ask("为什么基层纪委开展责任追究会面临较大压力和阻力?")
     assert answer.kind == "why" and not answer.abstained
