@@ -178,3 +178,5 @@ def test_a_body_is_recognised_in_traditional_script_and_by_its_kind_of_name(engi
     query = _query("站厅设计方案由哪一个单位负责?")
     for quote in ("上海站的站廳設計，採用由華東建築設計院提出的方案。", "由聯合國教科文組織列為世界文化遺產。"):
         assert not check_answer(query, [Quote(quote, quote)], engine.kb, engine.settings).abstain, quote
+    cadres = "全面部署干部队伍建设。"  # 部 of 部署 and 干部 names no body
+    assert check_answer(query, [Quote(cadres, cadres)], engine.kb, engine.settings).reason == "no_body"
