@@ -4,23 +4,20 @@ towards the passage that defines its subject (`rag.definitions`)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from rag.chunk import Chunk
+from rag.chunk import Chunk, sentence_spans
 from rag.config import Settings
 from rag.definitions import definition_strength, subjects
 from rag.embed import Embedder
 from rag.fusion import Ranking, fuse_ranks, fuse_scores, pool_documents
 from rag.lexical import bigrams, words
 from rag.names import DocumentNames, question_names
-from rag.normalize import normalize
+from rag.normalize import compact, normalize
 from rag.question import Query, question_kind
 from rag.store import KnowledgeBase
-
-_SENTENCE_END = re.compile(r"[。！？!?；;\n]")
 
 __all__ = ["Hit", "Query", "Retriever", "question_kind"]
 
@@ -112,12 +109,11 @@ class Retriever:
         return hits
 
     def _defines(self, idx: int, about: list[str]) -> float:
-        """How plainly one of the chunk's sentences says what the question's subject is (0..1)."""
-        text = normalize(self.kb.chunks[idx].text)
-        return max(
-            (definition_strength(sentence, about, 1.0, plain_is=False) for sentence in _SENTENCE_END.split(text)),
-            default=0.0,
-        )
+        """How plainly one of the chunk's sentences says what the question's subject is (0..1), judged
+        as the composer judges its sentences (`rag.sentences`)."""
+        text = self.kb.chunks[idx].text
+        sentences = (compact(text[span.start : span.end]) for span in sentence_spans(text))
+        return max((definition_strength(sentence, about, 1.0, plain_is=False) for sentence in sentences), default=0.0)
 
     def _ideal(self, name: str, tokens: list[str]) -> float:
         """The question's ideal BM25 score in index `name`: the sum of its distinct terms' IDF
