@@ -69,10 +69,11 @@ def unmask(text: str, terms: list[str], question: str) -> str:
     """`text` (matching form) with each `*` mask that stands where the question has one of `terms`
     filled with that term: the mask is followed (after an optional 的) by the two characters that follow
     the term in the question, or preceded by the two that precede it (`*的主体责任` for `党委主体责任`).
-    A source that masks words (`*` for 党委) then still matches them; the quote itself stays verbatim."""
+    A source that masks words (`*` for 党委) then still matches them; the quote itself stays verbatim.
+    A text without a mask comes back as it is (`coverage` puts it in matching form once)."""
+    if "*" not in text and "＊" not in text:  # full-width masks are `*` in matching form
+        return text
     haystack = compact(text)
-    if "*" not in haystack:
-        return haystack
     asked = compact(question)
     for term in terms:
         if term in haystack or term not in asked:

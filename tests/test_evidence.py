@@ -9,6 +9,7 @@ def test_a_mask_takes_the_question_word_whose_neighbours_it_has():
     assert unmask("基层*和纪委是落实“两个责任”的主体", ["党委", "纪委"], "党委和纪委") == (
         "基层党委和纪委是落实“两个责任”的主体"
     )
+    assert unmask("＊的主体责任", terms, "党委主体责任") == "党委的主体责任"  # a full-width mask too
     assert coverage(terms, [2.0, 1.0, 1.0], unmask("*的主体责任", terms, "党委主体责任")) == 1.0
 
 
