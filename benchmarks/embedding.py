@@ -88,8 +88,9 @@ def _rss_mb() -> float:
 def corpus_chunk_texts() -> list[str]:
     """The texts the index embeds for the chunks of the project corpus (`index_text`)."""
     from rag.config import Settings
-    from rag.loaders import load_corpus
-    from rag.store import _prepare, index_text
+    from rag.index.build import _prepare
+    from rag.ingest.chunk import index_text
+    from rag.ingest.loaders import load_corpus
 
     settings = Settings()
     raws, _ = load_corpus(settings.corpus_dir)
@@ -128,7 +129,7 @@ def child_speed(params: dict[str, Any]) -> dict[str, Any]:
     """Throughput and single-question latency of every setting, interleaved repetitions."""
     import torch
 
-    from rag.embed import available_cores, load_embedder
+    from rag.embedding.embedder import available_cores, load_embedder
 
     texts = corpus_chunk_texts()[: params.get("sample") or None]
     qs = questions(params["questions"])
@@ -212,8 +213,8 @@ def child_speed(params: dict[str, Any]) -> dict[str, Any]:
 
 def _st_questions(embedder: Any) -> Any:
     """One question through the passages' sentence-transformers model, as that path would embed it."""
-    from rag import e5export
-    from rag.embed import EXPORT_BF16
+    from rag.embedding import export as e5export
+    from rag.embedding.embedder import EXPORT_BF16
 
     model = embedder.model
 
@@ -237,7 +238,7 @@ def child_memory(params: dict[str, Any]) -> dict[str, Any]:
 
     imported = time.perf_counter()
     rss_import = _rss_mb()
-    embedder = rag.embed.load_embedder(**PATHS[params["path"]])
+    embedder = rag.embedding.embedder.load_embedder(**PATHS[params["path"]])
     embedder.encode_queries(questions(5))
     asked = time.perf_counter()
     rss_questions = _rss_mb()
@@ -268,10 +269,10 @@ def child_memory(params: dict[str, Any]) -> dict[str, Any]:
 def child_quality(params: dict[str, Any]) -> dict[str, Any]:
     """Build (or reuse) an index of each set with one path, and evaluate its questions."""
     from rag.config import Settings
-    from rag.embed import load_embedder
+    from rag.embedding.embedder import load_embedder
     from rag.engine import Engine
-    from rag.evaluate import evaluate, load_questions
-    from rag.store import current_build
+    from rag.index.layout import current_build
+    from rag.service.evaluate import evaluate, load_questions
 
     path = params["path"]
     embedder = load_embedder(**PATHS[path])
@@ -341,7 +342,7 @@ def export_check() -> dict[str, Any]:
     """The default model folder's check against the engine (`verification.json`)."""
     from dataclasses import asdict
 
-    from rag.embed import default_model_folder
+    from rag.embedding.embedder import default_model_folder
 
     folder, check = default_model_folder()
     return {"folder": str(folder), **asdict(check)}
@@ -471,11 +472,11 @@ def _memory(study: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     lines = [
-        "**Start-up and memory**, each path in a process that only imports `rag.embed`, embeds five questions "
+        "**Start-up and memory**, each path in a process that only imports `rag.embedding.embedder`, embeds five questions "
         "(all a process that only answers questions loads), then loads the passages' model and embeds the "
         "chunks above:",
         "",
-        "| path | import `rag.embed` (s) | first questions (s) | …imports | load passages' model (s) | "
+        "| path | import `rag.embedding.embedder` (s) | first questions (s) | …imports | load passages' model (s) | "
         "RSS after import / questions / passages' model / passages (MB) | peak RSS (MB) | load avg |",
         "|---|---|---|---|---|---|---|---|",
     ]

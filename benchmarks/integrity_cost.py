@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/integrity_cost.py --index … --index … --update docs/ingest.md
 
 Each figure is the median of `--repeat` runs in this process with the files in the page cache (the
-first, cold run is dropped), and with the checksum memo of `rag.integrity` emptied before each run, so
+first, cold run is dropped), and with the checksum memo of `rag.index.integrity` emptied before each run, so
 every run hashes what it checks. `--update FILE` replaces the table between the
 `<!-- integrity-cost:start -->` and `<!-- integrity-cost:end -->` markers of FILE.
 """
@@ -27,7 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag import integrity, store  # noqa: E402
+from rag.index import integrity  # noqa: E402
+from rag.index.knowledge_base import check, load
+from rag.index.layout import current_build
 
 START, END = "<!-- integrity-cost:start -->", "<!-- integrity-cost:end -->"
 
@@ -49,13 +51,13 @@ def unchecked_load(index_dir: Path) -> None:
     integrity.check_files = lambda *a, **k: []  # type: ignore[assignment]
     integrity.check_structure = lambda *a, **k: []  # type: ignore[assignment]
     try:
-        store.load(index_dir)
+        load(index_dir)
     finally:
         integrity.check_files, integrity.check_structure = files, structure
 
 
 def measure(index_dir: Path, repeat: int) -> dict[str, Any]:
-    folder = store.current_build(index_dir)
+    folder = current_build(index_dir)
     manifest = integrity.read_manifest(folder)
     files = manifest["files"]
     total = sum(f["size"] for f in files.values())
@@ -65,8 +67,8 @@ def measure(index_dir: Path, repeat: int) -> dict[str, Any]:
         "mb": total / 2**20,
         "load_hashed_mb": whole / 2**20,
         "load_unchecked_s": timed(lambda: unchecked_load(index_dir), repeat),
-        "load_s": timed(lambda: store.load(index_dir), repeat),
-        "full_s": timed(lambda: store.check(index_dir), repeat),
+        "load_s": timed(lambda: load(index_dir), repeat),
+        "full_s": timed(lambda: check(index_dir), repeat),
         "record_s": timed(lambda: integrity.record(folder), repeat),
     }
 

@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from llm_server import ScriptedLLM, cite, unused_url  # noqa: E402
 
 from rag import Engine, Settings  # noqa: E402
-from rag.generate import Final, messages, sources_for  # noqa: E402
-from rag.normalize import compact  # noqa: E402
-from rag.verify import Verifier, split_sentences  # noqa: E402
+from rag.answer.verify import Verifier, split_sentences  # noqa: E402
+from rag.answer.writer import Final, messages, sources_for  # noqa: E402
+from rag.text.normalize import compact  # noqa: E402
 
 CASES = ROOT / "tests" / "data" / "written_sentences.jsonl"
 DOC = ROOT / "docs" / "llm.md"
@@ -235,7 +235,7 @@ def main() -> None:
             f"Made by `benchmarks/llm_checks.py` on {time.strftime('%Y-%m-%d')} with the settings in "
             f"`rag/config.py` (scripted replies, no real model; in-sample: the thresholds were chosen on these sentences).",
             "",
-            "**Sentences** (`tests/data/written_sentences.jsonl`, verdict of `rag.verify.Verifier`):",
+            "**Sentences** (`tests/data/written_sentences.jsonl`, verdict of `rag.answer.verify.Verifier`):",
             "",
             *sentence_lines,
             "",

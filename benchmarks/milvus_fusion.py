@@ -27,20 +27,21 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from rag import store  # noqa: E402
-from rag.backend import LEXICAL, BuildInput, TokenIds  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.embed import load_embedder  # noqa: E402
-from rag.evaluate import EvalQuestion, load_questions  # noqa: E402
-from rag.lexical import bigrams, words  # noqa: E402
-from rag.milvus_store import MilvusBackend, hybrid_search  # noqa: E402
-from rag.retrieve import _KIND_CUES, Query, Retriever  # noqa: E402
+from rag.embedding.embedder import load_embedder  # noqa: E402
+from rag.index.backends.base import LEXICAL, BuildInput, TokenIds  # noqa: E402
+from rag.index.backends.milvus import MilvusBackend, hybrid_search  # noqa: E402
+from rag.index.knowledge_base import KnowledgeBase, load
+from rag.query.question import Query
+from rag.retrieval.retriever import _KIND_CUES, Retriever  # noqa: E402
+from rag.service.evaluate import EvalQuestion, load_questions  # noqa: E402
+from rag.text.tokenize import bigrams, words  # noqa: E402
 
 log = logging.getLogger("fusion")
 WORK = HERE / "work"
 
 
-def milvus_copy(kb: store.KnowledgeBase, settings: Settings, work: Path) -> tuple[store.KnowledgeBase, MilvusBackend]:
+def milvus_copy(kb: KnowledgeBase, settings: Settings, work: Path) -> tuple[KnowledgeBase, MilvusBackend]:
     """The live build of `kb` written into a fresh Milvus Lite file, as a knowledge base on the Milvus backend."""
     shutil.rmtree(work, ignore_errors=True)
     folder = work / "index" / kb.folder.name
@@ -59,10 +60,10 @@ def milvus_copy(kb: store.KnowledgeBase, settings: Settings, work: Path) -> tupl
     log.info("wrote %d chunks into Milvus Lite in %.1f s", len(kb.chunks), time.perf_counter() - start)
     manifest = {**kb.manifest, "store": meta}
     dense, lexical = backend.open(folder, manifest)
-    return store.KnowledgeBase(folder, manifest, kb.documents, kb.chunks, dense, lexical), backend
+    return KnowledgeBase(folder, manifest, kb.documents, kb.chunks, dense, lexical), backend
 
 
-def score(questions: list[EvalQuestion], ranked: list[list[int]], kb: store.KnowledgeBase) -> dict[str, Any]:
+def score(questions: list[EvalQuestion], ranked: list[list[int]], kb: KnowledgeBase) -> dict[str, Any]:
     ranks: list[int | None] = []
     for question, rows in zip(questions, ranked, strict=True):
         chunks = [kb.chunks[r] for r in rows[:5]]
@@ -79,7 +80,7 @@ def score(questions: list[EvalQuestion], ranked: list[list[int]], kb: store.Know
 def study(index: Path, queries: Path, name: str, limit: int | None) -> dict[str, Any]:
     settings = Settings()
     embedder = load_embedder()
-    local = store.load(index)
+    local = load(index)
     milvus, backend = milvus_copy(local, settings, WORK / f"fusion-{name}")
     collection = milvus.manifest["store"]["collection"]
     questions = [q for q in load_questions(queries) if q.answerable][:limit]

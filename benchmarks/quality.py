@@ -6,7 +6,7 @@ each part of retrieval contributes; writes `benchmarks/quality.md` and its secti
     .venv/bin/python benchmarks/quality.py --vectors /work/cache/retrieval-vectors.npz
     .venv/bin/python benchmarks/quality.py --grid                    # the fusion grid of docs/tuning.md
 
-Each set is indexed by the product (`rag.store.build`) into `benchmarks/work/quality/`, once per kind of
+Each set is indexed by the product (`rag.index.build.build`) into `benchmarks/work/quality/`, once per kind of
 index text, and every question is asked through `Engine.ask` (what `rag eval` does). Vectors are cached
 by model and exact embedded text (`--vectors`), so only texts never embedded before cost embedding
 time: the first run embeds about 6,000 passages (1–3 h on 2 cores), later runs take minutes.
@@ -32,11 +32,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from rag import store  # noqa: E402
-from rag.chunk import Chunk  # noqa: E402
-from rag.clean import Document  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.normalize import normalize  # noqa: E402
+from rag.index.build import build
+from rag.index.knowledge_base import load
+from rag.ingest.chunk import index_text
+from rag.model import (
+    Chunk,  # noqa: E402
+    Document,  # noqa: E402
+)
+from rag.text.normalize import normalize  # noqa: E402
 
 log = logging.getLogger("quality")
 
@@ -91,7 +95,7 @@ def _plain(chunk: Chunk, document: Document) -> str:
 
 #: Kinds of index text: what is embedded and tokenized for each chunk.
 INDEX_TEXTS: dict[str, Callable[[Chunk, Document], str]] = {
-    "header": store.index_text,
+    "header": index_text,
     "title": _title_heading,
     "plain": _plain,
 }
@@ -196,19 +200,19 @@ def build_index(name: str, text_kind: str, embedder: CachedEmbedder) -> Path:
     corpus = SETS[name][0]
     index_dir = WORK / f"{name}-{text_kind}"
     settings = Settings(corpus_dir=corpus, index_dir=index_dir)
-    original, before = store.index_text, embedder.embedded
-    store.index_text = INDEX_TEXTS[text_kind]
+    original, before = index_text, embedder.embedded
+    index_text = INDEX_TEXTS[text_kind]
     try:
-        report = store.build(settings, embedder, corpus, rebuild=True, progress=sys.stderr.isatty())
+        report = build(settings, embedder, corpus, rebuild=True, progress=sys.stderr.isatty())
     finally:
-        store.index_text = original
+        index_text = original
     log.info("%s/%s: %d chunks, %d embedded", name, text_kind, report.chunks, embedder.embedded - before)
     return index_dir
 
 
 def measure(name: str, index_dir: Path, overrides: dict[str, Any], embedder: CachedEmbedder) -> dict[str, Any]:
     from rag.engine import Engine
-    from rag.evaluate import evaluate, load_questions
+    from rag.service.evaluate import evaluate, load_questions
 
     settings = Settings(corpus_dir=SETS[name][0], index_dir=index_dir).replace(**overrides)
     engine = Engine(settings, embedder)
@@ -230,7 +234,7 @@ def measure(name: str, index_dir: Path, overrides: dict[str, Any], embedder: Cac
 
 
 def run(sets: list[str], variants: list[str], vectors: Path) -> dict[str, Any]:
-    from rag.embed import load_embedder
+    from rag.embedding.embedder import load_embedder
 
     embedder = CachedEmbedder(load_embedder(), vectors)
     results: dict[str, Any] = {"sets": {}, "date": time.strftime("%Y-%m-%d"), "code": _code_version()}
@@ -252,14 +256,14 @@ def run(sets: list[str], variants: list[str], vectors: Path) -> dict[str, Any]:
 
 def grid(vectors: Path) -> str:
     """Search-only hit@1 / hit@5 of every `GRID` row on `GRID_SETS` (indexes of the `header` text)."""
-    from rag.embed import load_embedder
-    from rag.evaluate import load_questions
-    from rag.retrieve import Retriever
+    from rag.embedding.embedder import load_embedder
+    from rag.retrieval.retriever import Retriever
+    from rag.service.evaluate import load_questions
 
     embedder = CachedEmbedder(load_embedder(), vectors)
     cells: dict[str, list[str]] = {label: [] for label, _ in GRID}
     for name in GRID_SETS:
-        kb = store.load(build_index(name, "header", embedder))
+        kb = load(build_index(name, "header", embedder))
         questions = [q for q in load_questions(SETS[name][1]) if q.answerable]
         queries = [Retriever(kb, embedder, Settings()).query(q.question) for q in questions]
         for label, overrides in GRID:
@@ -322,7 +326,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         "Index texts: `header` = context header (title, issuing body, document number, date from the "
-        "metadata) + heading path + text (`rag.store.index_text`); `title` = title + heading path + text "
+        "metadata) + heading path + text (`rag.index.build.index_text`); `title` = title + heading path + text "
         "(main before); `plain` = the chunk's text only.",
         "",
         "More figures of `current` (MRR@10; citation hit = a citation quotes a gold passage; answered = "

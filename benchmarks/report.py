@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from rag.evaluate import Report, evaluate, load_questions  # noqa: E402
+from rag.service.evaluate import Report, evaluate, load_questions  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 DEV_SETS = {name: SHARED / "eval" / f"{name}.jsonl" for name in ("dev_qa", "dev_kinds", "dev_followups")}

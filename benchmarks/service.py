@@ -124,7 +124,7 @@ def child_latency(params: dict[str, Any]) -> dict[str, Any]:
 def _upload_while_asking(engine: Any, mode: str, path: Path, ask: Any, ask_direct: Any) -> dict[str, Any]:
     """Index `path` the way `mode` says and ask questions until it is done (through the page's API and,
     alternately, of the engine in the page's process); their latency."""
-    from rag.worker import limit_threads
+    from rag.service.worker import limit_threads
 
     embedding = threading.Event()
     finished = threading.Event()

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rag.config import Settings
+from rag import Settings
 
 log = logging.getLogger("rag")
 
@@ -40,9 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("faiss", "bm25s", "sentence_transformers", "httpx", "jieba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from rag.embed import ModelError
-    from rag.engine import DocumentError, QuestionError
-    from rag.store import IndexUnavailable
+    from rag import DocumentError, IndexUnavailable, ModelError, QuestionError
 
     try:
         settings = Settings.from_env(
@@ -120,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _engine(settings: Settings, build: bool = False) -> Any:
-    from rag.engine import Engine
+    from rag import Engine
 
     return Engine.open(settings, build=build, progress=sys.stderr.isatty())
 
@@ -128,7 +126,7 @@ def _engine(settings: Settings, build: bool = False) -> Any:
 def _index(args: argparse.Namespace, settings: Settings) -> int:
     if args.check:
         return _doctor(args, settings)
-    from rag.engine import Engine
+    from rag import Engine
 
     engine = Engine(settings)
     report = engine.build(args.corpus, rebuild=args.rebuild, progress=sys.stderr.isatty())  # notes go to the log
@@ -146,9 +144,9 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
 
 def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     """Verify every build of the index in full; exit 0 when the live one is healthy, 1 when not."""
-    from rag import store
+    from rag import check_index
 
-    results = store.check(Path(settings.index_dir), settings)
+    results = check_index(Path(settings.index_dir), settings)
     if not results:
         print(f"错误 (error): no index in {settings.index_dir}: build it with `rag index`", file=sys.stderr)
         return EXIT_USAGE
@@ -234,8 +232,7 @@ class _BadLine(ValueError):
 
 def _error_text(exc: Exception) -> str:
     """One line saying why a question failed; unexpected errors keep their type for the bug report."""
-    from rag.engine import DocumentError, QuestionError
-    from rag.store import IndexUnavailable
+    from rag import DocumentError, IndexUnavailable, QuestionError
 
     if isinstance(exc, (_BadLine, QuestionError, DocumentError, IndexUnavailable)):
         return str(exc)
@@ -262,7 +259,7 @@ def _print_answer(answer: Any, shown: str = "") -> None:
 
 def _print_streamed(events: Any) -> None:
     """Print a written answer sentence by sentence as it is verified, then its sources."""
-    from rag.generate import Delta
+    from rag import Delta
 
     shown = ""
     for event in events:
@@ -276,7 +273,7 @@ def _print_streamed(events: Any) -> None:
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.evaluate import evaluate, load_questions
+    from rag import evaluate, load_questions
 
     questions = load_questions(args.questions)[: args.limit]
     engine = _engine(settings)
@@ -289,7 +286,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     )
     metrics = report.metrics()
     if args.llm or (args.llm is None and settings.llm_enabled):
-        from rag.generate import generation_metrics
+        from rag import generation_metrics
 
         metrics["generation"] = generation_metrics(o.answer for o in report.outcomes)
     print(json.dumps(metrics, ensure_ascii=False, indent=1))

@@ -168,7 +168,7 @@ class Settings:
     fusion: str = "score"
     """`score`: weighted sum of comparable scores — cosine z-scores among the dense candidates, BM25 as
     a share of the question's ideal score, so lexical evidence weighs what the words really match
-    (`rag.fusion`); `rrf`: weighted reciprocal-rank fusion (`rrf_weights`, `rrf_k`)."""
+    (`rag.retrieval.fusion`); `rrf`: weighted reciprocal-rank fusion (`rrf_weights`, `rrf_k`)."""
     weight_dense: float = 0.5
     weight_words: float = 1.5
     weight_bigrams: float = 4.0
@@ -188,7 +188,7 @@ class Settings:
     weight_names: float = 0.5
     """Added × the share of the question's names (places, organisations, years, 《titles》) that a
     chunk's document carries — a name in its title, metadata or first lines counts fully, elsewhere
-    in its text half (`rag.names`)."""
+    in its text half (`rag.query.names`)."""
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     hnsw_min_vectors: int = 200_000

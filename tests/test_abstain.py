@@ -6,10 +6,10 @@ from collections import defaultdict
 import pytest
 from conftest import CALIBRATION, read_jsonl
 
-from rag.abstain import ABSTAIN_TEXT, ANSWER_TYPES, REASONS, RELATED_LABEL, Quote, check_answer
-from rag.evidence import answers_count, has_figure, has_time, mentions
-from rag.normalize import normalize
-from rag.question import Query
+from rag.answer.abstain import ABSTAIN_TEXT, ANSWER_TYPES, REASONS, RELATED_LABEL, Quote, check_answer
+from rag.answer.evidence import answers_count, has_figure, has_time, mentions
+from rag.query.question import Query
+from rag.text.normalize import normalize
 
 #: Measured on tests/data/calibration.jsonl (docs/tuning.md); a change that does worse fails here.
 NEAR_MISS_RECALL = 0.95

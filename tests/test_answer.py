@@ -5,10 +5,10 @@ import re
 import pytest
 from conftest import ANSWER_KEYS, CITATION_KEYS
 
-from rag.answer import ABSTAIN_TEXT, RELATED_LABEL
-from rag.compose import Composer
-from rag.evaluate import EvalQuestion, Gold
-from rag.normalize import is_traditional, to_simplified, to_traditional
+from rag.answer.compose import Composer
+from rag.answer.types import ABSTAIN_TEXT, RELATED_LABEL
+from rag.service.evaluate import EvalQuestion, Gold
+from rag.text.normalize import is_traditional, to_simplified, to_traditional
 
 
 def _question(record: dict) -> EvalQuestion:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from llm_server import ScriptedLLM, citing, unused_url
 
-from rag.answer import ABSTAIN_TEXT
+from rag.answer.types import ABSTAIN_TEXT
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # app.py and ui/ sit at the top of the project, outside the installed package

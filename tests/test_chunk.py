@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunk import Chunk, chunk_document, heading_level, sentence_spans
-from rag.clean import Document, clean
 from rag.config import Settings
-from rag.loaders import RawDocument, load_file
+from rag.ingest.chunk import chunk_document, heading_level, sentence_spans
+from rag.ingest.clean import clean
+from rag.ingest.loaders import RawDocument, load_file
+from rag.model import Chunk, Document
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 FILES = sorted(p.name for p in CORPUS.iterdir())

@@ -10,9 +10,10 @@ from pathlib import Path
 import docx
 import pytest
 
-from rag.chunk import sentence_spans
-from rag.clean import Document, clean, clean_lines, garbled_runs, is_furniture, meta_fields, read_meta, strip_pinyin
-from rag.loaders import RawDocument, load_file
+from rag.ingest.chunk import sentence_spans
+from rag.ingest.clean import clean, clean_lines, garbled_runs, is_furniture, meta_fields, read_meta, strip_pinyin
+from rag.ingest.loaders import RawDocument, load_file
+from rag.model import Document
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 PAGES = Path(__file__).resolve().parent / "data" / "pages"

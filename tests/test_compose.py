@@ -5,10 +5,10 @@ import re
 
 import pytest
 
-from rag.compose import HEADING_MARK, Composer
-from rag.normalize import is_traditional, to_simplified
-from rag.sentences import Sentence
-from rag.shapes import Block
+from rag.answer.compose import HEADING_MARK, Composer
+from rag.answer.scoring import Sentence
+from rag.answer.shapes import Block
+from rag.text.normalize import is_traditional, to_simplified
 
 #: With the fake embedder cosines mean nothing: confidence is term coverage alone, with a low bar.
 _FAKE = {"abstain_dense_weight": 0.0, "abstain_below": 0.1}

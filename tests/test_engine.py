@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from rag import Engine
-from rag.engine import MAX_NAME_BYTES, DocumentError, DocumentExists, QuestionError, safe_filename
+from rag.engine import QuestionError
+from rag.service.corpus import MAX_NAME_BYTES, DocumentError, DocumentExists, safe_filename
 
 
 @pytest.mark.parametrize("question", ["", "   ", "\n\t"])

@@ -5,12 +5,12 @@ import json
 
 from conftest import SHARED, shared_file
 
-from rag.chunk import sentence_spans
-from rag.definitions import definition_strength
-from rag.enumerations import find_enumerations, ordinal
-from rag.evidence import has_figure, has_time
-from rag.normalize import compact
-from rag.sentences import is_heading, spells_out
+from rag.answer.enumerations import find_enumerations, ordinal
+from rag.answer.evidence import has_figure, has_time
+from rag.answer.scoring import is_heading, spells_out
+from rag.ingest.chunk import sentence_spans
+from rag.query.definitions import definition_strength
+from rag.text.normalize import compact
 
 
 def test_find_enumerations_groups_consecutive_ordinals():

@@ -2,8 +2,8 @@
 
 import json
 
-from rag.answer import Answer
-from rag.evaluate import Gold, evaluate, load_questions, matching_form
+from rag.answer.types import Answer
+from rag.service.evaluate import Gold, evaluate, load_questions, matching_form
 
 
 def test_gold_matching_strips_pinyin_and_script():
@@ -79,7 +79,7 @@ def test_kinds_and_followups_formats_load(tmp_path):
 
 
 def test_recall_abstention_quotes_and_errors_are_scored(tmp_path):
-    from rag.answer import Citation
+    from rag.answer.types import Citation
 
     path = _write(
         tmp_path / "kinds.jsonl",

@@ -1,6 +1,6 @@
 """Text evidence: masked words matched where they stand in the question."""
 
-from rag.evidence import coverage, unmask
+from rag.answer.evidence import coverage, unmask
 
 
 def test_a_mask_takes_the_question_word_whose_neighbours_it_has():

@@ -2,8 +2,8 @@
 
 import pytest
 
-from rag.answer import Answer
-from rag.followup import contextualize, is_more, resolve
+from rag.answer.types import Answer
+from rag.query.followup import contextualize, is_more, resolve
 
 PREVIOUS = "北京市如何强化压力传导?"
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from rag.fusion import Ranking, fuse_ranks, fuse_scores, pool_documents
+from rag.retrieval.fusion import Ranking, fuse_ranks, fuse_scores, pool_documents
 
 WEIGHTS = {"dense": 0.5, "bigrams": 4.0}
 

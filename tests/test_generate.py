@@ -10,9 +10,9 @@ import pytest
 from llm_server import citing, sources, unused_url
 
 from rag import Engine
-from rag.answer import ABSTAIN_TEXT
-from rag.generate import NOTE_SERVER, NOTE_UNVERIFIED, Delta, Final, language_rule
-from rag.normalize import compact
+from rag.answer.types import ABSTAIN_TEXT
+from rag.answer.writer import NOTE_SERVER, NOTE_UNVERIFIED, Delta, Final, language_rule
+from rag.text.normalize import compact
 
 CASES = [
     json.loads(line)

@@ -1,6 +1,6 @@
 """The English → Chinese glossary of English questions (`rag/glossary.py`)."""
 
-from rag.glossary import chinese_terms
+from rag.text.glossary import chinese_terms
 
 
 def test_places_and_terms_are_found_longest_first_in_order():

@@ -18,11 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import integrity, store
 from rag.cli import main
 from rag.config import Settings
 from rag.engine import Engine
-from rag.store import CURRENT, IndexUnavailable, IndexWriteError
+from rag.index import build as index_build
+from rag.index import integrity
+from rag.index.build import CURRENT, IndexWriteError, _write_jsonl, build
+from rag.index.knowledge_base import IndexDamaged, _load_build, load
+from rag.index.layout import IndexUnavailable, current_build
 
 DOCS = {
     "a.txt": "纪委监督责任\n纪委要履行监督责任，聚焦主责主业，做到有案必查。",
@@ -41,9 +44,9 @@ def two_builds(tmp_path_factory, embedder) -> Path:
     for name, text in DOCS.items():
         (corpus / name).write_text(text, encoding="utf-8")
     settings = Settings(corpus_dir=corpus, index_dir=base / "index")
-    store.build(settings, embedder, progress=False)
+    build(settings, embedder, progress=False)
     (corpus / ADDED[0]).write_text(ADDED[1], encoding="utf-8")
-    store.build(settings, embedder, progress=False)
+    build(settings, embedder, progress=False)
     return base
 
 
@@ -55,7 +58,7 @@ def kb(two_builds, tmp_path) -> Settings:
 
 
 def live(settings: Settings) -> Path:
-    return store.current_build(Path(settings.index_dir))
+    return current_build(Path(settings.index_dir))
 
 
 @pytest.fixture
@@ -114,7 +117,7 @@ CASES = [(f, d) for f in SERVING + SERVING_MAPPED + NOT_SERVING for d in DAMAGES
 def test_a_damaged_serving_file_is_answered_from_the_previous_build(kb, name, damage):
     damaged = live(kb)
     DAMAGES[damage](damaged / name)
-    loaded = store.load(Path(kb.index_dir))
+    loaded = load(Path(kb.index_dir))
     assert loaded.folder != damaged
     assert len(loaded.chunks) == 3 and "d.txt" not in loaded.documents
     assert loaded.warnings and "当前索引已损坏" in loaded.warnings[0]
@@ -125,13 +128,13 @@ def test_a_damaged_serving_file_is_answered_from_the_previous_build(kb, name, da
 @pytest.mark.parametrize("name", SERVING_MAPPED)
 def test_a_truncated_or_missing_posting_file_is_noticed_at_load(kb, name, damage):
     DAMAGES[damage](live(kb) / name)
-    assert store.load(Path(kb.index_dir)).folder != live(kb)
+    assert load(Path(kb.index_dir)).folder != live(kb)
 
 
 @pytest.mark.parametrize(("name", "damage"), [(f, d) for f in NOT_SERVING for d in ("truncated", "deleted")])
 def test_damage_only_the_next_build_needs_keeps_the_live_build_with_a_warning(kb, name, damage):
     DAMAGES[damage](live(kb) / name)
-    loaded = store.load(Path(kb.index_dir))
+    loaded = load(Path(kb.index_dir))
     assert loaded.folder == live(kb) and len(loaded.chunks) == 4
     assert loaded.warnings and name in loaded.warnings[0] and "问答不受影响" in loaded.warnings[0]
 
@@ -153,19 +156,19 @@ def test_shuffled_chunks_are_noticed(kb):
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     random.Random(1).shuffle(lines)
     path.write_text("".join(lines), encoding="utf-8")
-    assert store.load(Path(kb.index_dir)).folder != live(kb)
+    assert load(Path(kb.index_dir)).folder != live(kb)
     # even with the checksum rewritten to match, the order of the chunks gives it away
     manifest = json.loads((live(kb) / "manifest.json").read_text(encoding="utf-8"))
     manifest["files"]["chunks.jsonl"]["sha256"] = integrity.digest(path)
     (live(kb) / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(integrity.Damaged, match="out of order"):
-        store._load_build(live(kb))
+        _load_build(live(kb))
 
 
 @pytest.mark.parametrize("manifest", ["[1, 2]", '{"format": 1}', "{broken", ""])
 def test_a_bad_manifest_is_damage_not_a_traceback(kb, manifest):
     (live(kb) / "manifest.json").write_text(manifest, encoding="utf-8")
-    loaded = store.load(Path(kb.index_dir))
+    loaded = load(Path(kb.index_dir))
     assert loaded.folder != live(kb) and loaded.warnings
 
 
@@ -178,18 +181,18 @@ def test_a_manifest_without_model_is_rebuilt_by_rag_index(kb, cli):
     assert code == 0
     assert "manifest.json: no model section" in err
     assert "(1 embedded" in out  # whose vectors the live build holds is unknown: the previous build's are used
-    loaded = store.load(Path(kb.index_dir))
+    loaded = load(Path(kb.index_dir))
     assert len(loaded.chunks) == 4 and not loaded.warnings
 
 
 def test_no_build_that_verifies_is_a_clear_error_then_rag_index_rebuilds(kb, cli):
     for folder in Path(kb.index_dir).glob("build-*"):
         truncate(folder / "dense.faiss")
-    with pytest.raises(store.IndexDamaged, match="no earlier build verifies: run `rag index`"):
-        store.load(Path(kb.index_dir))
+    with pytest.raises(IndexDamaged, match="no earlier build verifies: run `rag index`"):
+        load(Path(kb.index_dir))
     code, out, _ = cli(kb, "index")
     assert code == 0 and "(0 embedded" in out  # vectors.npy of the live build still verifies
-    assert len(store.load(Path(kb.index_dir)).chunks) == 4
+    assert len(load(Path(kb.index_dir)).chunks) == 4
 
 
 def test_opening_an_engine_on_an_index_where_nothing_verifies_rebuilds_it(kb, cli):
@@ -214,7 +217,7 @@ def test_rag_index_repairs_every_damaged_file(kb, cli, name, damage):
     # vectors are re-used: from the live build, or (when its vectors or hashes are damaged) from the
     # previous build, which lacks only d.txt's
     assert embedded == (1 if name in ("vectors.npy", "text_hashes.npy") else 0)
-    loaded = store.load(Path(kb.index_dir))
+    loaded = load(Path(kb.index_dir))
     assert loaded.folder == live(kb) and not loaded.warnings
     assert sorted(loaded.documents) == ["a.txt", "b.txt", "c.txt", "d.txt"] and len(loaded.chunks) == 4
     assert cli(kb, "doctor")[0] == 0
@@ -225,9 +228,9 @@ def test_a_chunk_lost_from_the_end_of_chunks_jsonl_comes_back(kb, embedder):
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     path.write_text("".join(lines[:-1]), encoding="utf-8")
     (Path(kb.corpus_dir) / "e.txt").write_text("作风建设\n作风建设要锲而不舍、久久为功。", encoding="utf-8")
-    report = store.build(kb, embedder, progress=False)  # an incremental build on the damaged index
+    report = build(kb, embedder, progress=False)  # an incremental build on the damaged index
     assert report.embedded == 1  # only the new document; the lost chunk's vector was verified and re-used
-    loaded = store.load(Path(kb.index_dir))
+    loaded = load(Path(kb.index_dir))
     assert [c.source for c in loaded.chunks] == ["a.txt", "b.txt", "c.txt", "d.txt", "e.txt"]
     assert loaded.chunks_of("d.txt")[0].text.startswith("巡视整改要压实整改主体责任")
 
@@ -242,7 +245,7 @@ def test_documents_and_chunks_that_disagree_are_rebuilt(kb, cli):
     code, out, err = cli(kb, "index")
     assert code == 0 and "(0 embedded" in out
     assert "belongs to no document" in err
-    assert sorted(store.load(Path(kb.index_dir)).documents) == ["a.txt", "b.txt", "c.txt", "d.txt"]
+    assert sorted(load(Path(kb.index_dir)).documents) == ["a.txt", "b.txt", "c.txt", "d.txt"]
 
 
 # --- rag doctor ---------------------------------------------------------------------------------
@@ -273,7 +276,7 @@ def test_doctor_without_an_index(tmp_path, cli):
 
 
 def test_doctor_says_when_the_pipeline_changed(kb, cli, monkeypatch):
-    monkeypatch.setattr("rag.clean._MARKDOWN_HEADING", __import__("re").compile(r"^#{1,3}\s+"))
+    monkeypatch.setattr("rag.ingest.clean._MARKDOWN_HEADING", __import__("re").compile(r"^#{1,3}\s+"))
     code, out, _ = cli(kb, "doctor")
     assert code == 0 and "built by another pipeline (clean changed)" in out
 
@@ -283,19 +286,19 @@ def test_doctor_says_when_the_pipeline_changed(kb, cli, monkeypatch):
 
 def test_a_build_that_does_not_verify_never_goes_live(kb, embedder, monkeypatch):
     pointer = (Path(kb.index_dir) / CURRENT).read_text(encoding="utf-8")
-    write_jsonl = store._write_jsonl
+    write_jsonl = _write_jsonl
 
     def drop_last_chunk(path, records):
         records = list(records)
         write_jsonl(path, records[:-1] if path.name == "chunks.jsonl" else records)
 
-    monkeypatch.setattr(store, "_write_jsonl", drop_last_chunk)
+    monkeypatch.setattr(index_build, "_write_jsonl", drop_last_chunk)
     (Path(kb.corpus_dir) / "e.txt").write_text("作风建设\n作风建设要锲而不舍。", encoding="utf-8")
     with pytest.raises(IndexUnavailable, match=r"does not verify.*previous index is still in use"):
-        store.build(kb, embedder, progress=False)
+        build(kb, embedder, progress=False)
     assert (Path(kb.index_dir) / CURRENT).read_text(encoding="utf-8") == pointer
     assert len(list(Path(kb.index_dir).glob("build-*"))) == 2
-    assert len(store.load(Path(kb.index_dir)).chunks) == 4
+    assert len(load(Path(kb.index_dir)).chunks) == 4
 
 
 def _disk_full(monkeypatch, how: str) -> None:
@@ -325,9 +328,9 @@ def test_disk_full_during_rag_index(kb, cli, monkeypatch, how):
     assert (Path(kb.index_dir) / CURRENT).read_text(encoding="utf-8") == pointer
     assert sorted(p.name for p in Path(kb.index_dir).glob("build-*")) == builds  # nothing half-written
     monkeypatch.undo()
-    assert len(store.load(Path(kb.index_dir)).chunks) == 4
+    assert len(load(Path(kb.index_dir)).chunks) == 4
     assert cli(kb, "index")[0] == 0
-    assert len(store.load(Path(kb.index_dir)).chunks) == 5
+    assert len(load(Path(kb.index_dir)).chunks) == 5
 
 
 def test_disk_full_through_the_engine_is_an_index_write_error(kb, embedder, monkeypatch):
@@ -356,7 +359,7 @@ def test_leftovers_of_a_build_killed_at_the_switch_are_removed(kb, embedder):
     half = index_dir / "build-20200101-000000-99999-000000"
     half.mkdir()
     (half / "vectors.npy").write_bytes(b"half")
-    report = store.build(kb, embedder, progress=False)
+    report = build(kb, embedder, progress=False)
     assert not report.changed_anything
     assert not list(index_dir.glob(".CURRENT.*")) and not half.exists()
 
@@ -367,6 +370,6 @@ def test_the_previous_build_kept_is_one_that_verifies(kb, embedder):
     truncate(live(kb) / "vectors.npy")
     (Path(kb.corpus_dir) / "e.txt").write_text("作风建设\n作风建设要锲而不舍。", encoding="utf-8")
     damaged = live(kb)
-    store.build(kb, embedder, progress=False)
+    build(kb, embedder, progress=False)
     kept = sorted(p.name for p in index_dir.glob("build-*"))
     assert damaged.name not in kept and previous.name in kept and len(kept) == 2

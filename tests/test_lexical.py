@@ -6,8 +6,9 @@ import bm25s
 import numpy as np
 import pytest
 
-from rag.lexical import BM25, _NumpyBM25, bigrams, strip_question_words, top_k, words
-from rag.normalize import normalize
+from rag.index.bm25 import BM25, _NumpyBM25, top_k
+from rag.text.normalize import normalize
+from rag.text.tokenize import bigrams, strip_question_words, words
 
 PASSAGES = [
     "纪委要履行监督责任，聚焦主责主业，做到有案必查。",

@@ -3,8 +3,8 @@
 import pytest
 from llm_server import MODEL, ScriptedLLM, unused_url
 
+from rag.answer.llm_client import ChatClient, LLMError, endpoint
 from rag.config import Settings
-from rag.llm import ChatClient, LLMError, endpoint
 
 MESSAGES = [{"role": "user", "content": "纪委监督责任包括什么"}]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import docx
 import pytest
 
-from rag.loaders import LoadError, RawDocument, Skipped, decode_bytes, load_corpus, load_file, read_jsonl
+from rag.ingest.loaders import LoadError, RawDocument, Skipped, decode_bytes, load_corpus, load_file, read_jsonl
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 

@@ -16,11 +16,14 @@ pytest.importorskip("milvus_lite")
 
 from milvus_lite.analyzer.standard import StandardAnalyzer
 
-from rag import milvus_store, store
-from rag.backend import LEXICAL, BuildInput, LocalBackend, TokenIds, open_backend
-from rag.lexical import bigrams, strip_question_words, words
-from rag.milvus_store import MilvusBackend, MilvusUnavailable, escape, field_text, knowledge_base_id
-from rag.normalize import normalize
+from rag.index import build as store
+from rag.index.backends import milvus as milvus_store
+from rag.index.backends.base import LEXICAL, BuildInput, TokenIds
+from rag.index.backends.factory import open_backend
+from rag.index.backends.local import LocalBackend
+from rag.index.backends.milvus import MilvusBackend, MilvusUnavailable, escape, field_text, knowledge_base_id
+from rag.text.normalize import normalize
+from rag.text.tokenize import bigrams, strip_question_words, words
 
 ODD_TOKENS = ["纪委", "3.5", "covid-19", "a_b", "_x2e_", "Ǆ", "e\u0301", "２０２４年", "x y", "%"]
 

@@ -1,8 +1,8 @@
 """Names a question asks about, and where a document carries them."""
 
-from rag.clean import Document
-from rag.names import DocumentNames, question_names
-from rag.normalize import normalize
+from rag.model import Document
+from rag.query.names import DocumentNames, question_names
+from rag.text.normalize import normalize
 
 
 def _names(question: str) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -55,9 +55,8 @@ def test_a_simplified_name_is_found_in_a_traditional_text():
 
 
 def test_an_answer_quotes_only_documents_with_every_asked_name_when_there_are_some():
-    from rag.chunk import Chunk
-    from rag.names import quotable
-    from rag.retrieve import Hit
+    from rag.model import Chunk, Hit
+    from rag.query.names import quotable
 
     def hit(rank: int, found: tuple[str, ...]) -> Hit:
         chunk = Chunk(f"d{rank}#0", f"d{rank}", "", "", 0, 1, "x")

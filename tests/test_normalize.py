@@ -1,4 +1,4 @@
-from rag.normalize import compact, normalize, to_simplified
+from rag.text.normalize import compact, normalize, to_simplified
 
 
 def test_traditional_becomes_simplified():

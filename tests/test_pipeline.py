@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from rag import clean, store
 from rag.cli import main
 from rag.config import Settings
 from rag.engine import Engine
-from rag.pipeline import changed_parts, pipeline_version
+from rag.index.build import build
+from rag.index.pipeline import changed_parts, pipeline_version
+from rag.ingest import chunk as chunk_module
+from rag.ingest import clean
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +28,7 @@ def test_the_version_is_stable_and_the_same_in_another_process():
     version = pipeline_version(Settings())
     assert pipeline_version(Settings()) == version
     assert set(version["parts"]) == {"clean", "chunk", "index_text", "tokenize"}
-    code = "import json; from rag.pipeline import pipeline_version; from rag.config import Settings; print(json.dumps(pipeline_version(Settings())))"
+    code = "import json; from rag.index.pipeline import pipeline_version; from rag.config import Settings; print(json.dumps(pipeline_version(Settings())))"
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert json.loads(out.strip().splitlines()[-1]) == version
@@ -43,7 +45,7 @@ def test_chunk_settings_and_index_text_have_their_own_parts(monkeypatch):
     before = pipeline_version(Settings())
     assert changed_parts(before, pipeline_version(Settings(chunk_max=350))) == ["chunk"]
     assert changed_parts(before, pipeline_version(Settings(top_k=9, bm25_k1=1.5))) == []
-    monkeypatch.setattr(store, "index_text", lambda chunk, document: chunk.text)
+    monkeypatch.setattr(chunk_module, "index_text", lambda chunk, document: chunk.text)
     assert changed_parts(before, pipeline_version(Settings())) == ["index_text"]
 
 
@@ -103,5 +105,5 @@ def kb_small(tmp_path, embedder) -> Settings:
     }.items():
         (corpus / name).write_text(text, encoding="utf-8")
     settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
-    store.build(settings, embedder, progress=False)
+    build(settings, embedder, progress=False)
     return settings

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from rag import progress, store
 from rag.cli import main
 from rag.config import Settings
-from rag.progress import Progress
+from rag.index import progress
+from rag.index.build import build
+from rag.index.progress import Progress
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def kb(small_kb: Settings) -> Settings:
 
 
 def test_progress_lines_say_done_total_rate_and_time_left(caplog):
-    caplog.set_level(logging.INFO, logger="rag.progress")
+    caplog.set_level(logging.INFO, logger="rag.index.progress")
     work = Progress("embed", 4, "chunks", bar=False, interval=0)
     work.advance(1)
     work.advance(1)
@@ -31,7 +32,7 @@ def test_progress_lines_say_done_total_rate_and_time_left(caplog):
 
 
 def test_no_lines_for_work_shorter_than_the_interval(caplog):
-    caplog.set_level(logging.INFO, logger="rag.progress")
+    caplog.set_level(logging.INFO, logger="rag.index.progress")
     work = Progress("clean", 3, "documents", bar=False, interval=60)
     for _ in range(3):
         work.advance()
@@ -41,7 +42,7 @@ def test_no_lines_for_work_shorter_than_the_interval(caplog):
 
 def test_the_callback_sees_every_stage_of_a_build(kb, embedder):
     calls: list[tuple[str, int, int]] = []
-    store.build(kb, embedder, progress=False, on_progress=lambda *call: calls.append(call))
+    build(kb, embedder, progress=False, on_progress=lambda *call: calls.append(call))
     stages = [stage for stage, _, _ in calls]
     assert stages == sorted(stages, key=["clean", "embed", "write"].index)  # in order, each once
     for stage, total in (("clean", 3), ("embed", 3), ("write", 1)):
@@ -51,10 +52,10 @@ def test_the_callback_sees_every_stage_of_a_build(kb, embedder):
 
 
 def test_only_the_work_to_do_is_counted(kb, embedder):
-    store.build(kb, embedder, progress=False)
+    build(kb, embedder, progress=False)
     (Path(kb.corpus_dir) / "d.txt").write_text("巡视整改\n巡视整改要压实整改主体责任。", encoding="utf-8")
     calls: list[tuple[str, int, int]] = []
-    store.build(kb, embedder, progress=False, on_progress=lambda *call: calls.append(call))
+    build(kb, embedder, progress=False, on_progress=lambda *call: calls.append(call))
     assert ("clean", 1, 1) in calls and ("embed", 1, 1) in calls
     assert max(total for _, _, total in calls) == 1
 
@@ -63,7 +64,7 @@ def test_rag_index_without_a_terminal_logs_progress_lines(kb, caplog, capsys, mo
     monkeypatch.setattr(progress, "LOG_EVERY", 0.0)
     caplog.set_level(logging.INFO, logger="rag")
     assert main(["index", "--index", str(kb.index_dir), "--corpus", str(kb.corpus_dir)]) == 0  # stderr is captured
-    lines = [r.getMessage() for r in caplog.records if r.name == "rag.progress"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "rag.index.progress"]
     assert any(line.startswith("clean: 1/3 documents") for line in lines)
     assert any(line.startswith("embed: 3/3 chunks") for line in lines)
     assert "\r" not in capsys.readouterr().err  # no bar

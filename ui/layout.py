@@ -20,8 +20,8 @@ from ui.render import sources_html
 from ui.startup import EngineLoader
 
 if TYPE_CHECKING:
+    from rag import Engine
     from rag.config import Settings
-    from rag.engine import Engine
 
 EXAMPLES = [
     "纪委监督责任包括什么",

@@ -36,10 +36,7 @@ from ui.render import (
 from ui.startup import EngineLoader
 
 if TYPE_CHECKING:
-    from rag.answer import Answer
-    from rag.clean import Document
-    from rag.engine import Engine
-    from rag.worker import WorkerStatus
+    from rag import Answer, Document, Engine, WorkerStatus
 
 log = logging.getLogger("app")
 
@@ -57,7 +54,7 @@ READ_ONLY = "只读模式：你没有添加或删除文档的权限。"
 
 def friendly(exc: Exception) -> str:
     """A Chinese message for the page: the engine's own for expected errors, a generic one (logged) otherwise."""
-    from rag.engine import DocumentError, IndexUnavailable, QuestionError
+    from rag import DocumentError, IndexUnavailable, QuestionError
 
     if isinstance(exc, (QuestionError, DocumentError)):
         return chinese(str(exc), GENERIC_ERROR)
@@ -98,7 +95,7 @@ class Page:
     @staticmethod
     def lookup(engine: Engine) -> Any:
         """`source -> Document | None` over the engine's current snapshot."""
-        from rag.engine import DocumentError
+        from rag import DocumentError
 
         def find(source: str) -> Document | None:
             try:
@@ -191,8 +188,7 @@ class Page:
     def streamed(self, engine: Engine, question: str, events: Iterator[Any], turn: int) -> Iterator[Any]:
         """`engine.ask_stream`'s events as the page shows them: (message, sources panel) for the verified
         sentences so far, then the final `Answer` (which replaces them)."""
-        from rag.answer import Answer
-        from rag.generate import Delta
+        from rag import Answer, Delta
 
         text, citations = "", []
         for event in events:
@@ -302,7 +298,7 @@ class Page:
         self, files: list[str] | None, jobs: list[int], status: str, request: gr.Request = None
     ) -> tuple[Any, ...]:  # type: ignore[assignment]
         """Check uploaded files and queue them for indexing; a name already in the corpus is asked about."""
-        from rag.engine import DocumentError
+        from rag import DocumentError
 
         files = [str(f) for f in files or []]
         nothing = (gr.skip(), gr.skip(), gr.skip())

@@ -14,9 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the page imports this before the engine (and torch) are loaded
-    from rag.answer import Answer, Citation, Passage
-    from rag.clean import Document
-    from rag.worker import Job, WorkerStatus
+    from rag import Answer, Citation, Document, Job, Passage, WorkerStatus
 
 CONTEXT_CHARS = 240
 """Characters of the document shown either side of a quoted span."""

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rag import Engine
     from rag.config import Settings
-    from rag.engine import Engine
 
 log = logging.getLogger("app")
 
@@ -95,7 +95,7 @@ class EngineLoader:
 def open_engine(settings: Settings, update: bool = True) -> Engine:
     """The engine on `settings`, answering from the index on disk if there is one; the index is then
     brought up to date with the corpus (or first built) by the engine's background worker."""
-    from rag.engine import Engine, IndexUnavailable
+    from rag import Engine, IndexUnavailable
 
     engine = Engine(settings)
     try:

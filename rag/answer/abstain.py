@@ -1,0 +1,292 @@
+"""Abstention: whether the corpus answers a question, decided in two steps every answer path uses.
+
+1. `assess(query, hits, kb, settings)` before composing: evidence (IDF-weighted share of the
+   question's key terms in the best of the top passages), confidence (evidence moved by how close
+   the best passage is in meaning) and the missing-name rule (a place, person or organisation the
+   question names that no top passage mentions; when the top passage is a strong match, only a
+   name the knowledge base has never seen).
+2. `check_answer(query, quotes, kb, settings, verdict)` after choosing what to quote: near misses, where the
+   passages are on the topic but not about what the question pins down: a year, a meeting, a
+   《title》 or a name none of the quoted passages mentions; a 多少/几 question whose quotes hold no
+   figure; a 何时/哪一年 question whose quotes hold no date; a question for a meeting, a body, a level,
+   steps or materials whose quotes name none (`ANSWER_TYPES`).
+
+A generated-answer path calls the same two functions (with its cited passages as `quotes`).
+`abstention_text` is what the user reads instead of an answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from rag.answer.evidence import answers_count, coverage, has_time, mentions, term_weights, year_mentioned
+from rag.answer.metadata import document_about
+from rag.answer.types import ABSTAIN_TEXT, RELATED_LABEL
+from rag.config import Settings
+from rag.index.knowledge_base import KnowledgeBase
+from rag.model import Hit
+from rag.query.question import Query
+from rag.text.normalize import compact
+
+#: Why an answer abstained, as the user reads it (`{}` = the missing detail).
+REASONS = {
+    "no_passages": "",
+    "low_confidence": "",
+    "missing_name": "知识库中没有提到“{}”。",
+    "missing_year": "找到的内容没有提到{}年。",
+    "missing_meeting": "找到的内容没有提到“{}”。",
+    "missing_title": "找到的内容没有提到《{}》。",
+    "relative_time": "知识库中的文件无法确定“{}”指哪一年。",
+    "no_figure": "找到的内容中没有给出具体数字。",
+    "no_items": "找到的内容中没有列出问题问的几项内容。",
+    "no_date": "找到的内容中没有给出具体时间。",
+    "no_quotes": "",
+    "no_metadata": "找到的文章没有可以引用的作者、单位、日期或出处信息。",
+    "no_meeting": "找到的内容中没有提到是哪次会议。",
+    "no_body": "找到的内容中没有提到负责的部门或单位。",
+    "no_level": "找到的内容中没有给出级别或待遇。",
+    "no_steps": "找到的内容中没有列出步骤或程序。",
+    "no_materials": "找到的内容中没有列出需要的材料。",
+}
+
+
+@dataclass(frozen=True)
+class AnswerType:
+    """A kind of thing a question asks for (`asks`) and what a quote that gives it shows (`shows`)."""
+
+    reason: str
+    asks: re.Pattern[str]
+    shows: re.Pattern[str]
+
+
+#: What a question pins down besides figures and dates, and how an answer shows it: a question that
+#: asks in which meeting, by which body, at what level, in what steps or with which materials is not
+#: answered by quotes that name no meeting, no body, no level, no steps, no materials.
+ANSWER_TYPES = (
+    AnswerType(
+        "no_meeting",
+        re.compile(r"哪一?[次届](?:[^，,。？?]{0,8})?(?:全会|会议|大会|会上)|(?:什么|哪个)会议"),
+        re.compile(r"全会|会议|大会|会上|全体会"),
+    ),
+    AnswerType(
+        "no_body",
+        re.compile(r"(?:哪个|哪些|哪一个|哪家|什么)(?:部门|单位|机关|机构)"),
+        re.compile(
+            r"委员会|纪委|监委|党委|党组|政府|部门|单位|机关|机构|办公室|组织|[巡工]作?[察视]?组|领导小组|公司|集团|中心|"
+            r"大学|学校|银行|电视台|报社|[院厅]|(?<!部)署|(?<![大格布结当开])局(?![面限势部])|(?<![全内外细大局干])部(?![分署])|(?<![社机约])会(?![议上])"
+        ),
+    ),
+    AnswerType(
+        "no_level",
+        re.compile(r"(?:什么|哪个|哪一|哪)(?:级别|职级|层级|档次)|几级"),
+        re.compile(r"级别|职级|待遇|[正副](?:省部|厅局|县处|乡科|处|科|厅|局|部)级|(?:省部|厅局|县处|乡科)级"),
+    ),
+    AnswerType(
+        "no_steps",
+        re.compile(r"(?:哪些|哪几个?|什么)(?:步骤|程序|流程)"),
+        re.compile(
+            r"步骤|程序|流程|首先|其次|然后|最后|[一二三四五六七八九十]是|第[一二三四五六七八九十\d]+(?:步|阶段)"
+        ),
+    ),
+    AnswerType(
+        "no_materials",
+        re.compile(r"(?:哪些|什么)(?:材料|证明|手续)"),
+        re.compile(r"材料|证明|申请书?|报告|表格?|证书|复印件|手续|证件"),
+    ),
+)
+
+
+_ITEMS = re.compile(
+    r"[、;；:：]|和|与|及|或|至|到|包括|包含|等|一是|首先|其次|[①②③]|[(（][一二三四五六七八九十\d][)）]|"
+    r"[两二三四五六七八九十\d]+(?:个|项|条|种|类|方面)"
+)
+"""What a quote that lists things shows: separators, 和/及, ranges (2月至4月), 包括, 等, ordinals, a count of
+items (三个月, 五项)."""
+_ASKS_ITEMS = re.compile(r"哪些|哪几|包括|包含")
+"""A question that asks for several things (not 哪一个)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether to abstain, why (`REASONS` key, empty when answering), and the evidence figures."""
+
+    abstain: bool
+    reason: str = ""
+    detail: str = ""
+    evidence: float = 0.0
+    confidence: float = 0.0
+    strong: bool = False
+    """The top passage is a strong match (see `strong_match`): names are not checked against it."""
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A quoted sentence, the passage it came from (chunk text, heading, document title) and,
+    when known, its whole document (a name the document keeps mentioning is what it is about)."""
+
+    text: str
+    context: str
+    document: str = ""
+    about: str = ""
+    """The document's title and metadata (author, unit, byline): names there say what it is about."""
+
+
+def evidence(query: Query, hits: Sequence[Hit], kb: KnowledgeBase) -> float:
+    """How well the best of the top three passages covers the question's key terms (0..1)."""
+    terms = query.key_terms
+    weights = term_weights(kb, terms)
+    return max((coverage(terms, weights, _passage_text(h)) for h in hits[:3]), default=0.0)
+
+
+def confidence(query: Query, evidence_: float, hits: Sequence[Hit], settings: Settings) -> float:
+    """Evidence that the corpus answers the question: term coverage, raised or lowered by how close
+    the best passage is in meaning. A question not written in Chinese shares no key words with a
+    Chinese corpus beyond the glossary's terms (`rag.text.glossary`); its confidence rests on the cosine,
+    against its own centre, raised by the coverage of those terms where it passes `abstain_below`."""
+    if not hits:
+        return 0.0
+    s = settings
+    best = max(h.dense for h in hits)
+    if not query.chinese:
+        return max(evidence_, s.abstain_below) + s.abstain_dense_weight * (best - s.abstain_crosslingual_center)
+    return evidence_ + s.abstain_dense_weight * (best - s.abstain_dense_center)
+
+
+def strong_match(query: Query, hits: Sequence[Hit], kb: KnowledgeBase, settings: Settings) -> bool:
+    """Whether the top passage is a strong match: among the dense ranking's first three too, and it
+    covers at least `Settings.strong_match_coverage` of the question's key terms other than names."""
+    if not hits or hits[0].ranks.get("dense", 99) > 3:
+        return False
+    others = [t for t in query.key_terms if not any(t in name or name in t for name in query.places)]
+    if not others:
+        return False
+    return coverage(others, term_weights(kb, others), _passage_text(hits[0])) >= settings.strong_match_coverage
+
+
+def missing_name(query: Query, hits: Sequence[Hit], kb: KnowledgeBase, strong: bool = False) -> str | None:
+    """A name the question gives that none of the top three passages mentions (nor their
+    documents' titles and metadata), or None. With a `strong` top passage only a name the
+    knowledge base has never seen counts: a known one is then most likely written another way
+    there, or not a name at all (part-of-speech tags are guesses)."""
+    texts = [compact(f"{_passage_text(h)}\n{document_about(kb.documents[h.chunk.source])}") for h in hits[:3]]
+    for name in distinctive_names(query, kb):
+        if any(mentions(name, t) for t in texts):
+            continue
+        if strong and _known(name, kb):
+            continue
+        return name
+    return None
+
+
+def assess(query: Query, hits: Sequence[Hit], kb: KnowledgeBase, settings: Settings) -> Verdict:
+    """Step 1: is there evidence that the corpus answers `query` at all?"""
+    if not hits:
+        return Verdict(True, "no_passages")
+    ev = evidence(query, hits, kb)
+    conf = confidence(query, ev, hits, settings)
+    strong = strong_match(query, hits, kb, settings)
+    if conf < settings.abstain_below:
+        return Verdict(True, "low_confidence", "", ev, conf, strong)
+    if query.kind != "comparison":  # a comparison reports a side it has nothing for, side by side
+        name = missing_name(query, hits, kb, strong)
+        if name:
+            return Verdict(True, "missing_name", name, ev, conf, strong)
+    return Verdict(False, "", "", ev, conf, strong)
+
+
+def check_answer(
+    query: Query, quotes: Sequence[Quote], kb: KnowledgeBase, settings: Settings, verdict: Verdict | None = None
+) -> Verdict:
+    """Step 2: are the chosen quotes about what the question pins down? Returns `verdict` (or a
+    plain yes) when they are, an abstaining verdict naming the first thing missing when not."""
+    verdict = verdict or Verdict(False)
+    if not quotes:
+        return replace(verdict, abstain=True, reason="no_quotes")
+    contexts = [compact(q.context) for q in quotes]
+    texts = [q.text for q in quotes]
+
+    def missing(reason: str, detail: str = "") -> Verdict:
+        return replace(verdict, abstain=True, reason=reason, detail=detail)
+
+    for year in query.years:
+        if not any(year_mentioned(year, c) for c in contexts):
+            return missing("missing_year", year)
+    for meeting in query.meetings:
+        if not any(_meeting_in(meeting, c) for c in contexts):
+            return missing("missing_meeting", meeting)
+    for title in query.titles:
+        if not any(compact(title) in c for c in contexts):
+            return missing("missing_title", title)
+    if query.kind != "comparison" and not verdict.strong:
+        for name in distinctive_names(query, kb):
+            if not any(mentions(name, c) for c in contexts) and not any(_about(name, q) for q in quotes):
+                return missing("missing_name", name)
+    if query.kind in ("number", "time") and query.relative_time:
+        return missing("relative_time", _relative(query))
+    if _ASKS_ITEMS.search(query.normalized) and query.kind == "list" and not any(_ITEMS.search(t) for t in texts):
+        return missing("no_items")
+    if query.kind == "number" and query.chinese and not any(answers_count(query, t) for t in texts):
+        return missing("no_figure")
+    if query.kind == "time" and query.chinese and not any(has_time(t) for t in texts):
+        return missing("no_date")
+    for answer_type in ANSWER_TYPES:
+        if answer_type.asks.search(query.normalized) and not any(answer_type.shows.search(compact(t)) for t in texts):
+            return missing(answer_type.reason)
+    return verdict
+
+
+def abstention_text(hits: Sequence[Hit], verdict: Verdict) -> str:
+    """The abstention: it says so, says why when it can, and lists the closest passages as 可能相关."""
+    lines = [ABSTAIN_TEXT]
+    why = REASONS.get(verdict.reason, "")
+    if why:
+        lines.append(why.format(verdict.detail))
+    if hits:
+        lines.append(f"{RELATED_LABEL}（不是答案，仅供参考）：")
+        for hit in hits[:3]:
+            snippet = hit.chunk.text.replace("\n", " ")
+            snippet = snippet[:60] + ("…" if len(snippet) > 60 else "")
+            lines.append(f"- 《{hit.chunk.title}》 {snippet}")
+    return "\n".join(lines)
+
+
+def _passage_text(hit: Hit) -> str:
+    return f"{hit.chunk.title}\n{hit.chunk.heading}\n{hit.chunk.text}"
+
+
+def distinctive_names(query: Query, kb: KnowledgeBase) -> list[str]:
+    """The places and organisations of the question that identify something: not words found in at
+    least 3 passages and 1 % of them (中国 in a history corpus, 东西 or 城市 which the tagger also
+    takes for places)."""
+    n = len(kb.chunks)
+    df = kb.lexical["words"].document_frequency(list(query.places)).tolist() if query.places else []
+    return [name for name, d in zip(query.places, df, strict=True) if d < max(3, 0.01 * n)]
+
+
+def _known(name: str, kb: KnowledgeBase) -> bool:
+    """Whether the knowledge base's vocabulary holds the name (as one of its indexed words)."""
+    return bool(kb.lexical["words"].document_frequency([name])[0])
+
+
+def _about(name: str, quote: Quote) -> bool:
+    """A quote's document is about a name its title or metadata gives, or that it mentions twice."""
+    return mentions(name, _compact(quote.about)) or _compact(quote.document).count(name) >= 2
+
+
+@lru_cache(maxsize=64)
+def _compact(text: str) -> str:
+    return compact(text)
+
+
+def _meeting_in(meeting: str, text: str) -> bool:
+    return meeting in text or meeting.replace("中央", "") in text.replace("中央", "")
+
+
+def _relative(query: Query) -> str:
+    for word in ("去年", "今年", "明年", "前年", "本年度", "上一年", "上年度"):
+        if word in query.normalized:
+            return word
+    return ""

@@ -1,0 +1,157 @@
+"""Enumerated blocks in a document (一是…二是…, （一）（二）, 1. 2., ①②, 首先…其次…) and the one, if
+any, that answers a list question: its lead-in introduces what the question asks for."""
+
+from __future__ import annotations
+
+import re
+
+from rag.answer.evidence import coverage
+from rag.answer.scoring import Sentence, SentenceScorer
+from rag.ingest.chunk import heading_level, sentence_spans
+from rag.model import Document, Hit, Span
+from rag.text.normalize import compact
+
+_ORDINAL = "一二三四五六七八九十"
+_CIRCLED = "①②③④⑤⑥⑦⑧⑨⑩"
+_MARKERS: list[tuple[str, re.Pattern[str]]] = [
+    ("是", re.compile(rf"^([{_ORDINAL}]{{1,2}})是")),
+    ("（）", re.compile(rf"^[(（]([{_ORDINAL}]{{1,2}})[)）]")),
+    ("、", re.compile(rf"^([{_ORDINAL}]{{1,2}})、")),
+    ("第", re.compile(rf"^第([{_ORDINAL}]{{1,2}})[,，、:：]")),
+    ("1.", re.compile(r"^(\d{1,2})[.、．)）](?!\d)")),
+    ("①", re.compile(rf"^([{_CIRCLED}])")),
+    ("首先", re.compile(r"^(首先|其次|再次|最后)")),
+]
+_SEQUENCE_WORDS = {"首先": 1, "其次": 2, "再次": 3, "最后": 99}
+_ANNOUNCES_LIST = re.compile(r"[一二三四五六七八九十两几\d]+(?:个|项|条|点|种|大)|以下|如下|主要|包括|[:：]$")
+
+
+def find_enumerations(text: str) -> list[list[Span]]:
+    """Runs of sentences led by consecutive ordinals of one style (一是/二是, （一）/（二）, 1./2., …)."""
+    items: list[tuple[str, int, Span]] = []
+    for span in sentence_spans(text):
+        sentence = text[span.start : span.end].lstrip("“\"'「 ")
+        for style, marker in _MARKERS:
+            match = marker.match(sentence)
+            if match:
+                items.append((style, ordinal(match.group(1)), span))
+                break
+    groups: list[list[Span]] = []
+    open_runs: dict[str, list[tuple[int, Span]]] = {}
+    for style, number, span in items:
+        run = open_runs.get(style)
+        if number == 1:
+            if run and len(run) >= 2:
+                groups.append([s for _, s in run])
+            open_runs[style] = [(1, span)]
+        elif run and (number == run[-1][0] + 1 or (number == 99 and len(run) >= 2)):
+            run.append((number, span))
+        elif run is not None:
+            if len(run) >= 2:
+                groups.append([s for _, s in run])
+            del open_runs[style]
+    groups.extend([s for _, s in run] for run in open_runs.values() if len(run) >= 2)
+    return sorted(groups, key=lambda g: g[0].start)
+
+
+def ordinal(token: str) -> int:
+    """The number an item marker stands for: `3`, `③`, `三`, `十二`, `其次` → 3, 3, 3, 12, 2
+    (`最后` → 99: last, whatever the count)."""
+    if token in _CIRCLED:  # before isdecimal-like tests: '②'.isdigit() is True
+        return _CIRCLED.index(token) + 1
+    if token.isascii() and token.isdecimal():
+        return int(token)
+    if token in _SEQUENCE_WORDS:
+        return _SEQUENCE_WORDS[token]
+    if token == "十":
+        return 10
+    if len(token) == 2 and token[0] == "十":
+        return 10 + _ORDINAL.index(token[1]) + 1
+    if len(token) == 2 and token[1] == "十":
+        return (_ORDINAL.index(token[0]) + 1) * 10
+    return _ORDINAL.index(token[0]) + 1
+
+
+class Enumerations:
+    """The enumerated blocks of a knowledge base's documents, found once per document."""
+
+    def __init__(self) -> None:
+        self._groups: dict[str, list[list[Span]]] = {}
+
+    def of(self, document: Document) -> list[list[Span]]:
+        key = f"{document.source}\0{document.fingerprint}\0{len(document.text)}"
+        if key not in self._groups:
+            self._groups[key] = find_enumerations(document.text)
+        return self._groups[key]
+
+    def group_at(self, document: Document, position: int) -> list[Span] | None:
+        """The block one of whose items starts at `position`."""
+        return next((g for g in self.of(document) if any(s.start == position for s in g)), None)
+
+    def answer(
+        self, scorer: SentenceScorer, hits: list[Hit], exclude: set[tuple[str, int]], bar: float
+    ) -> list[Sentence] | None:
+        """The items of an enumerated block introduced as what the question asks for, or None.
+
+        A block qualifies when its lead-in (`intro`) covers most of the question's key terms or
+        names a term the question quotes, and, with a bonus for being a list (more for one announced
+        as such: 五个…, 主要…, 以下) and the same credit for the question's focus that sentences get,
+        scores at least as well as the best single sentence (`bar`).
+        """
+        cfg = scorer.cfg
+        query = scorer.query
+        quoted = [compact(q) for q in query.quoted]
+        found: list[tuple[float, int, str, list[Span], str]] = []
+        for hit in hits:
+            document = scorer.kb.documents[hit.chunk.source]
+            for group in self.of(document):
+                if any(g is group for *_, g, _ in found):
+                    continue
+                if not any(hit.chunk.start <= s.start < hit.chunk.end for s in group):
+                    continue
+                intro = self.intro(document, group[0])
+                cover = scorer.cover(intro)
+                names_quoted = any(q in compact(intro) for q in quoted)
+                if cover < cfg.list_intro_coverage and not names_quoted:
+                    continue
+                score = cover + cfg.list_block_bonus
+                score += cfg.list_announced_bonus if _ANNOUNCES_LIST.search(intro) else 0.0
+                score += cfg.list_quoted_bonus if names_quoted else 0.0
+                if scorer.focus:
+                    score += cfg.focus_weight * coverage(scorer.focus, scorer.focus_weights, intro)
+                found.append((score, hit.rank, document.source, group, hit.chunk.id))
+        qualified = [f for f in found if f[0] >= bar]
+        if not qualified:
+            return None
+        _score, rank, source, group, chunk_id = max(qualified, key=lambda f: (f[0], -f[1], len(f[3])))
+        items = [Sentence(source, s.start, s.end, rank, chunk_id) for s in group if (source, s.start) not in exclude]
+        return items if len(items) >= 2 else None
+
+    def intro(self, document: Document, first: Span) -> str:
+        """What introduces an enumeration: the sentence before its first item, and the heading above
+        it when no other numbered item stands between that heading and the first item."""
+        text = document.text
+        before = sentence_spans(text, max(0, first.start - 200), first.start)
+        lead = text[before[-1].start : before[-1].end] if before else ""
+        heading = heading_before(text, first.start)
+        if heading is None:
+            return lead
+        items = (s.start for group in self.of(document) for s in group)
+        if any(heading.end <= start < first.start for start in items):
+            return lead
+        return f"{text[heading.start : heading.end]}\n{lead}"
+
+
+def heading_before(text: str, position: int) -> Span | None:
+    """The nearest heading line (or `（一）` paragraph lead) above the line holding `position`."""
+    line_start = text.rfind("\n", 0, position) + 1
+    while line_start > 0:
+        end = line_start - 1
+        line_start = text.rfind("\n", 0, end) + 1
+        level = heading_level(text[line_start:end])
+        if level == 1:
+            return Span(line_start, end)
+        if level == 2:
+            first = sentence_spans(text, line_start, end)
+            return first[0] if first else Span(line_start, end)
+    return None

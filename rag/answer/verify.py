@@ -1,0 +1,440 @@
+"""Checking a written answer sentence by sentence against the passages it cites, without a model.
+
+A sentence is kept when one passage it cites (or, failing that, any source passage) holds a quote —
+a run of at most `verify_window` consecutive sentences — that supports it:
+- coverage: at least `verify_min_coverage` of the sentence's character bigrams occur in the quote
+  (or the passage's title and heading), and no run of more than `verify_max_novel` consecutive
+  bigrams is missing from them (a `*` mask in the source counts as the word the sentence has there);
+- facts: every figure, date, 《title》, “quoted term” and 第X条 the sentence states occurs in the
+  quote; every place or organisation name in the quote or its passage's title and heading; every
+  negation in the quote's main sentence; a name found only beside a main sentence that names someone
+  else does not count;
+- meaning: the cosine of sentence and quote (the configured embedder) is at least `verify_min_similarity`.
+Everything is compared in matching form (Simplified, half width, lower case, no whitespace).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+
+import jieba.posseg
+import numpy as np
+
+from rag.config import Settings
+from rag.embedding.embedder import Embedder
+from rag.ingest.chunk import sentence_spans
+from rag.model import Document, Passage
+from rag.text.normalize import compact, normalize
+from rag.text.tokenize import bigrams
+
+_ENDS = "。！？!?；;"
+_CLOSERS = "”’」』）)】》\"'"
+MARKER = re.compile(r"[\[【]\s*(\d{1,2}(?:\s*[,，、]\s*\d{1,2})*)\s*[\]】]")
+_PIECE = re.compile(rf"[^{_ENDS}\n]*(?:[{_ENDS}]+[{_CLOSERS}]*)?(?:[ \t]*{MARKER.pattern})*")
+_PARTIAL_MARKER = re.compile(r"^[ \t]*[\[【][\d\s,，、]*$")
+_BULLET = re.compile(r"^(?:[-*•·]\s*|\d{1,2}[.、)）]\s*|#{1,6}\s*)")
+_REFERENCES = re.compile(r"^(?:参考资料|参考来源|资料来源|来源|引用|出处)[:：]?$")
+
+_DATE = re.compile(
+    r"\d{4}年(?:\d{1,2}月(?:\d{1,2}日)?)?|\d{1,2}月\d{1,2}日|\d{4}[-/.]\d{1,2}(?:[-/.]\d{1,2})?(?!\d)|\d{1,2}月份?"
+)
+_TITLE = re.compile(r"《[^》]{1,80}》")
+_QUOTED = re.compile(r"[“「\"]([^”」\"《》]{1,16})[”」\"]")
+_ARTICLE = re.compile(r"第[一二三四五六七八九十百零〇两\d]+[条章节款项编届次版]")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?%?")
+_CN_NUMBER = re.compile(
+    r"(?<![一二三四五六七八九十百千万亿两零〇第])([一二三四五六七八九十百千万亿两零〇]{1,6})"
+    r"(?:个|项|名|条|次|人|家|批|年|天|倍|位|种|类|级|层|期|届|轮|大|张|起|件|份|篇|部|场|元|所|户|方面|分之[一二三四五六七八九十]+)"
+)
+#: Negating characters, each without the words in which it negates nothing (不断, 未来, 无论, 非常, …).
+_NEGATIONS = {
+    "不": re.compile(r"不(?!断|仅|但|论|少|久|同)"),
+    "没": re.compile(r"没"),
+    "未": re.compile(r"未(?!来)"),
+    "无": re.compile(r"无(?!论)"),
+    "非": re.compile(r"非(?!常)"),
+}
+_NOT_FOUND = re.compile(
+    r"(?:知识库|资料|材料|来源|文件|文档|上述|所给|提供的|参考).{0,15}"
+    r"(?:没有|未|并未|无法|不能|不).{0,6}(?:找到|提及|提到|涉及|包含|说明|回答|给出|记载|明确|相关)"
+)
+
+
+@dataclass
+class Piece:
+    """One sentence of a written answer, as written (markers included), and where it sits."""
+
+    text: str
+    start: int
+    end: int
+    line_end: bool
+    """The answer went on to a new line after it (lists keep their layout)."""
+
+    @cached_property
+    def markers(self) -> list[int]:
+        """The source numbers it cites, in order, each once (`[1]`, `[1][2]`, `[1, 2]`, `【1】`)."""
+        numbers = [int(n) for m in MARKER.finditer(self.text) for n in re.split(r"[,，、\s]+", m.group(1)) if n]
+        return list(dict.fromkeys(numbers))
+
+    @cached_property
+    def display(self) -> str:
+        """The sentence as shown, without its markers."""
+        return MARKER.sub("", self.text).strip()
+
+    @cached_property
+    def claim(self) -> str:
+        """What the sentence states: no markers, list bullets or bold marks."""
+        return _BULLET.sub("", self.display.replace("**", "")).strip()
+
+    @property
+    def is_reference(self) -> bool:
+        """A line of a reference list (`[1] 《…》`, `参考资料：`), not a statement."""
+        text = _BULLET.sub("", self.text.strip())
+        return bool(MARKER.match(text) or _REFERENCES.match(self.claim) or not re.search(r"\w", self.claim))
+
+    @property
+    def says_not_found(self) -> bool:
+        """The sentence says the sources do not answer the question."""
+        return bool(_NOT_FOUND.search(normalize(self.claim)))
+
+
+def split_sentences(text: str, start: int = 0) -> list[Piece]:
+    """Sentences of `text[start:]`: each ends after 。！？；!?; (with closing quotes and the `[n]`
+    markers that follow it) or at a line break."""
+    pieces: list[Piece] = []
+    position = start
+    while position < len(text):
+        match = _PIECE.match(text, position)
+        end = match.end() if match else position
+        if end == position:  # a line break
+            position += 1
+            continue
+        raw = text[position:end]
+        lead = len(raw) - len(raw.lstrip())
+        rest = text[end:].lstrip(" \t")
+        if raw.strip():
+            pieces.append(Piece(raw.strip(), position + lead, end, not rest or rest.startswith("\n")))
+        position = end
+    return pieces
+
+
+class SentenceStream:
+    """Sentences of a text that arrives in pieces: each is given once it cannot change any more."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._done = 0
+
+    def feed(self, more: str) -> list[Piece]:
+        """Add text; the sentences it completed."""
+        self.text += more
+        ready = []
+        for piece in split_sentences(self.text, self._done):
+            rest = self.text[piece.end :]
+            if not rest.strip(" \t") or _PARTIAL_MARKER.match(rest):
+                break  # it may still grow, or a marker may still follow it
+            ready.append(piece)
+            self._done = piece.end
+        return ready
+
+    def close(self) -> list[Piece]:
+        """The sentences left when the text is complete."""
+        pieces = split_sentences(self.text, self._done)
+        self._done = len(self.text)
+        return pieces
+
+
+@dataclass(frozen=True)
+class Fact:
+    """Something a sentence states that its quote must hold verbatim (in matching form)."""
+
+    kind: str
+    """`title`, `quoted` (a term in quotation marks), `date`, `article`, `number`, `name` or
+    `negation` (不/没/未/无/非…, which the quote must have at least as often)."""
+    text: str
+    count: int = 1
+
+    def found_in(self, text: str) -> bool:
+        """Whether the fact occurs in `text`; a number only as a whole number (`22`, not in `122`)."""
+        if self.kind == "number":
+            return re.search(rf"(?<![\d.]){re.escape(self.text)}(?!\d|\.\d)", text) is not None
+        if self.kind == "negation":
+            return len(_NEGATIONS[self.text].findall(text)) >= self.count
+        return self.text in text
+
+
+def facts(claim: str) -> list[Fact]:
+    """Figures, dates, 《titles》, “quoted terms”, 第X条 articles and place/organisation names a
+    sentence states."""
+    text = compact(claim)
+    found: list[Fact] = []
+    for kind, pattern in (("title", _TITLE), ("quoted", _QUOTED), ("date", _DATE), ("article", _ARTICLE)):
+        found += [Fact(kind, t) for t in pattern.findall(text)]
+        text = pattern.sub("|", text)
+    found += [Fact("number", n) for n in _NUMBER.findall(text)]
+    found += [Fact("number", m.group()) for m in _CN_NUMBER.finditer(text) if m.group(1) != "一"]  # 一个: "a"
+    found += [Fact("name", n) for n in names(compact(claim)) if not any(n in f.text for f in found)]
+    found += [Fact("negation", word, n) for word, pattern in _NEGATIONS.items() if (n := len(pattern.findall(text)))]
+    return list(dict.fromkeys(found))
+
+
+@lru_cache(maxsize=4096)
+def names(text: str) -> tuple[str, ...]:
+    """Place and organisation names in normalized text (jieba tags ns / nt; person tags are too noisy)."""
+    return tuple(dict.fromkeys(w.word for w in jieba.posseg.cut(text) if w.flag in ("ns", "nt") and len(w.word) > 1))
+
+
+_MASK = re.compile(r"\*+")
+_HAN_TAIL = re.compile(r"[\u3400-\u9fff]*$")
+_HAN_HEAD = re.compile(r"[\u3400-\u9fff]*")
+
+
+def unmask(quote: str, claim: str) -> str:
+    """`quote` with each `*` mask (a word the publisher removed) filled with what `claim` has
+    between the same neighbouring characters (`协助*加强` + `协助党委加强` → `协助党委加强`)."""
+
+    def fill(match: re.Match[str]) -> str:
+        before = _HAN_TAIL.search(quote[max(0, match.start() - 2) : match.start()])
+        after = _HAN_HEAD.match(quote[match.end() : match.end() + 2])
+        left, right = before.group() if before else "", after.group() if after else ""
+        if len(left + right) < 2:
+            return match.group()
+        found = re.search(f"{re.escape(left)}([\u3400-\u9fff]{{1,4}}?){re.escape(right)}", claim)
+        return found.group(1) if found else match.group()
+
+    return _MASK.sub(fill, quote)
+
+
+@dataclass
+class Source:
+    """A passage given to the model as source `[number]`, with its document."""
+
+    number: int
+    passage: Passage
+    document: Document
+
+    @cached_property
+    def spans(self) -> list[tuple[int, int]]:
+        """The passage's sentences, as offsets into the document's text."""
+        return [(s.start, s.end) for s in sentence_spans(self.document.text, self.passage.start, self.passage.end)]
+
+    @cached_property
+    def context(self) -> str:
+        """Title and heading of the passage (the model sees them too; the subject of a sentence is
+        often named there), in matching form."""
+        return compact(f"{self.passage.title}\n{self.passage.heading}")
+
+    @cached_property
+    def context_grams(self) -> set[str]:
+        return set(bigrams(normalize(f"{self.passage.title}\n{self.passage.heading}")))
+
+    def windows(self, size: int) -> list[tuple[int, int]]:
+        """Every run of 1..`size` consecutive sentences, as document offsets."""
+        spans = self.spans
+        return [(spans[i][0], spans[j][1]) for i in range(len(spans)) for j in range(i, min(i + size, len(spans)))]
+
+
+@dataclass
+class Support:
+    """How well one quote (a span of a source's document) supports a sentence."""
+
+    source: Source
+    start: int
+    end: int
+    coverage: float
+    novel: int
+    """Longest run of consecutive sentence bigrams missing from the quote."""
+    missing: list[Fact]
+    """Facts of the sentence that the quote does not hold."""
+    similarity: float | None = None
+    """Cosine of sentence and quote; measured only when the text checks pass."""
+
+    @property
+    def quote(self) -> str:
+        return self.source.document.text[self.start : self.end]
+
+
+@dataclass
+class Verdict:
+    """The outcome for one sentence: kept with its supporting quotes, or dropped and why."""
+
+    piece: Piece
+    supports: list[Support] = field(default_factory=list)
+    reason: str = ""
+    """Empty when kept; else `fact` (a figure, date, title, article or name its quote lacks),
+    `unsupported` (too little of the sentence in any quote), `dissimilar` (the meaning differs)
+    or `not_found` (it says the sources do not answer)."""
+    recited: bool = False
+    """Kept with another citation than it gave (a wrong number, or none)."""
+    closest: Support | None = None
+    """The quote that came closest, for the record (also when the sentence is dropped)."""
+
+    @property
+    def kept(self) -> bool:
+        return not self.reason
+
+
+class Verifier:
+    """Checks written sentences against numbered sources (see the module docstring)."""
+
+    CACHE_SIZE = 50_000
+
+    def __init__(self, embedder: Embedder, settings: Settings) -> None:
+        self.embedder, self.settings = embedder, settings
+        self._windows: dict[tuple[str, str, int, int], _Window] = {}
+
+    def check(self, piece: Piece, sources: list[Source]) -> Verdict:
+        """Keep `piece` with the quotes of its cited sources that support it, else with the best
+        supporting quote of another source (`recited`), else say why it is dropped."""
+        if piece.says_not_found:
+            return Verdict(piece, reason="not_found")
+        claim = _Claim(normalize(piece.claim), facts(piece.claim))
+        cited = [s for n in piece.markers for s in sources if s.number == n]
+        others = [s for s in sources if s not in cited]
+        quotes = {s.number: self._best_quote(claim, s) for s in sources}
+        chosen = self._passing(claim, [quotes[s.number] for s in cited])
+        if not chosen and len(cited) > 1:
+            chosen = self._together(claim, [quotes[s.number] for s in cited])
+        if chosen:
+            return Verdict(piece, chosen, closest=chosen[0])
+        passing = self._passing(claim, [quotes[s.number] for s in others])
+        if passing:
+            best = max(passing, key=lambda q: (q.coverage, q.similarity or 0.0))
+            return Verdict(piece, [best], recited=True, closest=best)
+        closest = quotes[cited[0].number] if cited else max(quotes.values(), key=_rank, default=None)
+        return Verdict(piece, reason=self._why(closest), closest=closest)
+
+    def measure(self, piece: Piece, source: Source) -> Support:
+        """The best quote of one source for a sentence, with every measure taken (for studies)."""
+        claim = _Claim(normalize(piece.claim), facts(piece.claim))
+        quote = self._best_quote(claim, source)
+        self._measure(claim, [quote], [quote.quote])
+        return quote
+
+    # --- measures ------------------------------------------------------------------------------
+
+    def _best_quote(self, claim: _Claim, source: Source) -> Support:
+        """The window of `source` that supports the sentence best (all facts first, then coverage)."""
+        best: Support | None = None
+        for start, end in source.windows(self.settings.verify_window):
+            support = self._support(claim, [(source, start, end)])
+            if best is None or _rank(support) > _rank(best):
+                best = support
+        return best or Support(source, source.passage.start, source.passage.start, 0.0, len(claim.grams), claim.facts)
+
+    def _support(self, claim: _Claim, spans: list[tuple[Source, int, int]]) -> Support:
+        """Coverage, novel run and missing facts of the sentence against the quotes `spans` together."""
+        quote_grams: set[str] = set()
+        text = context = ""
+        for source, start, end in spans:
+            window = self._window(source, start, end)
+            quote_grams |= window.grams | source.context_grams
+            if "*" in window.text:  # a masked word counts as the one the sentence has in its place
+                quote_grams |= set(bigrams(unmask(window.text, claim.text)))
+            text += window.compact + "|"
+            context += source.context + "|"
+        distinct = set(claim.grams)
+        coverage = len(distinct & quote_grams) / len(distinct) if distinct else 0.0
+        novel = run = 0
+        for gram in claim.grams:
+            run = 0 if gram in quote_grams else run + 1
+            novel = max(novel, run)
+        missing = [f for f in claim.facts if not f.found_in(text) and not (f.kind == "name" and f.found_in(context))]
+        if len(spans) == 1:
+            missing += self._misattributed(claim, *spans[0], [f for f in claim.facts if f not in missing])
+        source, start, _ = spans[0]
+        return Support(source, start, spans[-1][2], coverage, novel, missing)
+
+    def _misattributed(self, claim: _Claim, source: Source, start: int, end: int, found: list[Fact]) -> list[Fact]:
+        """Facts that belong to the quote's main sentence (the one sharing most with the claim) but were
+        found only in the sentences around it: a negation, and a name when the main sentence names
+        someone else (`天津市…10%` against `天津市建立…。山东省…按不低于10%…`)."""
+        sentences = [(s, e) for s, e in source.spans if start <= s and e <= end]
+        local = [f for f in found if f.kind in ("name", "negation")]
+        if len(sentences) < 2 or not local:
+            return []
+        grams = set(claim.grams)
+        main_text = max((self._window(source, *se) for se in sentences), key=lambda w: len(grams & w.grams)).compact
+        someone_else = not all(name in compact(claim.text) for name in names(main_text))
+        return [
+            f
+            for f in local
+            if not f.found_in(main_text) and (f.kind == "negation" or (someone_else and not f.found_in(source.context)))
+        ]
+
+    def _window(self, source: Source, start: int, end: int) -> _Window:
+        """A quote's text in matching form and its bigrams, cached (per document version)."""
+        key = (source.document.source, source.document.fingerprint, start, end)
+        window = self._windows.get(key)
+        if window is None:
+            if len(self._windows) >= self.CACHE_SIZE:
+                self._windows.clear()
+            text = normalize(source.document.text[start:end])
+            window = self._windows[key] = _Window(text, compact(text), frozenset(bigrams(text)))
+        return window
+
+    def _passing(self, claim: _Claim, quotes: list[Support]) -> list[Support]:
+        """The quotes that pass every check (the text checks first; the embedder only for those)."""
+        candidates = [q for q in quotes if self._passes_text(q)]
+        self._measure(claim, candidates, [q.quote for q in candidates])
+        s = self.settings
+        return [q for q in candidates if q.similarity is not None and q.similarity >= s.verify_min_similarity]
+
+    def _together(self, claim: _Claim, quotes: list[Support]) -> list[Support]:
+        """The quotes of several cited sources, when only together they support the sentence."""
+        joint = self._support(claim, [(q.source, q.start, q.end) for q in quotes])
+        if not self._passes_text(joint):
+            return []
+        self._measure(claim, [joint], ["\n".join(q.quote for q in quotes)])
+        return quotes if (joint.similarity or 0.0) >= self.settings.verify_min_similarity else []
+
+    def _measure(self, claim: _Claim, supports: list[Support], quotes: list[str]) -> None:
+        """Set the cosine of the sentence and each quote (one batch; the sentence embedded once)."""
+        if not supports:
+            return
+        texts = [normalize(q) for q in quotes]
+        if claim.vector is None:
+            texts.insert(0, claim.text)
+        vectors = self.embedder.encode_queries(texts)
+        if claim.vector is None:
+            claim.vector, vectors = vectors[0], vectors[1:]
+        for support, vector in zip(supports, vectors, strict=True):
+            support.similarity = float(np.dot(claim.vector, vector))
+
+    def _passes_text(self, support: Support) -> bool:
+        s = self.settings
+        return not support.missing and support.coverage >= s.verify_min_coverage and support.novel <= s.verify_max_novel
+
+    def _why(self, support: Support | None) -> str:
+        s = self.settings
+        if support is None:
+            return "unsupported"
+        if support.missing:
+            return "fact"
+        if support.coverage < s.verify_min_coverage or support.novel > s.verify_max_novel:
+            return "unsupported"
+        return "dissimilar"
+
+
+@dataclass(frozen=True)
+class _Window:
+    text: str
+    compact: str
+    grams: frozenset[str]
+
+
+@dataclass
+class _Claim:
+    text: str
+    facts: list[Fact]
+    vector: np.ndarray | None = None
+
+    @cached_property
+    def grams(self) -> list[str]:
+        return bigrams(self.text)
+
+
+def _rank(support: Support) -> tuple[int, float, int, int]:
+    return (-len(support.missing), round(support.coverage, 6), -support.novel, -(support.end - support.start))

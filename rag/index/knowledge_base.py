@@ -1,0 +1,216 @@
+"""The read side of an index: a loaded build (`KnowledgeBase`), its manifest, and checks of its files."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.config import Settings
+from rag.index import integrity
+from rag.index.backends.base import DenseSearch, LexicalSearch
+from rag.index.backends.factory import backend_of, same_store
+from rag.index.integrity import Damaged, Problem
+from rag.index.layout import (
+    FORMAT,
+    IndexUnavailable,
+    current_build,
+    index_folder,
+    other_builds,
+    read_records,
+    stored_rows,
+)
+from rag.index.pipeline import changed_parts, pipeline_version
+from rag.model import Chunk, Document
+
+if TYPE_CHECKING:
+    pass
+
+
+log = logging.getLogger(__name__)
+
+_SERVING = ("manifest.json", "documents.jsonl", "chunks.jsonl", "dense.faiss", "bm25_", "lexicon_", "Milvus ")
+"""Files (by prefix) that questions are answered from; damage elsewhere only affects the next build."""
+
+
+class IndexDamaged(IndexUnavailable):
+    """No build of the index verifies; `rag index` rebuilds it from the corpus."""
+
+
+@dataclass
+class KnowledgeBase:
+    """A loaded, read-only build: documents, chunks and the three search structures."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    documents: dict[str, Document]
+    chunks: list[Chunk]
+    dense: DenseSearch
+    lexical: dict[str, LexicalSearch]
+    """Searched by `Retriever`; local files or Milvus (`rag/backend.py`), hits are rows of `chunks`."""
+    warnings: list[str] = field(default_factory=list)
+    """What is wrong with the index (in Chinese, for the page): a damaged live build answered from the
+    previous one, or damaged files that only the next build needs. Empty when all is well."""
+
+    _by_source: dict[str, list[Chunk]] = field(default_factory=dict, repr=False)
+
+    @property
+    def model_name(self) -> str:
+        return str(self.manifest["model"]["name"])
+
+    def chunks_of(self, source: str) -> list[Chunk]:
+        """The chunks of one document, in order."""
+        if not self._by_source:
+            for chunk in self.chunks:
+                self._by_source.setdefault(chunk.source, []).append(chunk)
+        return self._by_source.get(source, [])
+
+
+def read_manifest(index_dir: Path) -> dict[str, Any] | None:
+    """The manifest of the live build, or None when there is none."""
+    folder = current_build(index_dir)
+    if folder is None:
+        return None
+    try:
+        return integrity.read_manifest(folder)
+    except Damaged as damage:
+        raise IndexUnavailable(
+            f"the index in {index_dir} is damaged ({damage}): run `rag index` to repair it"
+        ) from None
+
+
+def load(index_dir: Path, settings: Settings | None = None) -> KnowledgeBase:
+    """Load the live build of `index_dir`, verified at load depth (`rag.index.integrity`).
+
+    When it is damaged, the newest earlier build that verifies is loaded instead, with a warning in
+    `KnowledgeBase.warnings`. Raises `IndexUnavailable` (saying what to do) when there is no index or
+    no build verifies. `settings` say how to reach Milvus for a build on the Milvus store (by
+    default the connection its manifest records).
+    """
+    live = current_build(index_dir)
+    if live is None:
+        raise IndexUnavailable(f"no index in {index_dir}: build it with `rag index` (or start `python app.py`)")
+    try:
+        return _load_build(live, settings=settings)
+    except Damaged as damage:
+        log.warning("the live index build %s is damaged: %s", live.name, damage)
+        for folder in other_builds(Path(index_dir), exclude=live):
+            with suppress(Damaged, IndexUnavailable):
+                kb = _load_build(folder, settings=settings)
+                created = kb.manifest.get("created", "")
+                kb.warnings.insert(
+                    0,
+                    f"当前索引已损坏（{integrity.summary_chinese(damage.problems)}），正在使用上一个完好的索引"
+                    f"（{created} 建立），最近增删的文档可能不在其中；请运行 rag index 修复。",
+                )
+                log.warning("answering from the previous build %s (%s)", folder.name, created)
+                return kb
+        raise IndexDamaged(
+            f"the index in {index_dir} is damaged ({damage}) and no earlier build verifies: "
+            "run `rag index` to rebuild it from the corpus"
+        ) from None
+
+
+def on_store(settings: Settings) -> bool:
+    """Is the live build of `settings.index_dir` on the store `settings.store` names? (True when it
+    cannot tell: a damaged manifest is `load`'s business.)"""
+    folder = current_build(Path(settings.index_dir))
+    if folder is None:
+        return True
+    try:
+        return same_store(integrity.read_manifest(folder), settings)
+    except Damaged:
+        return True
+
+
+def _load_build(folder: Path, strict: bool = False, settings: Settings | None = None) -> KnowledgeBase:
+    """One build, verified; raises `Damaged`. Damage in files that questions do not read (vectors,
+    tokens) becomes a warning, or with `strict` an error too."""
+    manifest = integrity.read_manifest(folder)
+    if manifest.get("format") != FORMAT:
+        raise IndexUnavailable(
+            f"the index in {folder.parent} has an older format: rebuild it with `rag index --rebuild`"
+        )
+    problems = integrity.check_files(folder, manifest, "sizes")
+    if any(_serves(p.file) for p in problems):
+        raise Damaged(folder, problems)
+    with ThreadPoolExecutor(1) as pool:  # hash what is read whole while reading it (hashing releases the GIL)
+        hashing = pool.submit(integrity.check_files, folder, manifest, "load")
+        try:
+            documents, chunks, dense, lexical = _read_build(folder, manifest, settings)
+        except Damaged as unreadable:
+            corrupted = [p for p in hashing.result() if _serves(p.file)]
+            raise Damaged(folder, corrupted or unreadable.problems) from None
+        problems = hashing.result()
+    if any(_serves(p.file) for p in problems):
+        raise Damaged(folder, problems)
+    milvus = (manifest.get("store") or {}).get("collection")
+    searched = f"Milvus collection {milvus}" if milvus else "dense.faiss"
+    counts = {searched: dense.size, **stored_rows(folder)}
+    problems += integrity.check_structure(documents, chunks, manifest, counts)
+    lexicon = "lexicon_{}.json" if milvus else "bm25_{}"
+    problems += [Problem(lexicon.format(n), p) for n, index in lexical.items() if (p := index.problem())]
+    if (strict and problems) or any(_serves(p.file) for p in problems):
+        raise Damaged(folder, problems)
+    warnings = []
+    if problems:
+        summary = integrity.summary(problems)
+        log.warning("index build %s: %s (questions are not affected; `rag index` repairs it)", folder.name, summary)
+        warnings.append(
+            f"索引文件损坏（{integrity.summary_chinese(problems)}）；问答不受影响，运行 rag index 即可修复。"
+        )
+    return KnowledgeBase(folder, manifest, documents, chunks, dense, lexical, warnings)
+
+
+def _read_build(
+    folder: Path, manifest: dict[str, Any], settings: Settings | None
+) -> tuple[dict[str, Document], list[Chunk], DenseSearch, dict[str, LexicalSearch]]:
+    """Documents, chunks and the search structures of a build, as stored (`Damaged` when unreadable;
+    `IndexUnavailable` when its store cannot be reached)."""
+    documents, chunks = read_records(folder)
+    dense, lexical = backend_of(manifest, folder, settings).open(folder, manifest)
+    return documents, chunks, dense, lexical
+
+
+def _serves(file: str) -> bool:
+    return file.startswith(_SERVING)
+
+
+@dataclass
+class BuildCheck:
+    """The full verification of one build."""
+
+    folder: Path
+    live: bool
+    problems: list[Problem]
+    manifest: dict[str, Any] | None
+    stale: list[str] = field(default_factory=list)
+    """Parts of the pipeline that changed since the build (`rag index` will re-process)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check(index_dir: Path, settings: Settings | None = None) -> list[BuildCheck]:
+    """Verify every build of an index in full (checksums and structure), changing nothing; live first."""
+    index_dir = index_folder(index_dir)
+    live = current_build(index_dir)
+    results = []
+    for folder in ([live] if live else []) + other_builds(index_dir, exclude=live):
+        manifest = None
+        try:
+            manifest = integrity.read_manifest(folder)
+            problems = integrity.check_files(folder, manifest, "full")
+            if not problems:
+                _load_build(folder, strict=True, settings=settings)
+        except Damaged as damage:
+            problems = damage.problems
+        except IndexUnavailable as exc:
+            problems = [Problem("manifest.json", str(exc), "unreadable")]
+        stale = changed_parts(manifest.get("pipeline"), pipeline_version(settings or Settings())) if manifest else []
+        results.append(BuildCheck(folder, folder == live, problems, manifest, stale))
+    return results

@@ -1,0 +1,547 @@
+"""Cleaning read documents into the text that is indexed, quoted and displayed.
+
+Out go pinyin annotations (`責(zé)任` → `責任`), page furniture (navigation and breadcrumbs, link
+lists, Q&A-site, share and print chrome, copyright footers, PDF page numbers and running headers)
+and hard line wraps. Every content line stays verbatim, and so do the metadata lines (`发布时间：…`,
+`作者：… 单位：…`, `发文字号：…`, a byline `（作者 李金英）` or a photo credit `韩志忠 摄` at a line's end,
+a signature block): their values go into `Document.meta` and their offsets into `Document.meta_spans`,
+so an answer can quote them. Metadata is read before any furniture rule runs. Garbled runs
+(mojibake) are found by `garbled_runs`; sentence splitting goes around them. Script and punctuation
+are kept as written: matching uses `normalize`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import Counter
+from functools import lru_cache
+from typing import NamedTuple
+
+from rag.ingest.loaders import RawDocument
+from rag.model import Document
+
+CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+SENTENCE_END = "。！？!?；;"
+
+_TONED = "āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüńňǹḿ"
+_SYLLABLE = re.compile(rf"^(?:zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?[aeiouv{_TONED}]+(?:ng|n|r)?$")
+_PINYIN = re.compile(rf"(?<=[{CJK}])[(（]([a-z{_TONED}]{{1,7}})[)）]")
+_HAS_TONE = re.compile(rf"[{_TONED}]")
+_INVISIBLE = re.compile("[\ufeff\u200b\u200c\u200d\u2060]")
+_MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+")
+
+
+# --- metadata -------------------------------------------------------------------------------
+
+_DATE = r"\d{4}\s*[-/.年]\s*\d{1,2}\s*[-/.月]\s*\d{1,2}(?:\s*日)?"
+_CN_DATE = "[〇○零一二三四五六七八九]{4}年[一二三四五六七八九十]{1,3}月[一二三四五六七八九十]{1,3}日"
+_TIME = r"\d{1,2}[:：]\d{2}(?:[:：]\d{2})?"
+_DATE_VALUE = re.compile(_DATE)
+_NAME = rf"[{CJK}*＊×·•]{{2,5}}"
+
+#: Label → metadata key. Labels may be spaced out (`索 引 号`, `标　　题`).
+LABELS = {
+    "发布时间": "date",
+    "发布日期": "date",
+    "发表时间": "date",
+    "发表日期": "date",
+    "发稿时间": "date",
+    "时间": "date",
+    "日期": "date",
+    "成文日期": "written_date",
+    "成文时间": "written_date",
+    "印发日期": "written_date",
+    "作者": "author",
+    "撰稿": "author",
+    "撰文": "author",
+    "单位": "affiliation",
+    "作者单位": "affiliation",
+    "来源": "publisher",
+    "信息来源": "publisher",
+    "文章来源": "publisher",
+    "稿件来源": "publisher",
+    "出处": "publisher",
+    "文号": "doc_number",
+    "发文字号": "doc_number",
+    "发文文号": "doc_number",
+    "发文机关": "issuer",
+    "发文单位": "issuer",
+    "发布机构": "issuer",
+    "发布单位": "issuer",
+    "索引号": "index_number",
+    "主题分类": "category",
+    "分类": "category",
+    "标题": "title",
+    "责任编辑": "editor",
+    "责编": "editor",
+    "编辑": "editor",
+    "审核": "reviewer",
+    "校对": "reviewer",
+}
+_GENERIC_LABELS = {"时间", "日期"}
+"""Labels that are metadata only in a document's head (in the body `时间：` may be a meeting's)."""
+_DATE_KEYS = {"date", "written_date"}
+_LABEL = "|".join(r"\s*".join(label) for label in sorted(LABELS, key=len, reverse=True))
+_PAIR = re.compile(rf"(?:^|(?<=[\s|｜丨/]))(?P<label>{_LABEL})\s*[:：]\s*")
+_USER = r"(?:发布网友|热心网友|匿名用户|网友|提问者|回答者)"
+_META_HEAD = re.compile(rf"^(?:(?P<date>{_DATE})(?:\s*{_TIME})?[\s|｜丨]*)?(?:{_USER}\s*)?(?:{_LABEL})\s*[:：]")
+_BRACKETED = re.compile(r"^([(（【\[])(.*)([)）】\]])$")
+_PUBLICATION = re.compile(rf"^《[^》]{{2,20}}》\s*[(（]\s*(?P<date>{_DATE})\s*(?:第\s*\w{{1,4}}\s*版)?\s*[)）]$")
+_DOC_NUMBER = re.compile(rf"^[{CJK}]{{1,12}}\s*[〔\[［【(（]\s*\d{{4}}\s*[〕\]］】)）]\s*第?\s*\d{{1,4}}\s*号$")
+_DATE_LINE = re.compile(rf"^(?P<date>{_DATE}|{_CN_DATE})(?:\s*{_TIME})?$")
+_DATELINE = re.compile(
+    rf"^(?:本报|新华社|中新社|人民网)\S{{0,12}}?电\s*[(（](?:记者|通讯员)\s*(?P<name>{_NAME}(?:[、\s]+{_NAME})*)[)）]"
+)
+_BYLINE_LINE = re.compile(rf"^(?:文\s*[/｜|]\s*|(?:本报|本网)?记者\s*)(?P<name>{_NAME}(?:\s+{_NAME})*)$")
+_TRAILING_BYLINE = re.compile(r"(?:^|(?<=[。！？!?”」』]))\s*(?P<byline>[(（](?P<body>[^()（）。；！？]{2,40})[)）])$")
+_BYLINE_FORMS = (
+    re.compile(rf"^(?:作者|撰稿|撰文|文)\s*[:：/]?\s*(?P<author>{_NAME})$"),
+    re.compile(r"^作者(?:系|为|是|单位[:：]?)\s*(?P<affiliation>.+)$"),
+    re.compile(rf"^(?:本报|本网|新华社)?(?:记者|通讯员)\s*(?P<author>{_NAME}(?:\s+{_NAME})*)$"),
+    re.compile(rf"^(?P<affiliation>\S[^:：]*?\S)\s+(?P<author>{_NAME})$"),
+)
+_NAMES = rf"{_NAME}(?:\s*[、\s]\s*{_NAME})*"
+_PHOTO_CREDIT = re.compile(
+    rf"""(?:^|(?<=[\s。！？!?”]))(?P<credit>[(（]?\s*(?:
+        (?:本报|新华社|本网)?记者\s*(?P<reporter>{_NAMES})\s*摄
+      | (?P<name>{_NAMES})(?:\s+|\s*[/／]\s*)摄
+      | 摄影[:：]?\s*(?P<photographer>{_NAMES})
+    )\s*[)）]?)$""",
+    re.VERBOSE,
+)
+"""A photo credit ending a line (`韩志忠 摄`, `（记者 王小明 摄）`, `摄影：张三`)."""
+_BUTTONS = re.compile(r"\s*【\s*(?:打印|关闭|关闭窗口|打印本页|收藏|纠错|分享|字[体号][:：]?[^】]{0,12})\s*】")
+_COUNTERS = re.compile(
+    r"\s*(?:(?:浏览次数|阅读次数|点击数|点击量|阅读量|浏览量|访问量)[:：]\s*\d*|字[体号][:：]\s*[大中小\s]+|分享到[:：]?)"
+)
+"""Chrome inside a metadata line: `浏览次数：123`, `字号：大 中 小`, `分享到：`."""
+_MAYBE_COUNTER = re.compile("浏览|阅读|点击|访问|字体|字号|分享到")
+_TAIL = 60
+"""A byline or photo credit is found in the last this many characters of a line."""
+_SIGNATURE_MAX = 30
+"""An issuer line in a closing signature block is at most this long."""
+
+
+class Field(NamedTuple):
+    """One metadata value read from a line: its key, value and `[start, end)` in the line."""
+
+    key: str
+    value: str
+    start: int
+    end: int
+
+
+def meta_fields(line: str, head: bool = True) -> list[Field]:
+    """The metadata a whole line carries (labelled pairs, a newspaper line, a 文号 line, a byline or
+    date line), or `[]` for content. `head`: the line is in the document's head, where `时间：` and
+    `日期：` are its date."""
+    return list(_fields(line, head))
+
+
+@lru_cache(maxsize=8192)
+def _fields(line: str, head: bool) -> tuple[Field, ...]:
+    return tuple(_read_fields(line, head))
+
+
+def _read_fields(line: str, head: bool) -> list[Field]:
+    match = _PUBLICATION.match(line)
+    if match:
+        return [Field("publisher", line, 0, len(line)), _field("date", line, match.start("date"), match.end("date"))]
+    if _DOC_NUMBER.match(line):
+        return [Field("doc_number", line, 0, len(line))]
+    match = _DATE_LINE.match(line)
+    if match:
+        return [_field("date", line, 0, match.end("date"))] if head else []
+    match = _BYLINE_LINE.match(line)
+    if match:
+        return [Field("byline", line, 0, len(line)), _field("author", line, match.start("name"), len(line))]
+    tail = max(0, len(line) - _TAIL)  # bylines and credits end a line: only its tail is searched
+    match = _TRAILING_BYLINE.search(line, tail) if line.endswith((")", "）")) else None
+    byline = _byline(line, match) if match else []
+    if byline:
+        return byline
+    match = _PHOTO_CREDIT.search(line, tail) if "摄" in line[tail:] else None
+    if match:
+        names = next(match.group(g) for g in ("reporter", "name", "photographer") if match.group(g))
+        start = (
+            match.start("reporter")
+            if match.group("reporter")
+            else match.start("name")
+            if match.group("name")
+            else match.start("photographer")
+        )
+        return [
+            _field("photo_credit", line, match.start("credit"), match.end("credit")),
+            Field("photographer", names, start, start + len(names)),
+        ]
+    match = _DATELINE.match(line)
+    if match:  # `本报北京3月14日电 （记者 张文）…`: the author of a news story, in its first sentence
+        return [Field("author", match.group("name"), match.start("name"), match.end("name"))]
+    bracketed = _BRACKETED.match(line)
+    if bracketed and _META_HEAD.match(bracketed.group(2)):  # `（责编：李明）`, `【责任编辑：刘阳】`
+        return [f._replace(start=f.start + 1, end=f.end + 1) for f in _read_fields(bracketed.group(2), head)]
+    match = _META_HEAD.match(line)
+    if not match:
+        return []
+    fields = [_field("date", line, match.start("date"), match.end("date"))] if match.group("date") else []
+    pairs = list(_PAIR.finditer(line, match.end("date") if match.group("date") else 0))
+    for pair, following in zip(pairs, [*pairs[1:], None], strict=True):
+        label = re.sub(r"\s+", "", pair.group("label"))
+        key = LABELS[label]
+        start, end = pair.end(), following.start() if following else len(line)
+        if key in _DATE_KEYS:
+            date = _DATE_VALUE.search(line, start, end)
+            if date:
+                start, end = date.start(), date.end()
+            elif label in _GENERIC_LABELS:
+                continue
+        if label in _GENERIC_LABELS and not head:
+            continue
+        value = _field(key, line, start, end)
+        if value.value:
+            fields.append(value)
+    return fields
+
+
+def _field(key: str, line: str, start: int, end: int) -> Field:
+    """`line[start:end]` as a field, without surrounding spaces and separators."""
+    while start < end and line[start] in " \t|｜丨":
+        start += 1
+    while end > start and line[end - 1] in " \t|｜丨":
+        end -= 1
+    return Field(key, line[start:end], start, end)
+
+
+def _byline(line: str, match: re.Match[str]) -> list[Field]:
+    """A byline `（作者 李金英）` / `（宁都县委常委、县纪委* 钟恢生）` ending `line`, or `[]`."""
+    body, offset = match.group("body"), match.start("body")
+    if _PHOTO_CREDIT.search(match.group("byline")):
+        return []
+    for form in _BYLINE_FORMS:
+        found = form.match(body)
+        if found:
+            fields = [Field("byline", match.group("byline"), match.start("byline"), match.end("byline"))]
+            for key in found.groupdict():
+                fields.append(_field(key, line, offset + found.start(key), offset + found.end(key)))
+            return fields
+    return []
+
+
+def read_meta(line: str) -> dict[str, str] | None:
+    """The metadata values a line carries (`时间:…`, `作者:… 单位:…`, `《人民日报》(…)`), or None."""
+    fields = meta_fields(line)
+    return {f.key: f.value for f in fields} or None
+
+
+def is_metadata_line(line: str) -> bool:
+    """A line that is metadata (a field, a byline, a date, a 文号), not content or a heading."""
+    fields = meta_fields(line)
+    if fields and fields[0].key == "author" and _DATELINE.match(line):
+        return False  # a news story's first sentence
+    return bool(fields) and not (fields[0].key in ("byline", "photo_credit") and fields[0].start > 0)
+
+
+# --- page furniture -------------------------------------------------------------------------
+
+_FURNITURE_LINE = re.compile(
+    r"""^(?:
+        [-–—·•*|｜]+                                           # a lone bullet or separator
+      | 发布网友|热心网友|匿名用户|网友|提问者|我来回答|展开全部|收起|展开|举报|分享|评论|点赞|收藏
+      | 其他回答|更多回答|查看更多|已采纳|最佳答案|满意答案|返回顶部|返回首页|打印本页|关闭窗口|打印|关闭
+      | (?:上一篇|下一篇)(?:[:：].{0,60})?
+      | 共\s*\d+\s*(?:个|条)(?:回答|评论)
+      | (?:(?:赞|踩|点赞|收藏|评论|分享|举报|回复|收起|展开)\s*\d*\s*)+   # a row of buttons and counts
+      | 分享到[:：]?.{0,30}
+      | (?:当前位置|您现在的位置|您的位置|所在位置)[:：].*             # breadcrumb
+      | (?:[^>＞»›。，,；;]{1,12}\s*[>＞»›]\s*){2,}[^>＞»›。，,；;]{1,12}
+      | 首页\s*(?:[>＞»›/]\s*[^>＞»›/]{1,20}\s*)+
+      | (?:[^\s|｜丨。，,；;！？]{1,8}\s*[|｜丨]\s*){2,}[^\s|｜丨。，,；;！？]{1,8}   # "首页 | 新闻 | 政务公开"
+      | (?![^。；]*[。；]).{0,80}(?:版权所有|Copyright|©|ICP备|ICP证|公网安备|网站标识码|网站地图|联系我们|技术支持[:：]).{0,80}
+      | 扫一扫.{0,30}
+    )$""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_PAGE_MARK = re.compile(
+    r"^(?:[-–—－]\s*\d{1,4}\s*[-–—－]|第\s*\d{1,4}\s*页(?:\s*[,，/]?\s*共\s*\d{1,4}\s*页)?|\d{1,4}\s*/\s*\d{1,4}"
+    r"|page\s*\d{1,4}(?:\s*of\s*\d{1,4})?)$",
+    re.IGNORECASE,
+)
+_LONE_NUMBER = re.compile(r"^\d{1,3}$")
+_RELATED = re.compile(r"^(?:相关推荐|相关阅读|相关新闻|相关问答|相关文章|为你推荐|猜你喜欢|热门推荐|延伸阅读)[:：]?$")
+_BULLET_ITEM = re.compile(r"^[-–—·•]\s.{0,80}$")
+_DATED_ITEM = re.compile(r"^.{2,80}?(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|[(（\[]\d{1,2}-\d{1,2}[)）\]]|\d+个回答.*)$")
+
+
+def is_furniture(line: str) -> bool:
+    """A line of page chrome: UI labels and buttons, breadcrumbs, navigation, footers."""
+    return bool(_FURNITURE_LINE.match(line))
+
+
+def _is_link_item(line: str) -> bool:
+    """A short entry of a link list: `- headline` (not a sentence ending in 。) or `headline2021/12/13`."""
+    return bool((_BULLET_ITEM.match(line) and line[-1] not in "。；;") or _DATED_ITEM.match(line))
+
+
+def _drop_link_lists(lines: list[str]) -> list[str]:
+    """Link lists: the entries after a `相关阅读`-style heading, and a run of at least three entries
+    (bullets or headlines ending in a date) that ends the page."""
+    keep = [True] * len(lines)
+    for i, line in enumerate(lines):
+        if _RELATED.match(line):
+            keep[i] = False
+            j = i + 1
+            while j < len(lines) and (
+                _is_link_item(lines[j]) or (len(lines[j]) <= 40 and lines[j][-1] not in "。！？")
+            ):
+                keep[j] = False
+                j += 1
+    end, entries = len(lines), 0
+    while end > 0 and (_is_link_item(lines[end - 1]) or is_furniture(lines[end - 1])):
+        end -= 1
+        entries += _is_link_item(lines[end])
+    if entries >= 3 and end > 0:
+        keep[end:] = [False] * (len(lines) - end)
+    return [line for line, kept in zip(lines, keep, strict=True) if kept]
+
+
+def _drop_navigation(lines: list[str]) -> list[str]:
+    """A menu before the content: a run of three or more very short lines at the top of the page."""
+    run = 0
+    while run < len(lines) and len(lines[run]) <= 6 and not re.search(r"[。，,；;：:！？]", lines[run]):
+        run += 1
+    return lines[run:] if 3 <= run < len(lines) else lines
+
+
+def _drop_page_marks(lines: list[str]) -> list[str]:
+    """Page numbers (`- 3 -`, `第3页 共5页`, lone numbers when several) and running headers or
+    footers: a short line repeated on several pages (digits aside)."""
+    lone = sum(bool(_LONE_NUMBER.match(line)) for line in lines)
+    marks = sum(bool(_PAGE_MARK.match(line)) for line in lines)
+    paged = lone >= 2 or marks > 0
+    keys = [re.sub(r"\d+", "#", line) for line in lines]
+    counts = Counter(keys)
+    out = []
+    for line, key in zip(lines, keys, strict=True):
+        if _PAGE_MARK.match(line) or (lone >= 2 and _LONE_NUMBER.match(line)):
+            continue
+        repeated = counts[key] >= (2 if paged else 3)
+        if repeated and len(line) <= 40 and len(re.sub(r"[\d\s]", "", line)) >= 6 and not is_metadata_line(line):
+            continue
+        out.append(line)
+    return out
+
+
+# --- hard-wrapped text (PDF) ----------------------------------------------------------------
+
+_BLOCK_START = re.compile(
+    r"^(?:[一二三四五六七八九十]+[、.．]|第[一二三四五六七八九十百\d]+[章节条]|[(（][一二三四五六七八九十\d]+[)）]|\d+[.、．]|附件)"
+)
+
+
+def _unwrap(lines: list[str]) -> list[str]:
+    """Join the lines of hard-wrapped paragraphs (PDF text): when most long lines have about the same
+    length, a line that long and not ending a sentence continues on the next line."""
+    long = sorted(len(line) for line in lines if len(line) >= 10)
+    if len(long) < 6:
+        return lines
+    width = long[int(0.9 * (len(long) - 1))]
+    if sum(length >= 0.85 * width for length in long) < 0.4 * len(long):
+        return lines
+    out: list[str] = []
+    previous = ""  # the last physical line joined into out[-1]
+    for line in lines:
+        if (
+            out
+            and len(previous) >= 0.85 * width
+            and previous[-1] not in SENTENCE_END + "：:"
+            and not _BLOCK_START.match(line)
+            and not is_metadata_line(line)
+            and not is_metadata_line(previous)
+        ):
+            space = " " if previous[-1].isascii() and previous[-1].isalnum() and line[0].isascii() else ""
+            out[-1] += space + line
+        else:
+            out.append(line)
+        previous = line
+    return out
+
+
+# --- garbled runs ---------------------------------------------------------------------------
+
+_ANCHOR = re.compile(
+    "[\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff\x80-\x9f?\u3041-\u30fa\u30fc-\u30ff\u2460-\u257f"
+    "\u3400-\u4dbf\U00020000-\U0003ffff\u00a1-\u00b6\u00b8-\u00d6\u00d8-\u00f6\u00f8-\u017f\u01cd-\u01dc]"
+)
+"""Characters unlikely in Chinese text (a `?` only when glued to what follows, see `_kind`)."""
+_NOT_GLUED = frozenset(" \t\r\n\u3000”’」』）)】》\"'")
+_GARBLED_GAP = 5
+"""Anchors at most this many characters apart belong to one run."""
+
+
+def _kind(text: str, position: int, end: int) -> str | None:
+    """What kind of unlikely character `text[position]` is (None: a `?` that ends a question)."""
+    char = text[position]
+    code = ord(char)
+    if char == "?":
+        return "qmark" if position + 1 < end and text[position + 1] not in _NOT_GLUED else None
+    if char == "\ufffd" or 0xE000 <= code <= 0xF8FF or code >= 0xF0000 or 0x80 <= code <= 0x9F:
+        return "strong"  # replacement, private use, C1 controls
+    if 0x3041 <= code <= 0x30FF:
+        return "kana"
+    if 0x2460 <= code <= 0x257F:
+        return "symbol"  # circled numbers, box drawing
+    if 0x3400 <= code <= 0x4DBF or code >= 0x20000:
+        return "rare"  # CJK extensions
+    return "latin"
+
+
+def garbled_runs(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Mojibake in `text[start:end]` as `(start, end)` runs: replacement or private-use characters, or
+    a cluster of unlikely characters — ASCII `?` glued to the next character, kana, circled numbers,
+    box drawing, rare CJK extensions, stray Latin letters — of at least two kinds (or three `?` or
+    three Latin letters, two of them adjacent). A lone `?` or kana is not enough."""
+    end = len(text) if end is None else end
+    runs: list[tuple[int, int]] = []
+    cluster: list[tuple[int, str]] = []
+    anchors = ((m.start(), _kind(text, m.start(), end)) for m in _ANCHOR.finditer(text, start, end))
+    for anchor in [*((p, k) for p, k in anchors if k is not None), None]:
+        if anchor is not None and (not cluster or anchor[0] - cluster[-1][0] - 1 <= _GARBLED_GAP):
+            cluster.append(anchor)
+            continue
+        if cluster and _is_garbled(cluster):
+            run_end = cluster[-1][0] + 1
+            while run_end < end and ((text[run_end].isascii() and text[run_end].isalpha()) or text[run_end] in ")）"):
+                run_end += 1  # the rest of a pinyin fragment: `?zhèn)`
+            runs.append((cluster[0][0], run_end))
+        cluster = [anchor] if anchor is not None else []
+    return runs
+
+
+def _is_garbled(cluster: list[tuple[int, str]]) -> bool:
+    kinds = Counter(kind for _, kind in cluster)
+    if kinds["strong"] or kinds["qmark"] >= 3 or len(kinds) >= 2:
+        return True
+    if kinds["latin"] >= 3:
+        return any(b[0] == a[0] + 1 for a, b in itertools.pairwise(cluster))
+    return False
+
+
+# --- the whole document ---------------------------------------------------------------------
+
+
+def strip_pinyin(text: str) -> str:
+    """Remove pinyin in brackets after Chinese characters: `責(zé)任` → `責任`."""
+
+    def drop(match: re.Match[str]) -> str:
+        syllable = match.group(1)
+        return "" if _SYLLABLE.match(syllable) and _HAS_TONE.search(syllable) else match.group(0)
+
+    return _PINYIN.sub(drop, text)
+
+
+def clean_lines(text: str) -> list[str]:
+    """The content and metadata lines of `text`, trimmed, without furniture and hard wraps."""
+    text = strip_pinyin(_INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n")))
+    lines: list[str] = []
+    for raw_line in text.split("\n"):
+        line = _MARKDOWN_HEADING.sub("", raw_line.replace("\u3000", " ").replace("\xa0", " ").strip())
+        if not line:
+            continue
+        if "【" in line:
+            line = _BUTTONS.sub("", line).strip()
+        fields_only = _COUNTERS.sub("", line).strip() if _MAYBE_COUNTER.search(line) else line
+        if fields_only and is_metadata_line(fields_only):  # metadata first: never taken for furniture
+            lines.append(fields_only)
+            continue
+        if line and not is_furniture(line):
+            lines.append(line)
+    lines = _drop_link_lists(lines)
+    lines = _drop_navigation(lines)
+    lines = _drop_page_marks(lines)
+    return _unwrap(lines)
+
+
+def looks_like_title(line: str) -> bool:
+    """Short and not ending a sentence: a title or heading line."""
+    return len(line) <= 60 and line[-1] not in SENTENCE_END
+
+
+def derive_title(lines: list[str]) -> str:
+    """A title from the first clause of the text, when the document has none."""
+    first = lines[0] if lines else ""
+    clause = re.split(r"[，,。！？!?；;：:]", first, maxsplit=1)[0]
+    return clause[:40] + ("…" if len(clause) > 40 else "")
+
+
+def _is_body(line: str) -> bool:
+    """A line of running text: the document's head (where `时间：` is its date) ends before the first."""
+    return not is_metadata_line(line) and (len(line) >= 50 or line[-1] in SENTENCE_END)
+
+
+def _signature(lines: list[str]) -> tuple[int, int] | None:
+    """A closing signature block: an issuer line directly above a date line, among the last lines."""
+    for i in range(len(lines) - 1, max(0, len(lines) - 6), -1):
+        if _DATE_LINE.match(lines[i]):
+            issuer = lines[i - 1]
+            if (
+                len(issuer) <= _SIGNATURE_MAX
+                and not re.search(r"[。，,；;：:！？]", issuer)
+                and not meta_fields(issuer)
+            ):
+                return i - 1, i
+    return None
+
+
+_DOCUMENT_TYPE = re.compile(
+    r"(?:通知|通报|意见|决定|办法|规定|方案|报告|请示|批复|函|纪要|公告|通告|决议|条例|细则|规则|要点|计划)$"
+)
+
+
+def _wrapped_title(lines: list[str]) -> None:
+    """Join a title wrapped over two lines (`…关于印发《…党风廉政` / `建设责任制考核办法》的通知`)."""
+    if len(lines) < 3 or lines[0][-1] in SENTENCE_END + "，,：:" or len(lines[0]) + len(lines[1]) > 60:
+        return
+    if _DOCUMENT_TYPE.search(lines[1]) and not _DOCUMENT_TYPE.search(lines[0]):
+        lines[:2] = [lines[0] + lines[1]]
+
+
+def clean(raw: RawDocument) -> Document:
+    """Clean a read document; its title comes from the file, a `标题：` field, its first line or its
+    first clause."""
+    lines = clean_lines(raw.text)
+    _wrapped_title(lines)
+    title = (raw.title or "").strip()
+    if not title:
+        title = next((f.value for line in lines[:12] for f in meta_fields(line) if f.key == "title"), "")
+    headline = len(lines) > 1 and len(lines[0]) <= 60 and lines[0][-1] not in "。；;，,：:"
+    if not title and headline and not is_metadata_line(lines[0]):  # a headline, or a Q&A page's question
+        title = lines.pop(0)
+    if title:
+        lines = [line for line in lines if line != title]
+    meta: dict[str, str] = dict(raw.meta)
+    spans: dict[str, list[int]] = {}
+    if not title:
+        title = derive_title(lines) or raw.source
+        meta["title_derived"] = "yes"
+
+    def record(fields: list[Field], offset: int, written: bool = False) -> None:
+        for key, value, start, end in fields:
+            key = "written_date" if written and key == "date" else key
+            if key not in spans:
+                meta[key] = value
+                spans[key] = [offset + start, offset + end]
+
+    signature = _signature(lines)
+    head = True
+    offset = 0
+    for number, line in enumerate(lines):
+        head = head and not _is_body(line)
+        if signature and number == signature[0]:
+            record([Field("issuer", line, 0, len(line))], offset)
+        elif signature and number == signature[1]:
+            record(meta_fields(line), offset, written=True)
+        else:
+            record(meta_fields(line, head), offset)
+        offset += len(line) + 1
+    return Document(raw.source, title, "\n".join(lines), meta, raw.fingerprint, spans)
