@@ -20,7 +20,11 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from ui.access import Access
 
 STARTED = time.perf_counter()
 STARTUP_GRACE = 3.0
@@ -42,8 +46,8 @@ def launch(*args: Any, **kwargs: Any) -> Any:
     return launch(*args, **kwargs)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python app.py`: serve the page at once, open the engine and update the index in the background."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of `python app.py` (`--help` prints it and exits)."""
     parser = argparse.ArgumentParser(description="政策问答 chat page")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -62,11 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         "--llm-url", help="OpenAI-compatible model server for written answers (or $RAG_LLM_BASE_URL; default: off)"
     )
     parser.add_argument("--llm-model", help="model name on that server (or $RAG_LLM_MODEL; default: its first)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("faiss", "bm25s", "sentence_transformers", "httpx", "jieba"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return parser.parse_args(argv)
 
+
+def configure(args: argparse.Namespace) -> tuple[Settings, Access] | None:
+    """The settings and the users the command line (and the environment) ask for; None (logged) when
+    they cannot be used."""
     from rag.config import Settings
     from ui.access import Access, AccessError
 
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         access = Access.from_spec(args.auth or os.environ.get("RAG_AUTH"), read_only=args.read_only)
     except AccessError as exc:
         log.error("%s", exc)
-        return 2
+        return None
     try:
         settings = Settings.from_env(
             index_dir=args.index,
@@ -85,13 +90,26 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as exc:  # e.g. RAG_LLM_TIMEOUT that is not a number
         log.error("%s", exc)
-        return 2
+        return None
     if settings.llm_enabled:
         log.info(
             "written answers from %s (model %s)", settings.llm_base_url, settings.llm_model or "the server's first"
         )
     if args.host not in ("127.0.0.1", "localhost", "::1") and not access.login_required:
         log.warning("serving on %s without --auth: anyone who can reach the page can use it", args.host)
+    return settings, access
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python app.py`: serve the page at once, open the engine and update the index in the background."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("faiss", "bm25s", "sentence_transformers", "httpx", "jieba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configured = configure(args)
+    if configured is None:
+        return 2
+    settings, access = configured
 
     from ui.layout import build_app, launch
     from ui.startup import EngineLoader, open_engine

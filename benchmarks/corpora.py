@@ -88,7 +88,7 @@ def _read_jsonl(path: Path) -> Iterator[dict]:
 def load_pool(bench: Path = SHARED_BENCH) -> tuple[list[Passage], list[Query]]:
     """All pool passages (shuffled once with a fixed seed) with their chunk counts, and all questions."""
     from rag.config import Settings
-    from rag.index.build import _prepare
+    from rag.index.gather import prepare
     from rag.ingest.loaders import RawDocument
 
     settings = Settings()
@@ -96,7 +96,7 @@ def load_pool(bench: Path = SHARED_BENCH) -> tuple[list[Passage], list[Query]]:
     queries: list[Query] = []
     for corpus_name, queries_name in SOURCES:
         for r in _read_jsonl(bench / corpus_name / "corpus.jsonl"):
-            _, chunks = _prepare(RawDocument(r["id"], r["text"], r.get("title") or None), settings)
+            _, chunks = prepare(RawDocument(r["id"], r["text"], r.get("title") or None), settings)
             passages.append(Passage(r["id"], r.get("title") or "", r["text"], len(chunks), r["id"]))
         for r in _read_jsonl(bench / queries_name / "queries.jsonl"):
             queries.append(Query(r["id"], r["question"], list(r.get("answers", [])), list(r["gold_ids"])))

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rag.index import integrity  # noqa: E402
-from rag.index.knowledge_base import check, load
-from rag.index.layout import current_build
+from rag.index.knowledge_base import check, load  # noqa: E402
+from rag.index.layout import current_build  # noqa: E402
 
 START, END = "<!-- integrity-cost:start -->", "<!-- integrity-cost:end -->"
 
@@ -46,7 +46,7 @@ def timed(call: Callable[[], Any], repeat: int) -> float:
 
 
 def unchecked_load(index_dir: Path) -> None:
-    """`store.load` with the integrity checks switched off: what loading cost before they existed."""
+    """`rag.index.knowledge_base.load` with the integrity checks switched off: what loading cost before they existed."""
     files, structure = integrity.check_files, integrity.check_structure
     integrity.check_files = lambda *a, **k: []  # type: ignore[assignment]
     integrity.check_structure = lambda *a, **k: []  # type: ignore[assignment]

@@ -29,11 +29,13 @@ sys.path.insert(0, str(HERE.parent))
 
 from rag.config import Settings  # noqa: E402
 from rag.embedding.embedder import load_embedder  # noqa: E402
-from rag.index.backends.base import LEXICAL, BuildInput, TokenIds  # noqa: E402
-from rag.index.backends.milvus import MilvusBackend, hybrid_search  # noqa: E402
-from rag.index.knowledge_base import KnowledgeBase, load
-from rag.query.question import Query
-from rag.retrieval.retriever import _KIND_CUES, Retriever  # noqa: E402
+from rag.index.backends.base import BuildInput, TokenIds  # noqa: E402
+from rag.index.backends.milvus import MilvusBackend  # noqa: E402
+from rag.index.backends.milvus_search import hybrid_search  # noqa: E402
+from rag.index.knowledge_base import KnowledgeBase, load  # noqa: E402
+from rag.index.layout import LEXICAL  # noqa: E402
+from rag.query.question import Query  # noqa: E402
+from rag.retrieval.retriever import Retriever  # noqa: E402
 from rag.service.evaluate import EvalQuestion, load_questions  # noqa: E402
 from rag.text.tokenize import bigrams, words  # noqa: E402
 
@@ -95,8 +97,8 @@ def study(index: Path, queries: Path, name: str, limit: int | None) -> dict[str,
 
     def server(rrf_k: int) -> Callable[[Query], list[int]]:
         def run(query: Query) -> list[int]:
-            text = query.lexical + _KIND_CUES.get(query.kind, "")
-            lexical = {"words": words(text), "bigrams": bigrams(text)}
+            # the lexical query the product's retrieval tokenizes (`Retriever.search`)
+            lexical = {"words": words(query.lexical), "bigrams": bigrams(query.lexical)}
             return hybrid_search(backend.target, collection, query.vector, lexical, depth, 5, rrf_k)[0].tolist()
 
         return run

@@ -32,14 +32,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+import rag.index.gather  # noqa: E402  (its `index_text` is swapped for each kind of index text)
 from rag.config import Settings  # noqa: E402
-from rag.index.build import build
-from rag.index.knowledge_base import load
-from rag.ingest.chunk import index_text
-from rag.model import (
-    Chunk,  # noqa: E402
-    Document,  # noqa: E402
-)
+from rag.index.knowledge_base import load  # noqa: E402
+from rag.ingest.chunk import index_text  # noqa: E402
+from rag.model import Chunk, Document  # noqa: E402
 from rag.text.normalize import normalize  # noqa: E402
 
 log = logging.getLogger("quality")
@@ -200,12 +197,12 @@ def build_index(name: str, text_kind: str, embedder: CachedEmbedder) -> Path:
     corpus = SETS[name][0]
     index_dir = WORK / f"{name}-{text_kind}"
     settings = Settings(corpus_dir=corpus, index_dir=index_dir)
-    original, before = index_text, embedder.embedded
-    index_text = INDEX_TEXTS[text_kind]
+    original, before = rag.index.gather.index_text, embedder.embedded
+    rag.index.gather.index_text = INDEX_TEXTS[text_kind]
     try:
-        report = build(settings, embedder, corpus, rebuild=True, progress=sys.stderr.isatty())
+        report = rag.index.build.build(settings, embedder, corpus, rebuild=True, progress=sys.stderr.isatty())
     finally:
-        index_text = original
+        rag.index.gather.index_text = original
     log.info("%s/%s: %d chunks, %d embedded", name, text_kind, report.chunks, embedder.embedded - before)
     return index_dir
 
@@ -326,7 +323,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         "Index texts: `header` = context header (title, issuing body, document number, date from the "
-        "metadata) + heading path + text (`rag.index.build.index_text`); `title` = title + heading path + text "
+        "metadata) + heading path + text (`rag.index.gather.index_text`); `title` = title + heading path + text "
         "(main before); `plain` = the chunk's text only.",
         "",
         "More figures of `current` (MRR@10; citation hit = a citation quotes a gold passage; answered = "

@@ -221,60 +221,20 @@ def _gradio_import_seconds() -> float:
 
 def _start_once(folder: Path) -> dict[str, Any]:
     """Spawn the page on `folder`'s index and time it; the process is stopped afterwards."""
-    from gradio_client import Client
+    from gradio_client import Client  # imported before the clock starts
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
     browser = _chromium()
     log_path = folder / "app.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result: dict[str, Any] = {"loadavg": round(os.getloadavg()[0], 2)}
     with log_path.open("w", encoding="utf-8") as log_file:
         spawned = time.perf_counter()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "app.py"),
-                "--index",
-                str(folder / "index"),
-                "--corpus",
-                str(folder / "corpus"),
-                "--port",
-                str(port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+        process = _spawn_app(folder, port, log_file)
         try:
-            while True:
-                try:
-                    with urllib.request.urlopen(url, timeout=5) as response:
-                        if response.status == 200 and b"gradio_config" in response.read():
-                            break
-                except OSError:
-                    pass
-                if process.poll() is not None or time.perf_counter() - spawned > 300:
-                    raise RuntimeError(f"app.py did not serve: see {log_path}")
-                time.sleep(0.02)
+            _wait_for_page(url, process, spawned, log_path)
             result["page_s"] = round(time.perf_counter() - spawned, 2)
-            answered: dict[str, float] = {}
-
-            def first_answer() -> None:
-                Client(url, verbose=False).predict(FALLBACK_QUESTIONS[0], api_name="/ask")
-                answered["at"] = time.perf_counter()
-
-            asking = threading.Thread(target=first_answer)
-            asking.start()
-            if browser is not None:
-                page = browser.new_page()
-                page.goto(url)
-                page.wait_for_selector("#question textarea", timeout=120_000)
-                result["screen_s"] = round(time.perf_counter() - spawned, 2)
-                page.close()
-            asking.join(600)
-            result["first_answer_s"] = round(answered["at"] - spawned, 2) if "at" in answered else None
+            result.update(_screen_and_first_answer(url, browser, spawned, Client))
         finally:
             process.terminate()
             process.wait(30)
@@ -284,6 +244,63 @@ def _start_once(folder: Path) -> dict[str, Any]:
     for line in log_path.read_text(encoding="utf-8").splitlines():
         if "engine ready after" in line:
             result["engine_s"] = float(line.rsplit("after", 1)[1].split()[0])
+    return result
+
+
+def _spawn_app(folder: Path, port: int, log_file: Any) -> subprocess.Popen:
+    """`python app.py` on `folder`'s index and corpus, its output into `log_file`."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "app.py"),
+            "--index",
+            str(folder / "index"),
+            "--corpus",
+            str(folder / "corpus"),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_for_page(url: str, process: subprocess.Popen, spawned: float, log_path: Path) -> None:
+    """Poll until `GET url` returns the page (at most 300 s after `spawned`, and while the process lives)."""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200 and b"gradio_config" in response.read():
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.perf_counter() - spawned > 300:
+            raise RuntimeError(f"app.py did not serve: see {log_path}")
+        time.sleep(0.02)
+
+
+def _screen_and_first_answer(url: str, browser: Any, spawned: float, client: Any) -> dict[str, Any]:
+    """Ask once through the API (a `gradio_client.Client`) while Chromium (if any) loads the page: seconds
+    from `spawned` to the question box on screen and to the answer."""
+    result: dict[str, Any] = {}
+    answered: dict[str, float] = {}
+
+    def first_answer() -> None:
+        client(url, verbose=False).predict(FALLBACK_QUESTIONS[0], api_name="/ask")
+        answered["at"] = time.perf_counter()
+
+    asking = threading.Thread(target=first_answer)
+    asking.start()
+    if browser is not None:
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#question textarea", timeout=120_000)
+        result["screen_s"] = round(time.perf_counter() - spawned, 2)
+        page.close()
+    asking.join(600)
+    result["first_answer_s"] = round(answered["at"] - spawned, 2) if "at" in answered else None
     return result
 
 

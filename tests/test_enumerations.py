@@ -8,6 +8,7 @@ from conftest import SHARED, shared_file
 from rag.answer.enumerations import find_enumerations, ordinal
 from rag.answer.evidence import has_figure, has_time
 from rag.answer.scoring import is_heading, spells_out
+from rag.config import ComposerSettings
 from rag.ingest.chunk import sentence_spans
 from rag.query.definitions import definition_strength
 from rag.text.normalize import compact
@@ -42,11 +43,12 @@ def _bench_texts() -> list[str]:
 def test_sentence_heuristics_run_on_every_benchmark_text():
     texts = _bench_texts()
     blocks = 0
+    steps = ComposerSettings()
     for text in texts:
         blocks += len(find_enumerations(text))
         for span in sentence_spans(text):
             sentence = compact(text[span.start : span.end])
-            definition_strength(sentence, ["责任", "制度"], 0.6)
+            definition_strength(sentence, ["责任", "制度"], 0.6, steps)
             spells_out(sentence, 3, "转")
             has_figure(sentence)
             has_time(sentence)

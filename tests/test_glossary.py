@@ -1,4 +1,4 @@
-"""The English → Chinese glossary of English questions (`rag/glossary.py`)."""
+"""The English → Chinese glossary of English questions (`rag/text/glossary.py`)."""
 
 from rag.text.glossary import chinese_terms
 

@@ -1,4 +1,4 @@
-"""Index integrity and recovery (`rag/integrity.py`, `rag/store.py`): every damaged file is noticed,
+"""Index integrity and recovery (`rag.index.integrity`, `rag.index.build`): every damaged file is noticed,
 questions are answered from the last good build, `rag index` repairs from the corpus re-using what
 verifies, `rag doctor` says healthy or not, and no case ends in a traceback.
 
@@ -21,11 +21,11 @@ import pytest
 from rag.cli import main
 from rag.config import Settings
 from rag.engine import Engine
-from rag.index import build as index_build
-from rag.index import integrity
-from rag.index.build import CURRENT, IndexWriteError, _write_jsonl, build
-from rag.index.knowledge_base import IndexDamaged, _load_build, load
-from rag.index.layout import IndexUnavailable, current_build
+from rag.index import commit, integrity
+from rag.index.build import build
+from rag.index.commit import IndexWriteError
+from rag.index.knowledge_base import IndexDamaged, load, load_build
+from rag.index.layout import CURRENT, IndexUnavailable, current_build
 
 DOCS = {
     "a.txt": "纪委监督责任\n纪委要履行监督责任，聚焦主责主业，做到有案必查。",
@@ -162,7 +162,7 @@ def test_shuffled_chunks_are_noticed(kb):
     manifest["files"]["chunks.jsonl"]["sha256"] = integrity.digest(path)
     (live(kb) / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(integrity.Damaged, match="out of order"):
-        _load_build(live(kb))
+        load_build(live(kb))
 
 
 @pytest.mark.parametrize("manifest", ["[1, 2]", '{"format": 1}', "{broken", ""])
@@ -286,13 +286,13 @@ def test_doctor_says_when_the_pipeline_changed(kb, cli, monkeypatch):
 
 def test_a_build_that_does_not_verify_never_goes_live(kb, embedder, monkeypatch):
     pointer = (Path(kb.index_dir) / CURRENT).read_text(encoding="utf-8")
-    write_jsonl = _write_jsonl
+    write_jsonl = commit._write_jsonl
 
     def drop_last_chunk(path, records):
         records = list(records)
         write_jsonl(path, records[:-1] if path.name == "chunks.jsonl" else records)
 
-    monkeypatch.setattr(index_build, "_write_jsonl", drop_last_chunk)
+    monkeypatch.setattr(commit, "_write_jsonl", drop_last_chunk)
     (Path(kb.corpus_dir) / "e.txt").write_text("作风建设\n作风建设要锲而不舍。", encoding="utf-8")
     with pytest.raises(IndexUnavailable, match=r"does not verify.*previous index is still in use"):
         build(kb, embedder, progress=False)

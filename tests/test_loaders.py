@@ -1,4 +1,4 @@
-"""Reading source documents (`rag/loaders.py`): every format and encoding, and what gets skipped."""
+"""Reading source documents (`rag/ingest/loaders.py`): every format and encoding, and what gets skipped."""
 
 from __future__ import annotations
 

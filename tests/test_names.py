@@ -1,8 +1,11 @@
 """Names a question asks about, and where a document carries them."""
 
+from rag.config import Settings
 from rag.model import Document
 from rag.query.names import DocumentNames, question_names
 from rag.text.normalize import normalize
+
+SETTINGS = Settings()
 
 
 def _names(question: str) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -41,7 +44,7 @@ def test_a_name_in_the_header_counts_fully_and_in_the_text_half():
         "d": Document("d", "关于减免房租的通知", "正文", {"issuer": "铁岭市人民政府"}),
     }
     names = question_names(normalize("铁岭市减免几个月房租？"))
-    found = DocumentNames(documents)
+    found = DocumentNames(documents, SETTINGS.name_header_chars, SETTINGS.name_in_text)
     assert found.match("a", names) == (1.0, ("铁岭市",))
     assert found.match("b", names) == (0.5, ("铁岭市",))
     assert found.match("c", names) == (0.0, ())
@@ -51,7 +54,7 @@ def test_a_name_in_the_header_counts_fully_and_in_the_text_half():
 
 def test_a_simplified_name_is_found_in_a_traditional_text():
     documents = {"t": Document("t", "通知", "各縣市：\n" + "正文。" * 100 + "鐵嶺市先行試點。")}
-    assert DocumentNames(documents).match("t", question_names(normalize("铁岭市怎么做"))) == (0.5, ("铁岭市",))
+    assert DocumentNames(documents, SETTINGS.name_header_chars, SETTINGS.name_in_text).match("t", question_names(normalize("铁岭市怎么做"))) == (0.5, ("铁岭市",))
 
 
 def test_an_answer_quotes_only_documents_with_every_asked_name_when_there_are_some():

@@ -1,4 +1,4 @@
-"""Index identity (`rag/pipeline.py`): the pipeline version follows the code, and a build re-processes
+"""Index identity (`rag.index.pipeline`): the pipeline version follows the code, and a build re-processes
 every document when it changed, re-embedding only chunk texts that changed."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Progress of index builds (`rag/progress.py`): log lines without a terminal, and the callback."""
+"""Progress of index builds (`rag.index.progress`): log lines without a terminal, and the callback."""
 
 from __future__ import annotations
 

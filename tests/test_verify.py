@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from llm_server import cite
 
-from rag.answer.verify import SentenceStream, Verifier, facts, split_sentences, unmask
+from rag.answer.verify import SentenceStream, Verifier, facts, split_sentences
 from rag.answer.writer import messages, sources_for
 
 CASES = [
@@ -66,12 +66,6 @@ def test_facts_a_sentence_states():
 def test_a_number_is_found_only_as_a_whole_number():
     (fact,) = [f for f in facts("共22名") if f.kind == "number"]
     assert fact.found_in("共22名") and not fact.found_in("共122名") and not fact.found_in("共22.5名")
-
-
-def test_masked_words_are_filled_from_the_sentence():
-    assert unmask("既协助*加强党风建设", "纪委协助党委加强党风建设") == "既协助党委加强党风建设"
-    assert unmask("*的主体责任是前提", "党委的主体责任是前提") == "党委的主体责任是前提"
-    assert unmask("被动**,而忽视", "很被动") == "被动**,而忽视"
 
 
 @pytest.fixture(scope="module")

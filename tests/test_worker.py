@@ -1,4 +1,4 @@
-"""The background indexer (`rag/worker.py`): queued changes, progress, the change log, threads."""
+"""The background indexer (`rag/service/worker.py`): queued changes, progress, the change log, threads."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The chat page's layout: tabs, components and which handler each event calls (`build_app`), and how
-it is served (`launch`).
+"""The chat page: its header, the three tabs (`ui.tabs`), the timer and the HTTP API put together
+(`build_app`), and how it is served (`launch`: Chinese whatever the browser's language, the theme, the
+`[n]` link script).
 
 Tabs: 问答 (multi-turn chat, sources grouped by document, Markdown export), 检索 (top passages by
 rank), 知识库 (documents, progress of background indexing, upload and removal). HTTP API
@@ -15,45 +16,25 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from ui.access import Access
-from ui.page import Page
-from ui.render import sources_html
+from ui.api import Api
+from ui.chat import Chat
+from ui.library import Library
+from ui.search import Search
 from ui.startup import EngineLoader
+from ui.tabs import QUICK, READ_CONCURRENCY, chat_tab, library_tab, search_tab
 
 if TYPE_CHECKING:
     from rag import Engine
     from rag.config import Settings
 
-EXAMPLES = [
-    "纪委监督责任包括什么",
-    "落实两个责任要解决哪些实际问题",
-    "党委主体责任具体指什么",
-    "縣級監委向鄉鎮派出了什麼機構?",
-]
 INTRO = "基于知识库中政策文件的问答：回答只摘录原文，每句后的 [n] 是链接，点击即可在“来源”中查看引用的原文。"
 INTRO_WRITTEN = (
     "基于知识库中政策文件的问答：回答由语言模型依据原文撰写，每句都与原文核对，核对不上的句子不显示；"
     "每句后的 [n] 是链接，点击即可在“来源”中查看引用的原文。"
 )
 """The line under the title: extractive answers, or written ones (a language model is configured)."""
-UPLOAD_TYPES = ".txt .md .docx .pdf .html"
-READ_CONCURRENCY = 8
-"""Questions answered at once; the engine is thread-safe for reads; changes run in its background worker."""
 TICK_SECONDS = 1.0
 """How often each open page asks for indexing progress."""
-CONFIRM_REMOVE = "(s, ...rest) => [s ? (confirm('从知识库删除“' + s + '”？文件会移入备份，不再参与问答。') ? s : '') : null, ...rest]"
-"""Browser-side confirmation before removing: '' = cancelled, null = nothing selected."""
-DOWNLOAD_MARKDOWN = """(md) => {
-  if (!md) return;
-  const pad = (n) => String(n).padStart(2, '0'), d = new Date();
-  const stamp = `${d.getFullYear()}${pad(d.getMonth() + 1)}${pad(d.getDate())}-${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}`;
-  const link = document.createElement('a');
-  link.href = URL.createObjectURL(new Blob([md], {type: 'text/markdown;charset=utf-8'}));
-  link.download = `政策问答-${stamp}.md`;
-  document.body.appendChild(link); link.click(); link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
-}"""
-"""The export is downloaded from the page's own text: no file is written on the server."""
-
 LANGUAGE = """<script>
 (() => {
   // Gradio chooses its interface language from the browser's: this page is Chinese whatever the browser says.
@@ -200,130 +181,28 @@ def build_app(
     access = access or Access()
     settings = settings or getattr(loader.engine, "settings", None)
     max_mb = settings.max_upload_bytes / 2**20 if settings is not None else 20
-    page = Page(loader, access)
-    private: dict[str, Any] = {"api_visibility": "private"}
-    reads: dict[str, Any] = {**private, "concurrency_limit": READ_CONCURRENCY, "concurrency_id": "read"}
-    quick: dict[str, Any] = {**private, "queue": False, "show_progress": "hidden"}
-    editable = not access.read_only  # in read-only mode, shown to administrators once they are known (on load)
+    chat, search = Chat(loader, access), Search(loader, access)
+    library, api = Library(loader, access), Api(loader, access)
     with gr.Blocks(title="政策问答", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         gr.Markdown(f"## 政策问答\n{INTRO_WRITTEN if getattr(settings, 'llm_enabled', False) else INTRO}")
         banner = gr.HTML(visible=False, elem_id="chat-banner")
         seen = gr.State(None)
         jobs = gr.State([])
         with gr.Tabs():
-            with gr.Tab("问答", id="chat"):
-                turns = gr.State([])
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=3, min_width=320):
-                        chat = gr.Chatbot(
-                            show_label=False,
-                            elem_id="chat",
-                            height=520,
-                            buttons=["copy"],
-                            feedback_options=None,
-                            examples=[{"text": q} for q in EXAMPLES],
-                            placeholder="**请提问**，或点击一个示例问题：",
-                            latex_delimiters=[],
-                            sanitize_html=True,
-                        )
-                        question = gr.Textbox(
-                            placeholder="输入问题，按回车提问；可以追问，如“那上海呢”“还有呢”",
-                            label="问题",
-                            show_label=False,
-                            elem_id="question",
-                            submit_btn="提问",
-                            max_length=1000,
-                            autofocus=True,
-                        )
-                        clear = gr.Button("清空对话", size="sm", elem_id="clear")
-                    with gr.Column(scale=2, min_width=300):
-                        gr.Markdown("#### 来源")
-                        sources = gr.HTML(sources_html(lambda source: None, None), elem_id="sources", max_height=640)
-                        with gr.Accordion("导出这条回答（Markdown）", open=False, elem_id="export"):
-                            export = gr.Textbox(
-                                show_label=False,
-                                lines=8,
-                                max_lines=16,
-                                interactive=False,
-                                buttons=["copy"],
-                                elem_id="export-md",
-                            )
-                            download = gr.Button("下载 .md 文件", interactive=False, size="sm", elem_id="download")
-                outputs = [question, chat, turns, sources, export, download]
-                question.submit(page.on_ask, [question, chat, turns], outputs, show_progress="minimal", **reads)
-                chat.example_select(page.on_example, [chat, turns], outputs, show_progress="minimal", **reads)
-                chat.select(page.on_select, [turns], [sources, export, download], **reads)
-                clear.click(page.on_clear, None, outputs, **quick)
-                chat.clear(page.on_clear, None, outputs, **quick)
-                download.click(None, export, None, js=DOWNLOAD_MARKDOWN)
-
-            with gr.Tab("检索", id="search"):
-                gr.Markdown("只列出最相关的原文段落（按相关程度排列），不生成回答，便于会前快速查找。")
-                with gr.Row():
-                    query = gr.Textbox(
-                        placeholder="输入关键词或问题，按回车检索",
-                        label="检索",
-                        show_label=False,
-                        scale=4,
-                        elem_id="search-query",
-                        submit_btn="检索",
-                        max_length=1000,
-                    )
-                    k = gr.Slider(1, 20, value=5, step=1, label="段落数", scale=1, elem_id="search-k")
-                results = gr.HTML(elem_id="search-results")
-                query.submit(page.on_search, [query, k], results, **reads)
-
-            with gr.Tab("知识库", id="kb"):
-                progress = gr.HTML(visible=False, elem_id="kb-progress")
-                table = gr.Dataframe(
-                    headers=["标题", "文件", "日期", "段落数", "字数"],
-                    interactive=False,
-                    wrap=True,
-                    elem_id="docs",
-                    label="已索引的文档",
-                )
-                with gr.Column(visible=editable, elem_id="kb-edit") as edit:
-                    with gr.Row(equal_height=False):
-                        with gr.Column():
-                            files = gr.File(
-                                label=f"上传文档（{UPLOAD_TYPES}；单个不超过 {max_mb:g} MB）",
-                                file_count="multiple",
-                                elem_id="upload",
-                            )
-                        with gr.Column():
-                            choice = gr.Dropdown(
-                                label="删除文档", choices=[], allow_custom_value=True, elem_id="remove-choice"
-                            )
-                            remove = gr.Button("删除所选文档", variant="stop", elem_id="remove")
-                    pending = gr.State([])
-                    with gr.Group(visible=False, elem_id="replace-confirm") as confirm:
-                        confirm_text = gr.Markdown()
-                        with gr.Row():
-                            replace = gr.Button("替换", variant="primary", size="sm", elem_id="replace-yes")
-                            keep = gr.Button("不替换", size="sm", elem_id="replace-no")
-                status = gr.Markdown(elem_id="kb-status")
-                files.upload(
-                    page.on_upload,
-                    [files, jobs, status],
-                    [status, files, jobs, pending, confirm, confirm_text],
-                    **quick,
-                )
-                replace.click(
-                    page.on_replace, [pending, jobs, status], [status, jobs, pending, confirm, confirm_text], **quick
-                )
-                keep.click(page.on_keep, [pending, status], [status, pending, confirm, confirm_text], **quick)
-                remove.click(page.on_remove, [choice, jobs, status], [status, jobs], js=CONFIRM_REMOVE, **quick)
+            chat_tab(chat)
+            search_tab(search)
+            kb = library_tab(library, jobs, max_mb)
 
         timer = gr.Timer(TICK_SECONDS)
-        tick_outputs = [banner, progress, table, choice, seen, jobs, status]
-        timer.tick(page.on_tick, [seen, jobs, status], tick_outputs, **quick)
-        demo.load(page.on_tick, [seen, jobs, status], tick_outputs, **quick)
+        tick_outputs = [banner, kb.progress, kb.table, kb.choice, seen, jobs, kb.status]
+        timer.tick(library.on_tick, [seen, jobs, kb.status], tick_outputs, **QUICK)
+        demo.load(library.on_tick, [seen, jobs, kb.status], tick_outputs, **QUICK)
         if access.read_only and access.login_required:
-            demo.load(page.on_load, None, [edit], **quick)
+            demo.load(library.on_load, None, [kb.edit], **QUICK)
 
-        gr.api(page.api_ask, api_name="ask", concurrency_limit=READ_CONCURRENCY, concurrency_id="read")
-        gr.api(page.api_search, api_name="search", concurrency_limit=READ_CONCURRENCY, concurrency_id="read")
-        gr.api(page.api_documents, api_name="documents", concurrency_limit=READ_CONCURRENCY, concurrency_id="read")
+        gr.api(api.api_ask, api_name="ask", concurrency_limit=READ_CONCURRENCY, concurrency_id="read")
+        gr.api(api.api_search, api_name="search", concurrency_limit=READ_CONCURRENCY, concurrency_id="read")
+        gr.api(api.api_documents, api_name="documents", concurrency_limit=READ_CONCURRENCY, concurrency_id="read")
     return demo
 
 

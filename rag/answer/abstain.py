@@ -1,6 +1,6 @@
 """Abstention: whether the corpus answers a question, decided in two steps every answer path uses.
 
-1. `assess(query, hits, kb, settings)` before composing: evidence (IDF-weighted share of the
+1. `assess(reading, hits)` before composing: evidence (IDF-weighted share of the
    question's key terms in the best of the top passages), confidence (evidence moved by how close
    the best passage is in meaning) and the missing-name rule (a place, person or organisation the
    question names that no top passage mentions; when the top passage is a strong match, only a
@@ -11,8 +11,8 @@
    figure; a 何时/哪一年 question whose quotes hold no date; a question for a meeting, a body, a level,
    steps or materials whose quotes name none (`ANSWER_TYPES`).
 
-A generated-answer path calls the same two functions (with its cited passages as `quotes`).
-`abstention_text` is what the user reads instead of an answer.
+A written answer (`rag.answer.writer`) is asked for only when the extractive one passed both steps.
+`abstention_text` is what the user reads instead of an answer (both paths).
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ from functools import lru_cache
 
 from rag.answer.evidence import answers_count, coverage, has_time, mentions, term_weights, year_mentioned
 from rag.answer.metadata import document_about
+from rag.answer.scoring import Reading
 from rag.answer.types import ABSTAIN_TEXT, RELATED_LABEL
 from rag.config import Settings
 from rag.index.knowledge_base import KnowledgeBase
-from rag.model import Hit
+from rag.model import Hit, Passage
 from rag.query.question import Query
 from rag.text.normalize import compact
+from rag.text.patterns import RELATIVE_YEARS
 
 #: Why an answer abstained, as the user reads it (`{}` = the missing detail).
 REASONS = {
@@ -134,11 +136,11 @@ class Quote:
     """The document's title and metadata (author, unit, byline): names there say what it is about."""
 
 
-def evidence(query: Query, hits: Sequence[Hit], kb: KnowledgeBase) -> float:
-    """How well the best of the top three passages covers the question's key terms (0..1)."""
-    terms = query.key_terms
-    weights = term_weights(kb, terms)
-    return max((coverage(terms, weights, _passage_text(h)) for h in hits[:3]), default=0.0)
+def evidence(reading: Reading, hits: Sequence[Hit]) -> float:
+    """How well the best of the top `Settings.evidence_passages` covers the question's key terms (0..1)."""
+    terms, weights = reading.query.key_terms, reading.weights
+    top = hits[: reading.settings.evidence_passages]
+    return max((coverage(terms, weights, _passage_text(h)) for h in top), default=0.0)
 
 
 def confidence(query: Query, evidence_: float, hits: Sequence[Hit], settings: Settings) -> float:
@@ -156,9 +158,10 @@ def confidence(query: Query, evidence_: float, hits: Sequence[Hit], settings: Se
 
 
 def strong_match(query: Query, hits: Sequence[Hit], kb: KnowledgeBase, settings: Settings) -> bool:
-    """Whether the top passage is a strong match: among the dense ranking's first three too, and it
-    covers at least `Settings.strong_match_coverage` of the question's key terms other than names."""
-    if not hits or hits[0].ranks.get("dense", 99) > 3:
+    """Whether the top passage is a strong match: among the dense ranking's first `Settings.strong_match_rank`
+    too, and it covers at least `Settings.strong_match_coverage` of the question's key terms other than names."""
+    dense_rank = hits[0].ranks.get("dense") if hits else None  # None: not among the dense candidates
+    if dense_rank is None or dense_rank > settings.strong_match_rank:
         return False
     others = [t for t in query.key_terms if not any(t in name or name in t for name in query.places)]
     if not others:
@@ -166,13 +169,16 @@ def strong_match(query: Query, hits: Sequence[Hit], kb: KnowledgeBase, settings:
     return coverage(others, term_weights(kb, others), _passage_text(hits[0])) >= settings.strong_match_coverage
 
 
-def missing_name(query: Query, hits: Sequence[Hit], kb: KnowledgeBase, strong: bool = False) -> str | None:
-    """A name the question gives that none of the top three passages mentions (nor their
+def missing_name(
+    query: Query, hits: Sequence[Hit], kb: KnowledgeBase, settings: Settings, strong: bool = False
+) -> str | None:
+    """A name the question gives that none of the top `Settings.evidence_passages` mentions (nor their
     documents' titles and metadata), or None. With a `strong` top passage only a name the
     knowledge base has never seen counts: a known one is then most likely written another way
     there, or not a name at all (part-of-speech tags are guesses)."""
-    texts = [compact(f"{_passage_text(h)}\n{document_about(kb.documents[h.chunk.source])}") for h in hits[:3]]
-    for name in distinctive_names(query, kb):
+    top = hits[: settings.evidence_passages]
+    texts = [compact(f"{_passage_text(h)}\n{document_about(kb.documents[h.chunk.source])}") for h in top]
+    for name in distinctive_names(query, kb, settings):
         if any(mentions(name, t) for t in texts):
             continue
         if strong and _known(name, kb):
@@ -181,17 +187,18 @@ def missing_name(query: Query, hits: Sequence[Hit], kb: KnowledgeBase, strong: b
     return None
 
 
-def assess(query: Query, hits: Sequence[Hit], kb: KnowledgeBase, settings: Settings) -> Verdict:
-    """Step 1: is there evidence that the corpus answers `query` at all?"""
+def assess(reading: Reading, hits: Sequence[Hit]) -> Verdict:
+    """Step 1: is there evidence that the corpus answers the question at all?"""
     if not hits:
         return Verdict(True, "no_passages")
-    ev = evidence(query, hits, kb)
+    query, kb, settings = reading.query, reading.kb, reading.settings
+    ev = evidence(reading, hits)
     conf = confidence(query, ev, hits, settings)
     strong = strong_match(query, hits, kb, settings)
     if conf < settings.abstain_below:
         return Verdict(True, "low_confidence", "", ev, conf, strong)
     if query.kind != "comparison":  # a comparison reports a side it has nothing for, side by side
-        name = missing_name(query, hits, kb, strong)
+        name = missing_name(query, hits, kb, settings, strong)
         if name:
             return Verdict(True, "missing_name", name, ev, conf, strong)
     return Verdict(False, "", "", ev, conf, strong)
@@ -221,7 +228,7 @@ def check_answer(
         if not any(compact(title) in c for c in contexts):
             return missing("missing_title", title)
     if query.kind != "comparison" and not verdict.strong:
-        for name in distinctive_names(query, kb):
+        for name in distinctive_names(query, kb, settings):
             if not any(mentions(name, c) for c in contexts) and not any(_about(name, q) for q in quotes):
                 return missing("missing_name", name)
     if query.kind in ("number", "time") and query.relative_time:
@@ -238,18 +245,19 @@ def check_answer(
     return verdict
 
 
-def abstention_text(hits: Sequence[Hit], verdict: Verdict) -> str:
-    """The abstention: it says so, says why when it can, and lists the closest passages as 可能相关."""
+def abstention_text(passages: Sequence[Passage], settings: Settings, verdict: Verdict | None = None) -> str:
+    """The abstention: it says so, says why when `verdict` can, and lists the first
+    `Settings.related_passages` of `passages` as 可能相关."""
     lines = [ABSTAIN_TEXT]
-    why = REASONS.get(verdict.reason, "")
+    why = REASONS.get(verdict.reason, "") if verdict is not None else ""
     if why:
         lines.append(why.format(verdict.detail))
-    if hits:
+    if passages:
         lines.append(f"{RELATED_LABEL}（不是答案，仅供参考）：")
-        for hit in hits[:3]:
-            snippet = hit.chunk.text.replace("\n", " ")
-            snippet = snippet[:60] + ("…" if len(snippet) > 60 else "")
-            lines.append(f"- 《{hit.chunk.title}》 {snippet}")
+        for passage in passages[: settings.related_passages]:
+            snippet = passage.text.replace("\n", " ")
+            snippet = snippet[: settings.related_chars] + ("…" if len(snippet) > settings.related_chars else "")
+            lines.append(f"- 《{passage.title}》 {snippet}")
     return "\n".join(lines)
 
 
@@ -257,13 +265,13 @@ def _passage_text(hit: Hit) -> str:
     return f"{hit.chunk.title}\n{hit.chunk.heading}\n{hit.chunk.text}"
 
 
-def distinctive_names(query: Query, kb: KnowledgeBase) -> list[str]:
+def distinctive_names(query: Query, kb: KnowledgeBase, settings: Settings) -> list[str]:
     """The places and organisations of the question that identify something: not words found in at
-    least 3 passages and 1 % of them (中国 in a history corpus, 东西 or 城市 which the tagger also
-    takes for places)."""
+    least `Settings.common_name_passages` passages and `Settings.common_name_share` of them."""
     n = len(kb.chunks)
     df = kb.lexical["words"].document_frequency(list(query.places)).tolist() if query.places else []
-    return [name for name, d in zip(query.places, df, strict=True) if d < max(3, 0.01 * n)]
+    common = max(settings.common_name_passages, settings.common_name_share * n)
+    return [name for name, d in zip(query.places, df, strict=True) if d < common]
 
 
 def _known(name: str, kb: KnowledgeBase) -> bool:
@@ -286,7 +294,7 @@ def _meeting_in(meeting: str, text: str) -> bool:
 
 
 def _relative(query: Query) -> str:
-    for word in ("去年", "今年", "明年", "前年", "本年度", "上一年", "上年度"):
+    for word in RELATIVE_YEARS:
         if word in query.normalized:
             return word
     return ""

@@ -102,6 +102,7 @@ class Enumerations:
         query = scorer.query
         quoted = [compact(q) for q in query.quoted]
         found: list[tuple[float, int, str, list[Span], str]] = []
+        intros: dict[tuple[str, int], str] = {}  # a block overlaps several hits: its lead-in is read once
         for hit in hits:
             document = scorer.kb.documents[hit.chunk.source]
             for group in self.of(document):
@@ -109,7 +110,10 @@ class Enumerations:
                     continue
                 if not any(hit.chunk.start <= s.start < hit.chunk.end for s in group):
                     continue
-                intro = self.intro(document, group[0])
+                key = (document.source, group[0].start)
+                if key not in intros:
+                    intros[key] = self.intro(document, group[0])
+                intro = intros[key]
                 cover = scorer.cover(intro)
                 names_quoted = any(q in compact(intro) for q in quoted)
                 if cover < cfg.list_intro_coverage and not names_quoted:

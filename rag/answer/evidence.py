@@ -5,25 +5,17 @@ Shared by the composer (which sentences answer best) and the abstention step (is
 
 from __future__ import annotations
 
-import math
 import re
 
+from rag.index.bm25 import idf
 from rag.index.knowledge_base import KnowledgeBase
 from rag.query.question import Query
 from rag.text.normalize import compact
+from rag.text.patterns import CHINESE_COUNT, DATE_MENTION, FIGURE, QUOTED_NAME, QUOTED_TERM, YEAR
 from rag.text.tokenize import tagged
 
 _ADMINISTRATIVE = "省市县区州盟镇乡村"
 _GLUED = "和与及由在对把被从向跟同"  # function words the tagger sometimes glues to a name
-_MASK = re.compile(r"\*+")
-_QUOTED = re.compile(r"[“\"「『《][^”\"」』》]{0,40}[”\"」』》]")
-_YEAR_DIGITS = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
-# Counts: Arabic figures, or Chinese numerals (not a lone 一, which mostly means "a") with a measure word.
-_ARABIC = re.compile(r"\d+(?:\.\d+)?\s*(?:%|％|‰)?")
-_CHINESE_COUNT = re.compile(
-    r"(?:[两二三四五六七八九十百千万亿]|一[十百千万亿])[一二两三四五六七八九十百千万亿零〇]*"
-    r"(?:项|名|人|个|条|家|批|次|件|起|倍|种|类|级|层|位|所|支|对|份|篇|户|元|亿|万|成|年|月|天|届|轮|期|处)"
-)
 _ORDINAL = re.compile(r"第[\d一二两三四五六七八九十百]+")
 _TIME_WORDS = re.compile(
     r"世纪|年代|时期|时代|年间|年前|公元|西元|朝代|王朝|[清明元宋唐汉晋隋秦周商]朝|初期|中期|末期|前期|后期|早期|晚期|"
@@ -33,7 +25,6 @@ _TIME_WORDS = re.compile(
 _MEASURES = "人次|个|项|名|人|位|家|条|件|起|次|种|类|级|层|所|支|批|对|份|篇|户|元|天|年|月|日|岁|倍|处|轮|届|期|世纪"
 _ASKED_COUNT = re.compile(rf"(?:多少|(?<![哪第这那近前好])几)({_MEASURES})?([\u4e00-\u9fff]{{0,6}})")
 _PEOPLE = ("名", "人", "位", "人次", "员")
-_QUOTED_TERM = re.compile(r"[“「\"][^”」\"]{1,12}[”」\"]")
 _ASKS_SHARE = re.compile(r"百分比|百分之|比例|比重|比率|占比|几成|多少成|percentage|proportion")
 _SHARE = re.compile(r"\d+(?:\.\d+)?\s*(?:%|％|‰)|百分之[\d一二三四五六七八九十百零点.]+|[一二三四五六七八九十\d]成")
 _GENERIC_COUNTED = frozenset("数量 数目 比例 比重 程度 规模 水平 时候".split())
@@ -42,17 +33,13 @@ _DURATION = re.compile(
     r"(?:\d|[一二两三四五六七八九十半几数百千])(?:个)?(?:年|个月|月|天|日|周|星期|小时|分钟|秒|世纪)"
 )
 _TIME_MEASURES = frozenset("年 月 日 天 岁 世纪".split())
-_DATE = re.compile(
-    r"(?:19|20)\d{2}\s*(?:年|[-/.]\s*\d)|\d{1,2}\s*月\s*\d{0,2}\s*日?|[〇零一二三四五六七八九]{4}年|"
-    r"[一二三四五六七八九十]{1,3}(?:、[一二三四五六七八九十]{1,3})*月(?:份|[一二三四五六七八九十]{1,3}日)?"
-)
 
 
 def term_weights(kb: KnowledgeBase, terms: list[str]) -> list[float]:
     """IDF of each term in the knowledge base (terms it has never seen weigh most)."""
     n = max(1, len(kb.chunks))
     df = kb.lexical["words"].document_frequency(terms)
-    return [math.log(1 + (n - d + 0.5) / (d + 0.5)) for d in df.tolist()]
+    return idf(df, n).tolist()
 
 
 def coverage(terms: list[str], weights: list[float], text: str) -> float:
@@ -63,34 +50,6 @@ def coverage(terms: list[str], weights: list[float], text: str) -> float:
     found = sum(weight for term, weight in zip(terms, weights, strict=True) if term in haystack)
     total = sum(weights)
     return found / total if total else 0.0
-
-
-def unmask(text: str, terms: list[str], question: str) -> str:
-    """`text` (matching form) with each `*` mask that stands where the question has one of `terms`
-    filled with that term: the mask is followed (after an optional 的) by the two characters that follow
-    the term in the question, or preceded by the two that precede it (`*的主体责任` for `党委主体责任`).
-    A source that masks words (`*` for 党委) then still matches them; the quote itself stays verbatim.
-    A text without a mask comes back as it is (`coverage` puts it in matching form once)."""
-    if "*" not in text and "＊" not in text:  # full-width masks are `*` in matching form
-        return text
-    haystack = compact(text)
-    asked = compact(question)
-    for term in terms:
-        if term in haystack or term not in asked:
-            continue
-        at = asked.find(term)
-        after = asked[at + len(term) :].lstrip("的")[:2]
-        before = asked[max(at - 2, 0) : at]
-        pieces, end = [], 0
-        for mask in _MASK.finditer(haystack):
-            following, preceding = haystack[mask.end() :].lstrip("的"), haystack[: mask.start()]
-            fits = (len(after) == 2 and following.startswith(after)) or (
-                len(before) == 2 and preceding.endswith(before)
-            )
-            pieces += [haystack[end : mask.start()], term if fits else mask.group(0)]
-            end = mask.end()
-        haystack = "".join(pieces) + haystack[end:]
-    return haystack
 
 
 def mentions(name: str, text: str) -> bool:
@@ -123,21 +82,21 @@ def mentions(name: str, text: str) -> bool:
 def has_figure(text: str) -> bool:
     """Whether a sentence gives a count or share (`28万个`, `70%`, `十二项`), not only years,
     ordinals (`第一种`) or numbers inside quoted names (`“两个责任”`)."""
-    text = _QUOTED.sub("", compact(text))
+    text = QUOTED_NAME.sub("", compact(text))
     text = _ORDINAL.sub("", text)
-    text = _DATE.sub("", text)
-    return bool(_ARABIC.search(text) or _CHINESE_COUNT.search(text))
+    text = DATE_MENTION.sub("", text)
+    return bool(FIGURE.search(text) or CHINESE_COUNT.search(text))
 
 
 def has_date(text: str) -> bool:
     """Whether a sentence gives a year, month or day."""
-    return bool(_DATE.search(compact(text)))
+    return bool(DATE_MENTION.search(compact(text)))
 
 
 def has_time(text: str) -> bool:
     """Whether a sentence says when: a date, a year, a century, era or season."""
     text = compact(text)
-    return bool(_DATE.search(text) or _TIME_WORDS.search(text) or re.search(r"\d\s*(?:年|月|日|号)", text))
+    return bool(DATE_MENTION.search(text) or _TIME_WORDS.search(text) or re.search(r"\d\s*(?:年|月|日|号)", text))
 
 
 def answers_count(query: Query, text: str) -> bool:
@@ -159,12 +118,12 @@ def answers_count(query: Query, text: str) -> bool:
     if measure:
         units = _PEOPLE if measure in _PEOPLE else (measure,)
         unit = "|".join(map(re.escape, units))
-        counts = _QUOTED_TERM.sub("", norm)  # “两个责任” names a term, it counts nothing
+        counts = QUOTED_TERM.sub("", norm)  # “两个责任” names a term, it counts nothing
         if re.search(rf"(?:\d|[一二两三四五六七八九十百千万亿])(?:[.\d]*)(?:多|余)?(?:[万亿千百])?(?:{unit})", counts):
             return True
     if noun and len(noun) >= 2:  # what is counted stands next to a figure: 查处相关问题28万个, 22名纪检委员
-        near = [norm[max(0, m.start() - 8) : m.end() + 8] for m in _ARABIC.finditer(norm)]
-        near += [norm[max(0, m.start() - 8) : m.end() + 8] for m in _CHINESE_COUNT.finditer(norm)]
+        near = [norm[max(0, m.start() - 8) : m.end() + 8] for m in FIGURE.finditer(norm)]
+        near += [norm[max(0, m.start() - 8) : m.end() + 8] for m in CHINESE_COUNT.finditer(norm)]
         return any(noun in window for window in near)
     if measure:
         return False
@@ -174,4 +133,4 @@ def answers_count(query: Query, text: str) -> bool:
 
 def year_mentioned(year: str, text: str) -> bool:
     """Whether `text` names the four-digit `year`."""
-    return year in _YEAR_DIGITS.findall(text)
+    return year in YEAR.findall(text)

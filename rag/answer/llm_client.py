@@ -36,17 +36,18 @@ def endpoint(base_url: str, path: str) -> str:
 
 @dataclass
 class ChatClient:
-    """Chat completions from one model on one server."""
+    """Chat completions from one model on one server; made by `from_settings`, where every value has
+    its default (`Settings.llm_*`)."""
 
     base_url: str
-    model: str = ""
+    model: str
     """Model name sent with each request; empty = the first model the server lists (`/v1/models`)."""
-    api_key: str = field(default="", repr=False)
-    timeout: float = 120.0
+    api_key: str = field(repr=False)
+    timeout: float
     """Seconds to wait for the reply (not streaming) or for each piece of it (streaming)."""
-    connect_timeout: float = 5.0
-    max_tokens: int = 1024
-    temperature: float = 0.1
+    connect_timeout: float
+    max_tokens: int
+    temperature: float
     _http: httpx.Client | None = field(default=None, init=False, repr=False)
 
     @classmethod

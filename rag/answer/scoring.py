@@ -4,7 +4,8 @@ A sentence scores its IDF-weighted coverage of the question's key terms plus wha
 question asks for (`ComposerSettings` has every weight): the figure of a 多少 question, the date of a
 何时 question, the defining sentence of a 是什么 question, the cause of a 为什么 question, the
 spelled-out items of a numbered abbreviation (三转). `select` keeps the best and adds others that say
-something new (MMR).
+something new (MMR). A `Reading` holds what one question's answer reads more than once: the key
+terms' weights, the sentences of each span of a document, the scorers.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
-from rag.answer.evidence import answers_count, coverage, has_time, term_weights, unmask
+from rag.answer.evidence import answers_count, coverage, has_time, term_weights
+from rag.answer.masks import fill_with_terms
 from rag.answer.metadata import in_metadata
 from rag.config import Settings
 from rag.index.knowledge_base import KnowledgeBase
@@ -62,20 +65,57 @@ class Sentence:
         return (self.source, self.start)
 
 
-class SentenceScorer:
-    """Scores the sentences of retrieved passages for one question."""
+class Reading:
+    """One question read against its passages: the key terms' weights, the sentences of each span of
+    a document and the sentence scorers, each computed once per question and shared by abstention,
+    scoring, the shapes and the enumerations."""
 
     def __init__(
         self,
         kb: KnowledgeBase,
         settings: Settings,
         query: Query,
-        terms: list[str] | None = None,
         embed: Callable[[list[str]], list[float]] | None = None,
     ) -> None:
-        self.kb, self.settings, self.cfg, self.query = kb, settings, settings.composer, query
+        self.kb, self.settings, self.query = kb, settings, query
+        self.embed = embed if not query.chinese else None
+        """A question not in Chinese is scored by the cosine of each sentence, plus the coverage of the
+        Chinese terms `rag.text.glossary` found in it."""
+        self._sentences: dict[tuple[str, int, int], list[Span]] = {}
+        self._scorers: dict[tuple[str, ...] | None, SentenceScorer] = {}
+
+    @cached_property
+    def weights(self) -> list[float]:
+        """IDF of each of the question's key terms."""
+        return term_weights(self.kb, self.query.key_terms)
+
+    def sentences(self, document: Document, start: int, end: int) -> list[Span]:
+        """The sentences of `document.text[start:end]` (`rag.ingest.chunk.sentence_spans`); the list is shared."""
+        key = (document.source, start, end)
+        spans = self._sentences.get(key)
+        if spans is None:
+            spans = self._sentences[key] = sentence_spans(document.text, start, end)
+        return spans
+
+    def scorer(self, terms: list[str] | None = None) -> SentenceScorer:
+        """The sentence scorer for the question's key terms, or for other `terms` (a comparison's side)."""
+        key = None if terms is None else tuple(terms)
+        scorer = self._scorers.get(key)
+        if scorer is None:
+            scorer = self._scorers[key] = SentenceScorer(self, terms)
+        return scorer
+
+
+class SentenceScorer:
+    """Scores the sentences of retrieved passages for one question (made by `Reading.scorer`)."""
+
+    def __init__(self, reading: Reading, terms: list[str] | None = None) -> None:
+        kb, query = reading.kb, reading.query
+        self.reading, self.kb, self.query = reading, kb, query
+        self.settings, self.cfg = reading.settings, reading.settings.composer
         self.terms = query.key_terms if terms is None else terms
-        self.weights = term_weights(kb, self.terms)
+        self.weights = reading.weights if terms is None else term_weights(kb, self.terms)
+        self._covered: dict[str, float] = {}
         kind = query.kind
         self.focus = query.focus_terms if kind != "definition" else []  # definitions: the subject decides
         self.focus_weights = term_weights(kb, self.focus)
@@ -83,14 +123,16 @@ class SentenceScorer:
         self.names = list(query.names)
         self.abbreviations = abbreviations(query) if kind in ("definition", "list", "general") else []
         self.relation = bool(_ASKS_RELATION.search(query.normalized))
-        self.embed = embed if not query.chinese else None
-        """A question not in Chinese is scored by the cosine of each sentence, plus the coverage of the
-        Chinese terms `rag.text.glossary` found in it."""
+        self.embed = reading.embed
 
     def cover(self, text: str) -> float:
-        """IDF-weighted coverage of the question's key terms, a masked word (`*`) counting where it
-        stands in the question's place (`rag.answer.evidence.unmask`)."""
-        return coverage(self.terms, self.weights, unmask(text, self.terms, self.query.lexical))
+        """IDF-weighted coverage of the scorer's terms, a masked word (`*`) counting where it stands in
+        the question's place (`rag.answer.masks.fill_with_terms`); each text measured once."""
+        covered = self._covered.get(text)
+        if covered is None:
+            filled = fill_with_terms(text, self.terms, self.query.lexical)
+            covered = self._covered[text] = coverage(self.terms, self.weights, filled)
+        return covered
 
     def candidates(self, hits: list[Hit], exclude: set[tuple[str, int]] | None = None) -> list[Sentence]:
         """Sentences of `hits`, best first (metadata lines and excluded sentences left out)."""
@@ -98,12 +140,12 @@ class SentenceScorer:
         found: dict[tuple[str, int], Sentence] = {}
         for hit in hits:
             document = self.kb.documents[hit.chunk.source]
-            spans = sentence_spans(document.text, hit.chunk.start, hit.chunk.end)
+            spans = self.reading.sentences(document, hit.chunk.start, hit.chunk.end)
             for i, span in enumerate(spans):
                 key = (document.source, span.start)
                 if key in found or key in exclude or not self.quotable(document, span):
                     continue
-                found[key] = self.score(document, span, hit, spans[i - 1] if i else _before(document.text, span))
+                found[key] = self.score(document, span, hit, spans[i - 1] if i else self._before(document, span))
         ranked = list(found.values())
         if self.embed is not None and ranked:
             texts = [self.kb.documents[s.source].text[s.start : s.end] for s in ranked]
@@ -111,6 +153,12 @@ class SentenceScorer:
                 sentence.score += float(cosine)  # on top of the coverage of the glossary's terms, if any
                 sentence.coverage = float(cosine)
         return sorted(ranked, key=lambda s: (-s.score, s.rank, s.start))
+
+    def _before(self, document: Document, span: Span) -> Span | None:
+        """The sentence before `span` in its paragraph (line), if any."""
+        line_start = document.text.rfind("\n", 0, span.start) + 1
+        before = self.reading.sentences(document, line_start, span.start)
+        return before[-1] if before else None
 
     def quotable(self, document: Document, span: Span) -> bool:
         """Long enough, not a metadata line (byline, date, source) of the document."""
@@ -123,7 +171,7 @@ class SentenceScorer:
         text = document.text[span.start : span.end]
         norm = compact(text)
         cover = self.cover(text)
-        bonus = definition_strength(norm, self.subjects, cfg.definition_bonus)
+        bonus = definition_strength(norm, self.subjects, cfg.definition_bonus, cfg)
         if (kind == "number" and answers_count(self.query, text)) or (kind == "time" and has_time(text)):
             bonus = max(bonus, cfg.figure_bonus)
         elif kind == "list" and _ENUMERATES.search(norm):
@@ -137,7 +185,9 @@ class SentenceScorer:
             if _CAUSE.search(norm):
                 bonus += cfg.cause_bonus
             elif _PURPOSE.search(norm):
-                opens = self.cover(norm[: norm.find("是") + 1]) >= 0.5 if "是" in norm[:40] else False
+                opens = "是" in norm[: cfg.purpose_subject_chars] and (
+                    self.cover(norm[: norm.find("是") + 1]) >= cfg.purpose_subject_coverage
+                )
                 bonus += cfg.purpose_bonus * (2 if opens else 1)
         if self.abbreviations and any(spells_out(norm, n, key) for n, key in self.abbreviations):
             bonus += cfg.abbreviation_bonus
@@ -227,13 +277,6 @@ def is_heading(text: str, span: Span) -> bool:
     line_end = len(text) if line_end < 0 else line_end
     line = text[line_start:line_end]
     return span.start == line_start and span.end == line_end and heading_level(line) == 1
-
-
-def _before(text: str, span: Span) -> Span | None:
-    """The sentence before `span` in its paragraph (line), if any."""
-    line_start = text.rfind("\n", 0, span.start) + 1
-    before = sentence_spans(text, line_start, span.start)
-    return before[-1] if before else None
 
 
 def _same_line(text: str, a: Span, b: Span) -> bool:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from rag.answer.enumerations import Enumerations
 from rag.answer.evidence import coverage, mentions, term_weights
 from rag.answer.metadata import LABELS, in_metadata, meta_spans, wanted_keys
-from rag.answer.scoring import Sentence, SentenceScorer, select
-from rag.config import ComposerSettings, Settings
+from rag.answer.scoring import Reading, Sentence, select
+from rag.config import Settings
 from rag.index.knowledge_base import KnowledgeBase
-from rag.ingest.chunk import heading_level, sentence_spans
+from rag.ingest.chunk import heading_level
 from rag.model import Document, Hit, Span
 from rag.query.question import Query
 from rag.text.normalize import compact
@@ -57,18 +57,21 @@ Search = Callable[..., list[Hit]]
 # --- how-to ----------------------------------------------------------------------------------------
 
 
-def extend_methods(kb: KnowledgeBase, picked: list[Sentence], follow: int, budget: int) -> list[Sentence]:
+def extend_methods(reading: Reading, picked: list[Sentence]) -> list[Sentence]:
     """How-to answers: a quote that announces a method (or is followed by its items or defined
-    terms) brings the following sentences of its paragraph, up to `follow` of them and `budget`."""
+    terms) brings the following sentences of its paragraph, up to `ComposerSettings.how_follow` of
+    them and `Settings.answer_max_chars` in all."""
+    follow, budget = reading.settings.composer.how_follow, reading.settings.answer_max_chars
     used = sum(s.end - s.start for s in picked)
     out: list[Sentence] = []
     for sentence in picked:
         if any(o.source == sentence.source and o.start <= sentence.start < o.end for o in out):
             continue  # already inside an extended quote
-        text = kb.documents[sentence.source].text
+        document = reading.kb.documents[sentence.source]
+        text = document.text
         line_end = text.find("\n", sentence.end)
         line_end = len(text) if line_end < 0 else line_end
-        after = sentence_spans(text, sentence.end, line_end)[:follow]
+        after = reading.sentences(document, sentence.end, line_end)[:follow]
         own = text[sentence.start : sentence.end].strip()
         if after and (_ANNOUNCES_METHOD.search(own) or _ELABORATES.match(text[after[0].start : after[0].end])):
             end = sentence.end
@@ -85,17 +88,18 @@ def extend_methods(kb: KnowledgeBase, picked: list[Sentence], follow: int, budge
 # --- figures and dates ----------------------------------------------------------------------------
 
 
-def with_figure_before(kb: KnowledgeBase, picked: list[Sentence], wanted: Callable[[str], bool]) -> list[Sentence]:
+def with_figure_before(reading: Reading, picked: list[Sentence], wanted: Callable[[str], bool]) -> list[Sentence]:
     """A 多少/何时 answer whose first quote lacks the figure or date, while the sentence before it
     in its paragraph gives one (`1256年夏天，…。忽必烈率军抵达…`), is quoted from that sentence on."""
     if not picked:
         return picked
     head = picked[0]
-    text = kb.documents[head.source].text
+    document = reading.kb.documents[head.source]
+    text = document.text
     if wanted(text[head.start : head.end]):
         return picked
     line_start = text.rfind("\n", 0, head.start) + 1
-    before = sentence_spans(text, line_start, head.start)
+    before = reading.sentences(document, line_start, head.start)
     if before and wanted(text[before[-1].start : before[-1].end]):
         start = before[-1].start
         rest = [s for s in picked[1:] if not (s.source == head.source and start <= s.start < head.end)]
@@ -106,17 +110,18 @@ def with_figure_before(kb: KnowledgeBase, picked: list[Sentence], wanted: Callab
 # --- comparison ------------------------------------------------------------------------------------
 
 
-def comparison(
-    kb: KnowledgeBase, query: Query, hits: list[Hit], search: Search | None, scorer_for: Callable[..., SentenceScorer]
-) -> list[Block] | None:
+def comparison(reading: Reading, hits: list[Hit], search: Search | None) -> list[Block] | None:
     """One labelled block per side: `**A**：…[n]` / `**B**：…[m]`, each side searched on its own;
     a side the corpus says nothing about gets a note. Without named sides (两篇材料…有什么异同)
     the two best-ranked documents are the sides."""
-    limit = scorer_for(query).cfg.side_sentences
+    query, cfg = reading.query, reading.settings.composer
+    limit = cfg.side_sentences
+    limited = _limited_settings(reading.settings, limit)
     if query.sides is None:
-        return _documents_compared(kb, query, search(query.normalized, 15) if search else hits, scorer_for, limit)
+        compared = search(query.normalized, cfg.compared_passages) if search else hits
+        return _documents_compared(reading, compared, limited, limit)
     sides = [query.sides, query.sides[::-1]]
-    found = [_side_candidates(kb, query, side, other, search, hits, scorer_for) for side, other in sides]
+    found = [_side_candidates(reading, side, other, search, hits) for side, other in sides]
     claimed = [{s.source for s in named} for named, _, _ in found]
     blocks: list[Block] = []
     taken: set[tuple[str, int]] = set()
@@ -128,7 +133,7 @@ def comparison(
             document = next((d for d, about in documents if about and d not in others), None)
             named = [s for s in ranked if s.source == document] or named
         named = [s for s in named if s.key not in taken]
-        picked = select(named, "general", hits, _limited_settings(scorer_for(query), limit))[:limit] if named else []
+        picked = select(named, "general", hits, limited)[:limit] if named else []
         taken.update(s.key for s in picked)
         note = "" if picked else f"知识库中没有找到关于“{side}”的内容。"
         blocks.append(Block(picked, label=side, note=note))
@@ -144,35 +149,28 @@ def _side_question(normalized: str, side: str, other: str) -> str:
 
 
 def _side_candidates(
-    kb: KnowledgeBase,
-    query: Query,
-    side: str,
-    other: str,
-    search: Search | None,
-    hits: list[Hit],
-    scorer_for: Callable[..., SentenceScorer],
+    reading: Reading, side: str, other: str, search: Search | None, hits: list[Hit]
 ) -> tuple[list[Sentence], list[Sentence], list[tuple[str, bool]]]:
     """A side's sentences that name it, all its candidate sentences, and the documents of its own
     search, most about it first (most of its key terms, then rank), each with whether it is about
-    the side at all (half of its key terms, counted alike: a name unknown to the corpus, 全总 for
-    全国总工会, must not outweigh the rest)."""
+    the side at all (`ComposerSettings.side_about_coverage` of its key terms, counted alike)."""
+    kb, query, about_share = reading.kb, reading.query, reading.settings.composer.side_about_coverage
     side_hits = search(_side_question(query.normalized, side, other)) if search else hits
     side_terms = key_terms(side) or [side]
     other_terms = key_terms(other)
     topic = [t for t in query.key_terms if not any(t in s or s in t for s in (side, other, *other_terms))]
-    scorer = scorer_for(query, terms=topic or side_terms)
+    scorer = reading.scorer(topic or side_terms)
     ranked = scorer.candidates(side_hits)
     named = [s for s in ranked if mentions(side, compact(kb.documents[s.source].text[s.start : s.end]))]
     sources = list(dict.fromkeys(h.chunk.source for h in side_hits))
     about = {s: coverage(side_terms, [1.0] * len(side_terms), _document_text(kb.documents[s])) for s in sources}
-    documents = sorted(sources, key=lambda s: (about[s] < 0.5, sources.index(s)))
-    return named, ranked, [(s, about[s] >= 0.5) for s in documents]
+    documents = sorted(sources, key=lambda s: (about[s] < about_share, sources.index(s)))
+    return named, ranked, [(s, about[s] >= about_share) for s in documents]
 
 
-def _documents_compared(
-    kb: KnowledgeBase, query: Query, hits: list[Hit], scorer_for: Callable[..., SentenceScorer], limit: int
-) -> list[Block] | None:
-    scorer = scorer_for(query)
+def _documents_compared(reading: Reading, hits: list[Hit], limited: Settings, limit: int) -> list[Block] | None:
+    """The two best-ranked documents of `hits` side by side, up to `limit` quotes each."""
+    scorer = reading.scorer()
     sources = list(dict.fromkeys(h.chunk.source for h in hits))[:2]
     if len(sources) < 2:
         return None
@@ -181,29 +179,30 @@ def _documents_compared(
     for source in sources:
         own = [s for s in ranked if s.source == source]
         if own:
-            picked = select(own, "general", hits, _limited_settings(scorer, limit))[:limit]
-            blocks.append(Block(picked, label=f"《{kb.documents[source].title}》"))
+            picked = select(own, "general", hits, limited)[:limit]
+            blocks.append(Block(picked, label=f"《{reading.kb.documents[source].title}》"))
     return blocks if len(blocks) == 2 else None
 
 
-def _limited_settings(scorer: SentenceScorer, limit: int) -> Settings:
-    return scorer.settings.replace(composer=_limited(scorer.cfg, limit))
-
-
-def _limited(cfg: ComposerSettings, limit: int) -> ComposerSettings:
-    return dataclasses.replace(cfg, sentences=limit, short_sentences=limit, why_sentences=limit)
+def _limited_settings(settings: Settings, limit: int) -> Settings:
+    """`settings` with at most `limit` quotes for any kind of question."""
+    cfg = dataclasses.replace(settings.composer, sentences=limit, short_sentences=limit, why_sentences=limit)
+    return settings.replace(composer=cfg)
 
 
 # --- summary ---------------------------------------------------------------------------------------
 
 
-def summary(kb: KnowledgeBase, query: Query, hits: list[Hit], max_lines: int) -> list[Block] | None:
+def summary(reading: Reading, hits: list[Hit]) -> list[Block] | None:
     """The structure of the document the question names (or retrieval ranks first), or of the
     section it names: headings with their sub-item leads, else the lead sentence of each paragraph,
-    in order; a one-paragraph section gives its first sentences."""
+    in order (at most `ComposerSettings.summary_lines`); a one-paragraph section gives its first
+    `summary_paragraph_sentences` sentences."""
     if not hits:
         return None
-    document, section = _summary_target(kb, query, hits)
+    kb, cfg = reading.kb, reading.settings.composer
+    max_lines = cfg.summary_lines
+    document, section = _summary_target(reading, hits)
     text = document.text
     start, end = (0, len(text)) if section is None else section
     lines = [s for s in _lines(text, start, end) if not in_metadata(document, s.start, s.end)]
@@ -219,29 +218,31 @@ def summary(kb: KnowledgeBase, query: Query, hits: list[Hit], max_lines: int) ->
     level2 = [s for s in lines if heading_level(text[s.start : s.end]) == 2]
     if len(level1) >= 2:
         if lines[0] is not level1[0] and section is None:
-            items.append(_first_sentence(text, lines[0]))
+            items.append(_first_sentence(reading, document, lines[0]))
         for line in lines:
             level = heading_level(text[line.start : line.end])
             if level == 1:
                 items.append(line)
             elif level == 2:
                 indent.add(len(items))
-                items.append(_first_sentence(text, line))
+                items.append(_first_sentence(reading, document, line))
         if len(items) > max_lines:  # too long: the headings alone
             items, indent = [s for s in items if s in level1], set()
     elif len(level2) >= 2:
-        items = [_first_sentence(text, s) for s in level2]
+        items = [_first_sentence(reading, document, s) for s in level2]
     elif len(lines) >= 2:
-        items = [_first_sentence(text, s) for s in lines]
+        items = [_first_sentence(reading, document, s) for s in lines]
     else:
-        items = sentence_spans(text, lines[0].start, lines[0].end)[:4]
+        items = reading.sentences(document, lines[0].start, lines[0].end)[: cfg.summary_paragraph_sentences]
     items = items[:max_lines]
     sentences = [Sentence(document.source, s.start, s.end, rank, chunk_of(s.start)) for s in items]
     return [Block(sentences, as_list=True, indent=indent)]
 
 
-def _summary_target(kb: KnowledgeBase, query: Query, hits: list[Hit]) -> tuple[Document, tuple[int, int] | None]:
-    """The document (and section, as offsets) a summary question is about."""
+def _summary_target(reading: Reading, hits: list[Hit]) -> tuple[Document, tuple[int, int] | None]:
+    """The document (and section, as offsets) a summary question is about: one it names in 《》, one
+    with a section it quotes, else the one of the top `Settings.evidence_passages` that covers most."""
+    kb, query = reading.kb, reading.query
     documents = list(kb.documents.values())
     for title in query.titles:
         named = [d for d in documents if compact(title) in compact(d.title) or compact(d.title) in compact(title)]
@@ -251,7 +252,7 @@ def _summary_target(kb: KnowledgeBase, query: Query, hits: list[Hit]) -> tuple[D
         section = _named_section(document, query)
         if section is not None:
             return document, section
-    candidates = list(dict.fromkeys(h.chunk.source for h in hits[:3]))
+    candidates = list(dict.fromkeys(h.chunk.source for h in hits[: reading.settings.evidence_passages]))
     terms = [t for t in query.key_terms if not _NAMED_DOCUMENT.search(t)]
     weights = term_weights(kb, terms)
     best = max(
@@ -286,14 +287,15 @@ def _similar(quoted: str, heading: str) -> bool:
 # --- metadata --------------------------------------------------------------------------------------
 
 
-def metadata(kb: KnowledgeBase, query: Query, hits: list[Hit]) -> list[Block] | None:
+def metadata(reading: Reading, hits: list[Hit]) -> list[Block] | None:
     """Author, unit, date, publisher…: the quotable metadata values of the document the question
-    names or retrieval ranks first, one labelled line each."""
+    names or one of the top `Settings.evidence_passages` has, one labelled line each."""
+    kb, query = reading.kb, reading.query
     keys = wanted_keys(query.normalized)
     if not keys:
         return None
     documents = [d for d in kb.documents.values() if any(compact(t) in compact(d.title) for t in query.titles)]
-    documents += [kb.documents[s] for s in dict.fromkeys(h.chunk.source for h in hits[:3])]
+    documents += [kb.documents[s] for s in dict.fromkeys(h.chunk.source for h in hits[: reading.settings.evidence_passages])]
     for document in {d.source: d for d in documents}.values():
         spans = meta_spans(document)
         found = [(key, spans[key]) for key in keys if key in spans]
@@ -317,9 +319,10 @@ def metadata(kb: KnowledgeBase, query: Query, hits: list[Hit]) -> list[Block] | 
 # --- a list item, for 第N点… follow-ups -------------------------------------------------------------
 
 
-def item(kb: KnowledgeBase, enumerations: Enumerations, source: str, start: int, budget: int) -> list[Sentence]:
+def item(reading: Reading, enumerations: Enumerations, source: str, start: int) -> list[Sentence]:
     """An item of an earlier answer with what follows it: up to the next item of its list, or the
-    end of its paragraph."""
+    end of its paragraph (at most `Settings.answer_max_chars`)."""
+    kb, budget = reading.kb, reading.settings.answer_max_chars
     document = kb.documents.get(source)
     if document is None:
         return []
@@ -334,7 +337,7 @@ def item(kb: KnowledgeBase, enumerations: Enumerations, source: str, start: int,
     chunk_of = _chunk_finder(kb, source)
     out: list[Sentence] = []
     used = 0
-    for span in sentence_spans(text, start, end):
+    for span in reading.sentences(document, start, end):
         if out and used + span.end - span.start > budget:
             break
         used += span.end - span.start
@@ -358,8 +361,8 @@ def _lines(text: str, start: int, end: int) -> list[Span]:
     return spans
 
 
-def _first_sentence(text: str, line: Span) -> Span:
-    first = sentence_spans(text, line.start, line.end)
+def _first_sentence(reading: Reading, document: Document, line: Span) -> Span:
+    first = reading.sentences(document, line.start, line.end)
     return first[0] if first else line
 
 

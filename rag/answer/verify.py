@@ -22,11 +22,13 @@ from functools import cached_property, lru_cache
 import jieba.posseg
 import numpy as np
 
+from rag.answer.masks import fill_from_claim
 from rag.config import Settings
 from rag.embedding.embedder import Embedder
 from rag.ingest.chunk import sentence_spans
 from rag.model import Document, Passage
 from rag.text.normalize import compact, normalize
+from rag.text.patterns import CHINESE_COUNT_FACT, DATE_FACT, NUMBER_FACT, QUOTED_FACT, TITLE_FACT
 from rag.text.tokenize import bigrams
 
 _ENDS = "。！？!?；;"
@@ -37,17 +39,7 @@ _PARTIAL_MARKER = re.compile(r"^[ \t]*[\[【][\d\s,，、]*$")
 _BULLET = re.compile(r"^(?:[-*•·]\s*|\d{1,2}[.、)）]\s*|#{1,6}\s*)")
 _REFERENCES = re.compile(r"^(?:参考资料|参考来源|资料来源|来源|引用|出处)[:：]?$")
 
-_DATE = re.compile(
-    r"\d{4}年(?:\d{1,2}月(?:\d{1,2}日)?)?|\d{1,2}月\d{1,2}日|\d{4}[-/.]\d{1,2}(?:[-/.]\d{1,2})?(?!\d)|\d{1,2}月份?"
-)
-_TITLE = re.compile(r"《[^》]{1,80}》")
-_QUOTED = re.compile(r"[“「\"]([^”」\"《》]{1,16})[”」\"]")
 _ARTICLE = re.compile(r"第[一二三四五六七八九十百零〇两\d]+[条章节款项编届次版]")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?%?")
-_CN_NUMBER = re.compile(
-    r"(?<![一二三四五六七八九十百千万亿两零〇第])([一二三四五六七八九十百千万亿两零〇]{1,6})"
-    r"(?:个|项|名|条|次|人|家|批|年|天|倍|位|种|类|级|层|期|届|轮|大|张|起|件|份|篇|部|场|元|所|户|方面|分之[一二三四五六七八九十]+)"
-)
 #: Negating characters, each without the words in which it negates nothing (不断, 未来, 无论, 非常, …).
 _NEGATIONS = {
     "不": re.compile(r"不(?!断|仅|但|论|少|久|同)"),
@@ -170,11 +162,11 @@ def facts(claim: str) -> list[Fact]:
     sentence states."""
     text = compact(claim)
     found: list[Fact] = []
-    for kind, pattern in (("title", _TITLE), ("quoted", _QUOTED), ("date", _DATE), ("article", _ARTICLE)):
+    for kind, pattern in (("title", TITLE_FACT), ("quoted", QUOTED_FACT), ("date", DATE_FACT), ("article", _ARTICLE)):
         found += [Fact(kind, t) for t in pattern.findall(text)]
         text = pattern.sub("|", text)
-    found += [Fact("number", n) for n in _NUMBER.findall(text)]
-    found += [Fact("number", m.group()) for m in _CN_NUMBER.finditer(text) if m.group(1) != "一"]  # 一个: "a"
+    found += [Fact("number", n) for n in NUMBER_FACT.findall(text)]
+    found += [Fact("number", m.group()) for m in CHINESE_COUNT_FACT.finditer(text) if m.group(1) != "一"]  # 一个: "a"
     found += [Fact("name", n) for n in names(compact(claim)) if not any(n in f.text for f in found)]
     found += [Fact("negation", word, n) for word, pattern in _NEGATIONS.items() if (n := len(pattern.findall(text)))]
     return list(dict.fromkeys(found))
@@ -184,27 +176,6 @@ def facts(claim: str) -> list[Fact]:
 def names(text: str) -> tuple[str, ...]:
     """Place and organisation names in normalized text (jieba tags ns / nt; person tags are too noisy)."""
     return tuple(dict.fromkeys(w.word for w in jieba.posseg.cut(text) if w.flag in ("ns", "nt") and len(w.word) > 1))
-
-
-_MASK = re.compile(r"\*+")
-_HAN_TAIL = re.compile(r"[\u3400-\u9fff]*$")
-_HAN_HEAD = re.compile(r"[\u3400-\u9fff]*")
-
-
-def unmask(quote: str, claim: str) -> str:
-    """`quote` with each `*` mask (a word the publisher removed) filled with what `claim` has
-    between the same neighbouring characters (`协助*加强` + `协助党委加强` → `协助党委加强`)."""
-
-    def fill(match: re.Match[str]) -> str:
-        before = _HAN_TAIL.search(quote[max(0, match.start() - 2) : match.start()])
-        after = _HAN_HEAD.match(quote[match.end() : match.end() + 2])
-        left, right = before.group() if before else "", after.group() if after else ""
-        if len(left + right) < 2:
-            return match.group()
-        found = re.search(f"{re.escape(left)}([\u3400-\u9fff]{{1,4}}?){re.escape(right)}", claim)
-        return found.group(1) if found else match.group()
-
-    return _MASK.sub(fill, quote)
 
 
 @dataclass
@@ -332,7 +303,7 @@ class Verifier:
             window = self._window(source, start, end)
             quote_grams |= window.grams | source.context_grams
             if "*" in window.text:  # a masked word counts as the one the sentence has in its place
-                quote_grams |= set(bigrams(unmask(window.text, claim.text)))
+                quote_grams |= set(bigrams(fill_from_claim(window.text, claim.text)))
             text += window.compact + "|"
             context += source.context + "|"
         distinct = set(claim.grams)

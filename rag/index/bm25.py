@@ -1,4 +1,4 @@
-"""BM25 over token ids: the lexical search structure (bm25s, scored with numpy)."""
+"""BM25 over token ids: the lexical search structure (bm25s, scored with numpy), its idf and document frequencies."""
 
 from __future__ import annotations
 
@@ -20,6 +20,29 @@ def token_ids(corpus_tokens: Iterable[list[str]], vocab: dict[str, int]) -> tupl
     return np.asarray(ids, dtype=np.int32), np.asarray(lengths, dtype=np.int64)
 
 
+def idf(df: np.ndarray, n: int) -> np.ndarray:
+    """BM25's inverse document frequency (Lucene's, as bm25s scores) of tokens that occur in `df` of
+    `n` passages."""
+    return np.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+def document_frequencies(ids: np.ndarray, offsets: np.ndarray, n_terms: int) -> np.ndarray:
+    """Per token id, the number of passages it occurs in (passage `i`'s ids are `ids[offsets[i]:offsets[i+1]]`)."""
+    lengths = np.diff(offsets)
+    if len(lengths) == 0:
+        return np.zeros(n_terms, dtype=np.int64)
+    term, _, _ = _postings(ids, lengths)
+    return np.bincount(term, minlength=n_terms).astype(np.int64)
+
+
+def _postings(ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (token id, passage) pair that occurs, sorted by token id then passage, and how often it occurs."""
+    n_docs = len(lengths)
+    doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    keys, tf = np.unique(np.asarray(ids, dtype=np.int64) * n_docs + doc_of, return_counts=True)
+    return keys // n_docs, keys % n_docs, tf
+
+
 class _NumpyBM25(bm25s.BM25):
     """bm25s (Lucene BM25) with its score matrix built by numpy from token ids instead of
     per-document Python loops: the same matrix as bm25s's own builder (equal within float32
@@ -39,15 +62,12 @@ class _NumpyBM25(bm25s.BM25):
     def _matrix(self, ids: np.ndarray, lengths: np.ndarray, n_terms: int) -> dict:
         self.nonoccurrence_array = None  # only BM25L / BM25+ need it; this is Lucene BM25
         n_docs = len(lengths)
-        doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
-        keys, tf = np.unique(np.asarray(ids, dtype=np.int64) * n_docs + doc_of, return_counts=True)
-        term, doc = keys // n_docs, keys % n_docs  # sorted by term, then document: CSC order
-        df = np.bincount(term, minlength=n_terms)
-        idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+        term, doc, tf = _postings(ids, lengths)  # sorted by term, then document: CSC order
+        weight = idf(np.bincount(term, minlength=n_terms), n_docs)
         length = np.asarray(lengths, dtype=np.float64)
         tfc = tf / (self.k1 * (1 - self.b + self.b * length[doc] / max(length.mean(), 1e-9)) + tf)
         return {
-            "data": (idf[term] * tfc).astype(self.dtype),
+            "data": (weight[term] * tfc).astype(self.dtype),
             "indices": doc.astype(self.int_dtype),
             "indptr": np.searchsorted(term, np.arange(n_terms + 1)).astype(self.int_dtype),
             "num_docs": n_docs,

@@ -1,4 +1,5 @@
-"""The read side of an index: a loaded build (`KnowledgeBase`), its manifest, and checks of its files."""
+"""The read side of an index: loading the live build (`KnowledgeBase`, or the last good one when it is
+damaged) and checking every build in full (`check`, for `rag doctor`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rag.config import Settings
 from rag.index import integrity
@@ -25,10 +26,6 @@ from rag.index.layout import (
 )
 from rag.index.pipeline import changed_parts, pipeline_version
 from rag.model import Chunk, Document
-
-if TYPE_CHECKING:
-    pass
-
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +47,7 @@ class KnowledgeBase:
     chunks: list[Chunk]
     dense: DenseSearch
     lexical: dict[str, LexicalSearch]
-    """Searched by `Retriever`; local files or Milvus (`rag/backend.py`), hits are rows of `chunks`."""
+    """Searched by `Retriever`; local files or Milvus (`rag.index.backends`), hits are rows of `chunks`."""
     warnings: list[str] = field(default_factory=list)
     """What is wrong with the index (in Chinese, for the page): a damaged live build answered from the
     previous one, or damaged files that only the next build needs. Empty when all is well."""
@@ -69,19 +66,6 @@ class KnowledgeBase:
         return self._by_source.get(source, [])
 
 
-def read_manifest(index_dir: Path) -> dict[str, Any] | None:
-    """The manifest of the live build, or None when there is none."""
-    folder = current_build(index_dir)
-    if folder is None:
-        return None
-    try:
-        return integrity.read_manifest(folder)
-    except Damaged as damage:
-        raise IndexUnavailable(
-            f"the index in {index_dir} is damaged ({damage}): run `rag index` to repair it"
-        ) from None
-
-
 def load(index_dir: Path, settings: Settings | None = None) -> KnowledgeBase:
     """Load the live build of `index_dir`, verified at load depth (`rag.index.integrity`).
 
@@ -94,12 +78,12 @@ def load(index_dir: Path, settings: Settings | None = None) -> KnowledgeBase:
     if live is None:
         raise IndexUnavailable(f"no index in {index_dir}: build it with `rag index` (or start `python app.py`)")
     try:
-        return _load_build(live, settings=settings)
+        return load_build(live, settings=settings)
     except Damaged as damage:
         log.warning("the live index build %s is damaged: %s", live.name, damage)
         for folder in other_builds(Path(index_dir), exclude=live):
             with suppress(Damaged, IndexUnavailable):
-                kb = _load_build(folder, settings=settings)
+                kb = load_build(folder, settings=settings)
                 created = kb.manifest.get("created", "")
                 kb.warnings.insert(
                     0,
@@ -126,7 +110,7 @@ def on_store(settings: Settings) -> bool:
         return True
 
 
-def _load_build(folder: Path, strict: bool = False, settings: Settings | None = None) -> KnowledgeBase:
+def load_build(folder: Path, strict: bool = False, settings: Settings | None = None) -> KnowledgeBase:
     """One build, verified; raises `Damaged`. Damage in files that questions do not read (vectors,
     tokens) becomes a warning, or with `strict` an error too."""
     manifest = integrity.read_manifest(folder)
@@ -206,7 +190,7 @@ def check(index_dir: Path, settings: Settings | None = None) -> list[BuildCheck]
             manifest = integrity.read_manifest(folder)
             problems = integrity.check_files(folder, manifest, "full")
             if not problems:
-                _load_build(folder, strict=True, settings=settings)
+                load_build(folder, strict=True, settings=settings)
         except Damaged as damage:
             problems = damage.problems
         except IndexUnavailable as exc:

@@ -4,7 +4,7 @@ An index folder holds `CURRENT` (the name of the live build) and one or two `bui
 complete: manifest.json, documents.jsonl, chunks.jsonl, vectors.npy, text_hashes.npy, dense.faiss,
 bm25_words/ and bm25_bigrams/, tokens_*.npy and offsets_*.npy (`index/README.md` says what each is).
 A build on the Milvus store has `lexicon_words.json` and `lexicon_bigrams.json` instead of
-dense.faiss and the bm25 folders, whose place takes a Milvus collection (`rag/milvus_store.py`).
+dense.faiss and the bm25 folders, whose place takes a Milvus collection (`rag.index.backends.milvus`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ import numpy as np
 
 from rag.index.integrity import Damaged, Problem
 from rag.model import Chunk, Document
+from rag.text.tokenize import TOKENIZERS
 
 FORMAT = 1
 CURRENT = "CURRENT"
-LEXICAL = ("words", "bigrams")
+LEXICAL = tuple(TOKENIZERS)
+"""The lexical indexes of a build, one per tokenizer (`words`, `bigrams`)."""
 HASHES = "text_hashes.npy"
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from rag.config import Settings
 from rag.index import integrity
+from rag.index.backends.base import TokenIds
 from rag.index.backends.factory import same_store
 from rag.index.integrity import Damaged
 from rag.index.layout import (
@@ -39,16 +40,6 @@ if TYPE_CHECKING:
     from rag.index.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Tokens:
-    """The token ids of every chunk of a build, for one lexical index."""
-
-    ids: np.ndarray
-    offsets: np.ndarray
-    """Chunk `i`'s ids are `ids[offsets[i]:offsets[i + 1]]`."""
-    vocab: dict[str, int]
 
 
 @dataclass
@@ -76,7 +67,7 @@ class Reuse:
     """The live build's rows (text hashes, and vectors when they verify)."""
     older: list[Rows] = field(default_factory=list)
     """Vectors of other builds that verify (used when the live build's do not)."""
-    tokens: dict[str, Tokens] | None = None
+    tokens: dict[str, TokenIds] | None = None
     """Token ids of the live build's rows, when the tokenizer is unchanged and they verify."""
     known: dict[str, str] = field(default_factory=dict)
     """Fingerprint of each document of the live build (for the report)."""
@@ -208,7 +199,7 @@ def _reuse_documents(
             reuse.rows[chunk.source] = (lo, row + 1)
 
 
-def _stored_tokens(folder: Path, vocabularies: dict[str, dict[str, int]], rows: int) -> dict[str, Tokens] | None:
+def _stored_tokens(folder: Path, vocabularies: dict[str, dict[str, int]], rows: int) -> dict[str, TokenIds] | None:
     tokens = {}
     for name in LEXICAL:
         try:
@@ -218,7 +209,7 @@ def _stored_tokens(folder: Path, vocabularies: dict[str, dict[str, int]], rows: 
             return None
         if len(offsets) != rows + 1 or offsets[-1] != len(ids):
             return None
-        tokens[name] = Tokens(ids, offsets, vocabularies[name])
+        tokens[name] = TokenIds(ids, offsets, vocabularies[name])
     return tokens
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-from rag.ingest.clean import SENTENCE_END, garbled_runs, is_metadata_line, looks_like_title
+from rag.ingest.clean import SENTENCE_END, garbled_runs, looks_like_title
+from rag.ingest.fields import is_metadata_line
 from rag.model import Chunk, Document, Span
 from rag.text.normalize import normalize
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from rag.config import ComposerSettings
+
 _DEFINES_STRONG = re.compile(r"(?:主要|具体)?(?:是指|指的是|就是|即是|即|包括|主要有|主要是)")
 _DEFINES_WEAK = re.compile(r"是")
 
@@ -20,9 +22,13 @@ def subjects(lexical_question: str) -> list[str]:
     return sorted(dict.fromkeys(parts + pieces), key=len, reverse=True)
 
 
-def definition_strength(sentence: str, subjects_: list[str], strong: float, plain_is: bool = True) -> float:
-    """How plainly a (normalized) sentence says what one of `subjects_` is: 0 (not at all) to `strong`.
-    Without `plain_is`, only an explicit cue (`是指`, `指的是`, `即`, `主要是`…) counts, not a bare `是`."""
+def definition_strength(
+    sentence: str, subjects_: list[str], strong: float, steps: ComposerSettings, plain_is: bool = True
+) -> float:
+    """How plainly a (normalized) sentence says what one of `subjects_` is: 0 (not at all) to `strong`,
+    less by `steps.definition_step` past the sentence's start (`definition_lead_chars`) or for a bare
+    `是` at it; a bare `是` past it gives `definition_plain_is`. Without `plain_is`, only an explicit
+    cue (`是指`, `指的是`, `即`, `主要是`…) counts, not a bare `是`."""
     best = 0.0
     for subject in subjects_:
         for size in range(len(subject), min(4, len(subject)) - 1, -1):
@@ -33,9 +39,10 @@ def definition_strength(sentence: str, subjects_: list[str], strong: float, plai
             after = at + len(tail)
             if after < len(sentence) and sentence[after] == "的":
                 after += 1
+            leads = at <= steps.definition_lead_chars
             if _DEFINES_STRONG.match(sentence, after):
-                best = max(best, strong if at <= 2 else strong - 0.1)
+                best = max(best, strong if leads else strong - steps.definition_step)
             elif plain_is and _DEFINES_WEAK.match(sentence, after):
-                best = max(best, strong - 0.1 if at <= 2 else 0.1)
+                best = max(best, strong - steps.definition_step if leads else steps.definition_plain_is)
             break
     return best

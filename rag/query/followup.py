@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from rag.query.question import ordinal_reference
+from rag.text.patterns import QUOTED_TERM
 from rag.text.tokenize import entities, strip_question_words
 
 _END = "?？。!！,，~～ "
@@ -37,7 +38,6 @@ _EMBEDDED_PRONOUN = re.compile(
     r"这一(?:环节?|步|点|块|方面|项|条|部分|做法|机制|制度)|这方面|这些|上述|该(?:项|类|制度|机制|做法)"
 )
 _HOW_WORDS = re.compile(r"怎么做|如何做|怎样做|怎么办|如何落实|怎么落实")
-_QUOTED_TERM = re.compile(r"[“\"「][^”\"」]{1,12}[”\"」]")
 STANDS_ALONE = 10
 """A question with at least this many characters of its own content stands on its own."""
 
@@ -111,7 +111,7 @@ def context(question: str) -> str:
     """What a follow-up with its own subject keeps of the previous question: the places,
     organisations and quoted terms it names (its whole topic when it names none)."""
     named = [e for e in entities(question) if e in question]
-    named += [m.group(0) for m in _QUOTED_TERM.finditer(question)]
+    named += [m.group(0) for m in QUOTED_TERM.finditer(question)]
     return " ".join(dict.fromkeys(named)) or topic(question)
 
 
@@ -124,8 +124,8 @@ def replace_parallel(previous: str, subject: str) -> str:
     """The previous question about `subject` instead: the place, organisation or quoted term in it
     that `subject` stands parallel to is replaced (`湖北省有什么做法` + `山西省` → `山西省有什么做法`)."""
     candidates: list[str] = []
-    if _QUOTED_TERM.search(subject):
-        candidates = [m.group(0) + _noun_tail(previous, m.end()) for m in _QUOTED_TERM.finditer(previous)]
+    if QUOTED_TERM.search(subject):
+        candidates = [m.group(0) + _noun_tail(previous, m.end()) for m in QUOTED_TERM.finditer(previous)]
     if not candidates:
         candidates = [e for e in entities(previous) if e in previous]
     if candidates:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from rag.model import Document
 from rag.text.normalize import normalize, to_traditional
-from rag.text.tokenize import _jieba, tagged
+from rag.text.patterns import SHORT_TITLE, YEAR_BEFORE_NIAN
+from rag.text.tokenize import dictionary_frequency, tagged
 
 if TYPE_CHECKING:
     from rag.model import Hit
@@ -31,10 +32,6 @@ _GENERIC = frozenset(
     "试验区 示范区 保护区 功能区 商业区 住宅区 城市区 老城区 主城区 中心城区 贫困县 经济区 自贸区".split()
 )
 _DIVISIONS = ("省", "市", "县", "区", "州")
-_YEAR = re.compile(r"(?:19|20)\d{2}(?=年)")
-_BOOK_TITLE = re.compile(r"《([^》]{2,40})》")
-#: Header: the document's title, metadata values and the first characters of its text.
-HEADER_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -70,17 +67,16 @@ def question_names(normalized_question: str) -> tuple[Name, ...]:
     names and short organisation words are left out: jieba's tags for them are mostly guesses
     (许可, 东西, 申请人 come out as names)."""
     found: dict[str, Name] = {}
-    for title in _BOOK_TITLE.findall(normalized_question):
+    for title in SHORT_TITLE.findall(normalized_question):
         found.setdefault(title, Name(title, "title", (title,)))
-    for year in _YEAR.findall(normalized_question):
+    for year in YEAR_BEFORE_NIAN.findall(normalized_question):
         found.setdefault(year, Name(year, "year", (year,)))
-    dictionary = _jieba().FREQ
     for word, tag in tagged(normalized_question):
         if word in _GENERIC or word in found or len(word) < 2 or any(word in name for name in found):
             continue
         if _ADMIN_SUFFIX.match(word):
             found[word] = _place(word)
-        elif tag == "ns" and any(dictionary.get(word + suffix) for suffix in _DIVISIONS):
+        elif tag == "ns" and any(dictionary_frequency(word + suffix) for suffix in _DIVISIONS):
             found[word] = Name(word, "place", (word,))
         elif tag == "nt" and len(word) >= 5:
             found[word] = Name(word, "organisation", (word,))
@@ -93,12 +89,13 @@ def _place(word: str) -> Name:
 
 
 class DocumentNames:
-    """Finds a question's names in documents: in the header (normalized once per document and kept
-    for the most recently used ones) or in the text as written (Simplified or Traditional)."""
+    """Finds a question's names in documents: in the header — title, metadata values and the first
+    `header_chars` characters, normalized once per document and kept for the `keep` most recently
+    used ones — or in the text as written (Simplified or Traditional), where a name counts `in_text`."""
 
-    def __init__(self, documents: dict[str, Document], keep: int = 8192) -> None:
+    def __init__(self, documents: dict[str, Document], header_chars: int, in_text: float, keep: int = 8192) -> None:
         self.documents = documents
-        self.keep = keep
+        self.header_chars, self.in_text, self.keep = header_chars, in_text, keep
         self._headers: OrderedDict[str, str] = OrderedDict()
 
     def header(self, source: str) -> str:
@@ -108,7 +105,7 @@ class DocumentNames:
             self._headers.move_to_end(source)
             return cached
         document = self.documents[source]
-        cached = normalize("\n".join([document.title, *_meta_values(document), document.text[:HEADER_CHARS]]))
+        cached = normalize("\n".join([document.title, *_meta_values(document), document.text[: self.header_chars]]))
         self._headers[source] = cached
         if len(self._headers) > self.keep:
             self._headers.popitem(last=False)
@@ -116,7 +113,7 @@ class DocumentNames:
 
     def match(self, source: str, names: tuple[Name, ...]) -> tuple[float, tuple[str, ...]]:
         """How well a document carries the names (share of them, a name only in the text counting
-        half) and which names it has."""
+        `in_text`) and which names it has."""
         if not names:
             return 0.0, ()
         header = self.header(source)
@@ -128,7 +125,7 @@ class DocumentNames:
                 score += 1.0
                 have.append(name.text)
             elif any(form in text for form in name.written_forms):
-                score += 0.5
+                score += self.in_text
                 have.append(name.text)
         return score / len(names), tuple(have)
 

@@ -14,6 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from rag.text.glossary import chinese_terms
+from rag.text.patterns import ASKED_YEAR, QUOTED_PHRASE, RELATIVE_YEAR, TITLE
 from rag.text.tokenize import entities, key_terms, strip_question_words
 
 #: Answer shapes, in the order `question_kind` tries them.
@@ -97,16 +98,12 @@ _EACH = re.compile(r"分别|各自|各(?![级地类项方种个部单界族位�
 _DOCUMENTS = re.compile(r"[两二几]篇|[两二几]份|[两二]个文件|两文|各篇|几篇|\bboth (?:articles|documents|texts)\b")
 
 # --- what the answer must be about -----------------------------------------------------------------
-_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?=\s*年(?![代多前间])|\s*[-/.]\s*\d|\s*(?:到|至|—|－))")
 _PLACE_TAGS = frozenset({"ns", "nt"})
-_RELATIVE_YEAR = re.compile(r"去年|今年|明年|前年|本年度|上一年|上年度")
 _NUMERAL = "一二三四五六七八九十"
 _MEETING = re.compile(
     rf"[{_NUMERAL}]+届(?:中央)?(?:纪委)?[{_NUMERAL}]+(?:中|次)全会|[{_NUMERAL}]+中全会|"
     rf"第[{_NUMERAL}]+次全国(?:代表大会|纪检监察工作会议)|[{_NUMERAL}]{{2,3}}大(?![会学])"
 )
-_TITLE = re.compile(r"《([^》]{2,60})》")
-_QUOTED = re.compile(r"[“\"「『]([^”\"」』]{2,20})[”\"」』]")
 _ORDINAL_REF = re.compile(rf"第([{_NUMERAL}\d]{{1,3}})(?:点|条|个|项|方面|部分|种|是)")
 
 
@@ -241,12 +238,12 @@ class Query:
     @cached_property
     def years(self) -> tuple[str, ...]:
         """Years the question names (`2021年`, `2018到2020年` → 2018, 2020)."""
-        return tuple(dict.fromkeys(_YEAR.findall(self.normalized)))
+        return tuple(dict.fromkeys(ASKED_YEAR.findall(self.normalized)))
 
     @cached_property
     def relative_time(self) -> bool:
         """The question pins a year the corpus cannot resolve (`去年`, `今年`)."""
-        return bool(_RELATIVE_YEAR.search(self.normalized))
+        return bool(RELATIVE_YEAR.search(self.normalized))
 
     @cached_property
     def meetings(self) -> tuple[str, ...]:
@@ -256,9 +253,9 @@ class Query:
     @cached_property
     def titles(self) -> tuple[str, ...]:
         """Documents the question names in 《…》."""
-        return tuple(dict.fromkeys(_TITLE.findall(self.normalized)))
+        return tuple(dict.fromkeys(TITLE.findall(self.normalized)))
 
     @cached_property
     def quoted(self) -> tuple[str, ...]:
         """Terms the question puts in quotation marks (`“三个结合”`)."""
-        return tuple(dict.fromkeys(_QUOTED.findall(self.normalized)))
+        return tuple(dict.fromkeys(QUOTED_PHRASE.findall(self.normalized)))

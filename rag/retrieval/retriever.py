@@ -8,17 +8,16 @@ import numpy as np
 
 from rag.config import Settings
 from rag.embedding.embedder import Embedder
+from rag.index.bm25 import idf
 from rag.index.knowledge_base import KnowledgeBase
 from rag.ingest.chunk import sentence_spans
 from rag.model import Hit
 from rag.query.definitions import definition_strength, subjects
 from rag.query.names import DocumentNames, question_names
-from rag.query.question import Query, question_kind
+from rag.query.question import Query
 from rag.retrieval.fusion import Ranking, fuse_ranks, fuse_scores, pool_documents
 from rag.text.normalize import compact, normalize
 from rag.text.tokenize import bigrams, words
-
-__all__ = ["Hit", "Query", "Retriever", "question_kind"]
 
 
 class Retriever:
@@ -26,7 +25,7 @@ class Retriever:
 
     def __init__(self, kb: KnowledgeBase, embedder: Embedder, settings: Settings) -> None:
         self.kb, self.embedder, self.settings = kb, embedder, settings
-        self.document_names = DocumentNames(kb.documents)
+        self.document_names = DocumentNames(kb.documents, settings.name_header_chars, settings.name_in_text)
 
     def query(self, question: str) -> Query:
         """Normalize, cut and embed a question once for all rankings."""
@@ -96,7 +95,10 @@ class Retriever:
         as the composer judges its sentences (`rag.answer.scoring`)."""
         text = self.kb.chunks[idx].text
         sentences = (compact(text[span.start : span.end]) for span in sentence_spans(text))
-        return max((definition_strength(sentence, about, 1.0, plain_is=False) for sentence in sentences), default=0.0)
+        steps = self.settings.composer
+        return max(
+            (definition_strength(sentence, about, 1.0, steps, plain_is=False) for sentence in sentences), default=0.0
+        )
 
     def _ideal(self, name: str, tokens: list[str]) -> float:
         """The question's ideal BM25 score in index `name`: the sum of its distinct terms' IDF
@@ -106,7 +108,7 @@ class Retriever:
             return 0.0
         n = max(len(self.kb.chunks), 1)
         df = self.kb.lexical[name].document_frequency(distinct)
-        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)).sum())
+        return float(idf(df, n).sum())
 
 
 def _place(ids: np.ndarray, idx: int) -> int:

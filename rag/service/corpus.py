@@ -1,4 +1,5 @@
-"""The corpus folder's file operations: checked upload names, atomic copies, kept versions and restores."""
+"""The corpus folder of a knowledge base: checked uploads, replacements and removals that keep the old
+file in `.versions/`, and the corpus put back as it was when indexing the change fails."""
 
 from __future__ import annotations
 
@@ -8,16 +9,15 @@ import re
 import time
 import unicodedata
 import uuid
-from contextlib import suppress
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from rag.index.build import IndexWriteError
-from rag.ingest.loaders import SUPPORTED_SUFFIXES
-
-if TYPE_CHECKING:
-    pass
-
+from rag.config import Settings
+from rag.index.commit import IndexWriteError
+from rag.index.report import BuildReport
+from rag.ingest.loaders import SUPPORTED_SUFFIXES, LoadError, load_file
 
 #: What the chat page accepts as uploads (a `.jsonl` collection is indexed with `rag index --corpus`).
 UPLOAD_SUFFIXES = frozenset(SUPPORTED_SUFFIXES - {".jsonl"})
@@ -57,6 +57,107 @@ def safe_filename(name: str) -> str:
     room = MAX_NAME_BYTES - len(suffix.encode()) - 1
     stem = stem.encode()[:room].decode("utf-8", "ignore") or "document"
     return f"{stem}.{suffix}" if suffix else stem
+
+
+Reindex = Callable[[], BuildReport]
+"""Brings the index up to date with the corpus folder (the engine's build)."""
+
+
+class CorpusFolder:
+    """The corpus folder of `settings`: each change is indexed by `reindex` while `lock` (the engine's
+    write lock) is held, and undone when indexing it fails."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def path(self) -> Path:
+        """The corpus folder; `DocumentError` when the corpus is a single file."""
+        corpus = Path(self.settings.corpus_dir)
+        if not corpus.is_dir():
+            raise DocumentError("知识库的语料不是一个文件夹（是单个文件），不能在这里添加或删除文档。")
+        return corpus
+
+    def check_upload(self, path: Path, name: str | None = None) -> tuple[str, str | None]:
+        """The corpus name an upload gets and the document it would replace (same name ignoring case),
+        or None; `DocumentError` when its type or size is refused."""
+        path = Path(path)
+        corpus = self.path
+        target = safe_filename(name or path.name)
+        if Path(target).suffix.lower() not in UPLOAD_SUFFIXES:
+            raise DocumentError(f"不支持这种文件类型，可以上传 {' '.join(sorted(UPLOAD_SUFFIXES))} 文件。")
+        try:
+            size = path.stat().st_size
+        except OSError:
+            raise DocumentError("没有收到完整的文件，请重新上传。") from None
+        limit = self.settings.max_upload_bytes
+        if size > limit:
+            raise DocumentError(f"文件过大（{size / 2**20:.1f} MB），单个文件不能超过 {limit / 2**20:g} MB。")
+        return target, _corpus_names(corpus).get(target.casefold())
+
+    def add(
+        self, path: Path, name: str | None, replace: bool, reindex: Reindex, lock: AbstractContextManager[Any]
+    ) -> BuildReport:
+        """Copy an upload into the folder (atomically; a replaced file is kept in `.versions/`) and index it."""
+        path = Path(path)
+        target_name, existing = self.check_upload(path, name)
+        if existing is not None and not replace:
+            raise DocumentExists(existing)
+        self._check_text(path)
+        corpus = self.path
+        with lock:
+            existing = _corpus_names(corpus).get(target_name.casefold())
+            if existing is not None and not replace:
+                raise DocumentExists(existing)
+            target = corpus / (existing or target_name)
+            kept = _keep_version(target, move=False) if existing else None
+            try:
+                _atomic_copy(path, target)
+            except OSError as exc:
+                raise DocumentError(f"文件没有保存：{os_reason(exc)}") from exc
+            report = _reindex(reindex, target, kept, "索引没有更新，文件已撤回")
+        if kept:
+            report.kept[target.name] = kept
+        return report
+
+    def remove(self, source: str, reindex: Reindex, lock: AbstractContextManager[Any]) -> BuildReport:
+        """Move a document out of the folder into `.versions/` and index the change."""
+        corpus = self.path
+        with lock:
+            names = _corpus_names(corpus)
+            name = source if source in names.values() else names.get(str(source).casefold())
+            if not name:
+                raise DocumentError(f"知识库中没有文件“{source}”。")
+            target = corpus / name
+            kept = _keep_version(target, move=True)
+            report = _reindex(reindex, target, kept, "索引没有更新，文件已恢复")
+        report.kept[name] = kept
+        return report
+
+    def _check_text(self, path: Path) -> None:
+        """Refuse an unreadable file, or one of more text than an upload may hold, before it enters the corpus."""
+        try:
+            raw = load_file(path)
+        except LoadError as exc:
+            raise DocumentError(f"无法读取这个文件：{exc}") from exc
+        if len(raw.text) > self.settings.max_upload_chars:
+            raise DocumentError(
+                f"文档过长：提取出 {len(raw.text):,} 个字符，超过单个文档的上限 {self.settings.max_upload_chars:,} 个字符；"
+                "请拆分成几个文件后上传。"
+            )
+
+
+def _reindex(reindex: Reindex, target: Path, kept: str | None, undone: str) -> BuildReport:
+    """`reindex()`; when it fails, the corpus file is put back as it was (`undone` says so, with the
+    reason of a file-system error)."""
+    try:
+        return reindex()
+    except BaseException as exc:
+        _restore(target, target.parent / _VERSIONS / kept if kept else None)
+        cause = _os_error(exc)
+        if cause is not None:
+            raise DocumentError(f"{undone}：{os_reason(cause)}") from exc
+        raise
 
 
 def _corpus_names(corpus: Path) -> dict[str, str]:
@@ -114,7 +215,7 @@ def _restore(target: Path, kept: Path | None) -> None:
 
 
 def _os_error(exc: BaseException) -> OSError | None:
-    """The file-system error behind a failed build: the error itself, or what a `store.IndexWriteError` wraps."""
+    """The file-system error behind a failed build: the error itself, or what an `IndexWriteError` wraps."""
     if isinstance(exc, OSError):
         return exc
     if isinstance(exc, IndexWriteError) and isinstance(exc.__cause__, OSError):

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.config import Settings
-from rag.index.build import BuildReport
 from rag.index.layout import IndexUnavailable
 from rag.index.progress import OnProgress
+from rag.index.report import BuildReport
 from rag.service.corpus import DocumentError, os_reason, safe_filename
 
 log = logging.getLogger(__name__)

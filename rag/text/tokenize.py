@@ -1,4 +1,5 @@
-"""Lexical search: BM25 (bm25s) over jieba words and over character bigrams of normalized text."""
+"""Tokens of normalized text for the lexical rankings and question analysis: jieba words (with the
+project's dictionary), character bigrams, key terms, question words stripped, tagged entities."""
 
 from __future__ import annotations
 
@@ -87,6 +88,11 @@ def tagged(text: str) -> list[tuple[str, str]]:
     """jieba words of text with their part-of-speech tags."""
     _jieba()
     return [(w.word, w.flag) for w in jieba.posseg.cut(text)]
+
+
+def dictionary_frequency(word: str) -> int:
+    """How often jieba's dictionary counts `word` (0 for a word it does not know)."""
+    return _jieba().FREQ.get(word) or 0
 
 
 TOKENIZERS = {"words": words, "bigrams": bigrams}

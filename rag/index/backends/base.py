@@ -1,6 +1,7 @@
-"""Where a build's search structures live: local files (FAISS + bm25s, the default) or Milvus.
+"""The contract of a store backend: what a build hands it (`BuildInput`) and what it opens (`DenseSearch`,
+`LexicalSearch`), for local files (FAISS + bm25s, the default) or Milvus.
 
-A build (see `store.py`) prepares every chunk's vector and both lexical token forms; a `Backend`
+A build (see `rag.index.build`) prepares every chunk's vector and both lexical token forms; a `Backend`
 writes the search structures for them and opens them again. What it opens is what retrieval and the
 answer composer use: a `DenseSearch` and one `LexicalSearch` per lexical index (`words`,
 `bigrams`), whose hits are row indices into the build's chunk list. Documents, chunk records and
@@ -21,8 +22,6 @@ import numpy as np
 
 if TYPE_CHECKING:
     from rag.model import Chunk
-
-LEXICAL = ("words", "bigrams")
 
 
 class DenseSearch(Protocol):
@@ -116,6 +115,3 @@ class Backend(Protocol):
     def retire(self, kept: list[dict[str, Any]]) -> None:
         """Free what builds other than those of the `kept` manifests hold (removed or interrupted builds)."""
         ...
-
-
-

@@ -1,4 +1,4 @@
-"""The Milvus backend (`rag/milvus_store.py`) against a real embedded Milvus Lite.
+"""The Milvus backend (`rag.index.backends.milvus`) against a real embedded Milvus Lite.
 
 The session's local build of the real corpus is written into Milvus Lite; both backends must rank
 the same chunks for the dev questions and report the same document frequencies.
@@ -16,12 +16,14 @@ pytest.importorskip("milvus_lite")
 
 from milvus_lite.analyzer.standard import StandardAnalyzer
 
-from rag.index import build as store
-from rag.index.backends import milvus as milvus_store
-from rag.index.backends.base import LEXICAL, BuildInput, TokenIds
+from rag.index.backends import milvus_collections
+from rag.index.backends.base import BuildInput, TokenIds
 from rag.index.backends.factory import open_backend
 from rag.index.backends.local import LocalBackend
-from rag.index.backends.milvus import MilvusBackend, MilvusUnavailable, escape, field_text, knowledge_base_id
+from rag.index.backends.milvus import MilvusBackend, knowledge_base_id
+from rag.index.backends.milvus_collections import MilvusUnavailable, escape, field_text
+from rag.index.knowledge_base import KnowledgeBase, load, on_store
+from rag.index.layout import LEXICAL
 from rag.text.normalize import normalize
 from rag.text.tokenize import bigrams, strip_question_words, words
 
@@ -41,7 +43,7 @@ def test_lexical_field_is_cut_to_the_varchar_byte_limit_at_a_token_boundary():
     assert len(text.encode("utf-8")) <= 40
 
 
-def _build_input(kb: store.KnowledgeBase, name: str) -> BuildInput:
+def _build_input(kb: KnowledgeBase, name: str) -> BuildInput:
     """The live local build of the session's corpus, as a build hands it to a backend."""
     folder = kb.folder
     tokens = {
@@ -109,13 +111,13 @@ def test_a_failed_write_leaves_no_collection_and_the_live_one_answering(engine, 
     broken = _build_input(engine.kb, "build-2")
     broken.folder = Path(settings.index_dir) / "build-2"
     broken.folder.mkdir()
-    monkeypatch.setattr(milvus_store, "INSERT_BATCH", 10)
+    monkeypatch.setattr(milvus_collections, "INSERT_BATCH", 10)
     broken.vectors = broken.vectors[:25]  # the third batch of rows fails, after two were written
     with pytest.raises(IndexError):
         backend.write(broken)
-    names = milvus_store.client(backend.target).list_collections()
-    kb_id = milvus_store.knowledge_base_id(Path(settings.index_dir))
-    assert milvus_store.collection_name(backend.target, kb_id, "build-2") not in names
+    names = milvus_collections.client(backend.target).list_collections()
+    kb_id = knowledge_base_id(Path(settings.index_dir))
+    assert milvus_collections.collection_name(backend.target, kb_id, "build-2") not in names
     assert manifest["store"]["collection"] in names
     assert len(dense.search(engine.kb.dense.index.reconstruct(0), 3)[0]) == 3
 
@@ -124,7 +126,7 @@ def test_alias_follows_the_live_build_and_retire_drops_only_this_kbs_unused_coll
     settings, backend, manifest, _, _ = milvus
     live = manifest["store"]["collection"]
     backend.activate(manifest)
-    milvus_client = milvus_store.client(backend.target)
+    milvus_client = milvus_collections.client(backend.target)
     assert milvus_client.describe_alias(settings.milvus_collection)["collection_name"] == live
 
     interrupted = _build_input(engine.kb, "build-3")
@@ -225,7 +227,7 @@ def test_a_local_index_moves_to_milvus_without_embedding(milvus_engine, engine):
     assert kb.manifest["store"]["kind"] == "milvus"
     assert not (kb.folder / "dense.faiss").exists() and (kb.folder / "lexicon_words.json").is_file()
     assert kb.dense.size == len(kb.chunks) == len(engine.kb.chunks)
-    assert store.on_store(milvus_engine.settings) and not store.on_store(engine.settings.replace(store="milvus"))
+    assert on_store(milvus_engine.settings) and not on_store(engine.settings.replace(store="milvus"))
 
 
 def test_the_headline_question_gets_the_same_cited_answer_on_both_stores(milvus_engine, engine):
@@ -263,18 +265,18 @@ def test_documents_are_added_and_removed_on_milvus_as_on_the_local_store(milvus_
 
     backend = MilvusBackend(milvus_engine.settings)
     live = milvus_engine.kb.manifest["store"]["collection"]
-    mine = [n for n in milvus_store.client(backend.target).list_collections() if n.startswith("zhengce_")]
+    mine = [n for n in milvus_collections.client(backend.target).list_collections() if n.startswith("zhengce_")]
     assert live in mine and before not in mine and len(mine) == 2  # the live build's and the previous one's
-    assert milvus_store.client(backend.target).describe_alias("zhengce")["collection_name"] == live
+    assert milvus_collections.client(backend.target).describe_alias("zhengce")["collection_name"] == live
 
 
 def test_a_build_interrupted_while_writing_to_milvus_leaves_the_index_answering(milvus_engine, tmp_path, monkeypatch):
     live = milvus_engine.kb.folder
-    names = set(milvus_store.client(MilvusBackend(milvus_engine.settings).target).list_collections())
+    names = set(milvus_collections.client(MilvusBackend(milvus_engine.settings).target).list_collections())
     upload = tmp_path / "中断.txt"
     upload.write_text("这份文件在写入时被中断，不应出现在知识库中。", encoding="utf-8")
     written = 0
-    original = milvus_store._row
+    original = milvus_collections._row
 
     def interrupted(rows, i):
         nonlocal written
@@ -283,8 +285,8 @@ def test_a_build_interrupted_while_writing_to_milvus_leaves_the_index_answering(
             raise KeyboardInterrupt
         return original(rows, i)
 
-    monkeypatch.setattr(milvus_store, "_row", interrupted)
-    monkeypatch.setattr(milvus_store, "INSERT_BATCH", 10)
+    monkeypatch.setattr(milvus_collections, "_row", interrupted)
+    monkeypatch.setattr(milvus_collections, "INSERT_BATCH", 10)
     try:
         with pytest.raises(KeyboardInterrupt):
             milvus_engine.add_document(upload)
@@ -292,8 +294,8 @@ def test_a_build_interrupted_while_writing_to_milvus_leaves_the_index_answering(
         monkeypatch.undo()
         (Path(milvus_engine.settings.corpus_dir) / "中断.txt").unlink(missing_ok=True)  # the engine may have removed it
     assert milvus_engine.kb.folder == live
-    assert set(milvus_store.client(MilvusBackend(milvus_engine.settings).target).list_collections()) == names
-    reopened = store.load(Path(milvus_engine.settings.index_dir), milvus_engine.settings)
+    assert set(milvus_collections.client(MilvusBackend(milvus_engine.settings).target).list_collections()) == names
+    reopened = load(Path(milvus_engine.settings.index_dir), milvus_engine.settings)
     assert reopened.folder == live
     assert not milvus_engine.ask("纪委监督责任包括什么").abstained
 
@@ -324,7 +326,7 @@ def test_a_dropped_collection_is_damage_and_the_previous_build_answers(milvus_en
     upload.write_text("青山县纪委在2024年开展了“清风行动”专项检查。", encoding="utf-8")
     copy.add_document(upload)  # a second build in that file; the first stays as the previous one
     live, collection = copy.kb.folder, copy.kb.manifest["store"]["collection"]
-    milvus = milvus_store.client(MilvusBackend(settings).target)
+    milvus = milvus_collections.client(MilvusBackend(settings).target)
     milvus.drop_alias("zhengce")
     milvus.drop_collection(collection)
     copy.reload()

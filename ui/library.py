@@ -1,0 +1,188 @@
+"""The 知识库 tab's handlers: the document list, uploads (asking before a same-named document is
+replaced), removal, and the timer that reports indexing progress and each job's outcome.
+
+Changes are queued on the engine's background worker and their outcome reaches the page through the
+timer (`on_tick`), so no request waits for indexing.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+
+from ui.page import STARTUP_WAIT, Page
+from ui.render import chinese, clean_text, md_text, outcome_markdown, progress_html
+
+if TYPE_CHECKING:
+    from rag import Engine
+
+STATUS_LINES = 20
+"""Lines of upload/removal outcomes kept in a session's status."""
+READ_ONLY = "只读模式：你没有添加或删除文档的权限。"
+
+
+def user_of(request: gr.Request | None) -> str:
+    """Who made a request, for the change log: the login name, else the client's address."""
+    if request is None:
+        return "-"
+    if getattr(request, "username", None):
+        return str(request.username)
+    client = getattr(request, "client", None)
+    return str(getattr(client, "host", "") or "-")
+
+
+def discard_upload(path: str | Path) -> None:
+    """Delete an uploaded file from Gradio's cache (and its folder, when that is now empty)."""
+    path = Path(path)
+    with suppress(OSError):
+        path.unlink(missing_ok=True)
+        path.parent.rmdir()
+
+
+def _append(status: str | None, lines: list[str]) -> str:
+    """The session's status with `lines` added (the newest last, at most `STATUS_LINES`)."""
+    kept = [line for line in (status or "").split("\n\n") if line.strip()]
+    return "\n\n".join([*kept, *lines][-STATUS_LINES:])
+
+
+class Library(Page):
+    """The documents, their changes, and what the timer shows of them."""
+
+    def on_load(self, request: gr.Request = None) -> Any:  # type: ignore[assignment]
+        """A new session: upload and removal shown only to those who may edit."""
+        return gr.update(visible=self.access.can_edit(getattr(request, "username", None)))
+
+    def documents_view(self, engine: Engine | None) -> tuple[list[list[Any]], Any]:
+        """The documents table and the choices of the remove menu."""
+        if engine is None or not engine.ready:
+            return [], gr.Dropdown(choices=[], value=None)
+        docs = engine.documents()
+        rows = [[d.title, d.source, d.date, d.chunks, d.characters] for d in docs]
+        choices = [(f"{d.title}（{d.source}）", d.source) for d in docs]
+        return rows, gr.Dropdown(choices=choices, value=None)
+
+    def on_tick(self, seen: Any, jobs: list[int], status: str) -> tuple[Any, ...]:
+        """Every second: the banner, the progress bar, the document list when it changed, and the
+        outcome of this session's finished uploads and removals."""
+        self.loader.start()  # a page has loaded: open the engine now if that has not begun
+        engine = self.loader.engine
+        worker = self._status(engine)
+        banner = self.banner(engine, worker)
+        progress = progress_html(worker)
+        token = [self.loader.loading, bool(engine and engine.ready), worker.changes if worker else 0]
+        table, choice = (gr.skip(), gr.skip()) if token == seen else self.documents_view(engine)
+        lines, still = [], []
+        for job_id in jobs or []:
+            job = engine.worker.job(job_id) if engine is not None else None
+            if job is None:  # forgotten (or the engine is gone): nothing to report
+                continue
+            if job.state in ("queued", "running"):
+                still.append(job_id)
+                continue
+            lines.append(self.outcome(engine, job))
+        status_out = _append(status, lines) if lines else gr.skip()
+        return (
+            gr.HTML(banner, visible=bool(banner)),
+            gr.HTML(progress, visible=bool(progress)),
+            table,
+            choice,
+            token,
+            still,
+            status_out,
+        )
+
+    def outcome(self, engine: Engine | None, job: Any) -> str:
+        """How a finished job went, with the document's title and chunk count when it was added."""
+        info = None
+        if engine is not None and job.state == "done" and job.action in ("add", "replace"):
+            info = next((d for d in engine.documents() if d.source == job.source), None)
+        return outcome_markdown(job, info.title if info else "", info.chunks if info else None)
+
+    def on_upload(
+        self, files: list[str] | None, jobs: list[int], status: str, request: gr.Request = None
+    ) -> tuple[Any, ...]:  # type: ignore[assignment]
+        """Check uploaded files and queue them for indexing; a name already in the corpus is asked about."""
+        from rag import DocumentError
+
+        files = [str(f) for f in files or []]
+        nothing = (gr.skip(), gr.skip(), gr.skip())
+        if not self.access.can_edit(getattr(request, "username", None)):
+            for path in files:
+                discard_upload(path)
+            return _append(status, [READ_ONLY]), None, jobs, *nothing
+        engine = self.loader.wait(STARTUP_WAIT)
+        if engine is None:
+            for path in files:
+                discard_upload(path)
+            return _append(status, [f"**未能添加**：{md_text(self.not_ready_text(engine))}"]), None, jobs, *nothing
+        lines, jobs, pending = [], list(jobs or []), []
+        for path in files:
+            name = clean_text(Path(path).name)
+            try:
+                _, existing = engine.check_upload(Path(path), name)
+            except DocumentError as exc:
+                lines.append(f"**未能添加** {md_text(name)}：{md_text(chinese(str(exc)))}")
+                discard_upload(path)
+                continue
+            if existing is not None:
+                pending.append([path, name, existing])
+                continue
+            job = engine.worker.add(Path(path), name, user=user_of(request), cleanup=partial(discard_upload, path))
+            jobs.append(job.id)
+            lines.append(f"**已加入处理队列** {md_text(name)}：处理完成后会在这里显示结果。")
+        if not files:
+            lines.append("没有收到文件。")
+        return _append(status, lines), None, jobs, *self._confirm(pending)
+
+    def _confirm(self, pending: list[list[str]]) -> tuple[Any, Any, Any]:
+        """The replace question for uploads whose names are already in the corpus."""
+        if not pending:
+            return [], gr.Group(visible=False), ""
+        names = "、".join(f"“{md_text(existing)}”" for _, _, existing in pending)
+        text = f"**知识库中已有同名文档**：{names}。要用新上传的文件替换吗？替换前的版本会自动备份。"
+        return pending, gr.Group(visible=True), text
+
+    def on_replace(
+        self, pending: list[list[str]], jobs: list[int], status: str, request: gr.Request = None
+    ) -> tuple[Any, ...]:  # type: ignore[assignment]
+        """The user confirmed: queue the pending uploads as replacements."""
+        engine = self.loader.engine
+        if engine is None or not self.access.can_edit(getattr(request, "username", None)):
+            return self.on_keep(pending, status)[0], jobs, [], gr.Group(visible=False), ""
+        lines, jobs = [], list(jobs or [])
+        for path, name, existing in pending or []:
+            job = engine.worker.add(
+                Path(path), name, user=user_of(request), replace=True, cleanup=partial(discard_upload, path)
+            )
+            jobs.append(job.id)
+            lines.append(f"**已加入处理队列** 用 {md_text(name)} 替换 {md_text(existing)}。")
+        return _append(status, lines), jobs, [], gr.Group(visible=False), ""
+
+    def on_keep(self, pending: list[list[str]], status: str) -> tuple[Any, ...]:
+        """The user declined: the pending uploads are dropped, the documents stay as they are."""
+        lines = []
+        for path, name, existing in pending or []:
+            discard_upload(path)
+            lines.append(f"**未替换** {md_text(existing)}：保留原文档，没有添加 {md_text(name)}。")
+        return _append(status, lines), [], gr.Group(visible=False), ""
+
+    def on_remove(
+        self, source: str | None, jobs: list[int], status: str, request: gr.Request = None
+    ) -> tuple[Any, ...]:  # type: ignore[assignment]
+        """Queue the removal of a document (the browser asked for confirmation)."""
+        if source == "":  # the confirmation was cancelled
+            return gr.skip(), gr.skip()
+        if not self.access.can_edit(getattr(request, "username", None)):
+            return _append(status, [READ_ONLY]), jobs
+        if not source:
+            return _append(status, ["请先在列表中选择要删除的文档。"]), jobs
+        engine = self.loader.engine
+        if engine is None:
+            return _append(status, [f"**未能删除**：{md_text(self.not_ready_text(engine))}"]), jobs
+        source = clean_text(source)
+        job = engine.worker.remove(source, user=user_of(request))
+        return _append(status, [f"**已加入处理队列** 删除 {md_text(source)}。"]), [*(jobs or []), job.id]
