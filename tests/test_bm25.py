@@ -6,6 +6,7 @@ import bm25s
 import numpy as np
 import pytest
 
+from rag.config import Settings
 from rag.index.bm25 import BM25, _NumpyBM25, document_frequencies, idf, token_ids, top_k
 from rag.text.normalize import normalize
 from rag.text.tokenize import TOKENIZERS, bigrams
@@ -17,6 +18,8 @@ PASSAGES = [
     "巡视整改要压实整改主体责任，建立整改台账。",
 ]
 
+SETTINGS = Settings()
+
 
 def tokens(tokenizer, text: str) -> list[str]:
     return TOKENIZERS[tokenizer](normalize(text))
@@ -24,7 +27,7 @@ def tokens(tokenizer, text: str) -> list[str]:
 
 @pytest.fixture(params=list(TOKENIZERS))
 def index(request) -> tuple[str, BM25]:
-    return request.param, BM25().build([tokens(request.param, p) for p in PASSAGES])
+    return request.param, BM25(SETTINGS.bm25_k1, SETTINGS.bm25_b).build([tokens(request.param, p) for p in PASSAGES])
 
 
 @pytest.mark.parametrize(
@@ -62,16 +65,16 @@ def test_unknown_tokens_do_not_change_the_scores_of_known_ones(index):
 
 
 def test_document_frequency():
-    bm25 = BM25().build([tokens("bigrams", p) for p in PASSAGES])
+    bm25 = BM25(SETTINGS.bm25_k1, SETTINGS.bm25_b).build([tokens("bigrams", p) for p in PASSAGES])
     assert bm25.document_frequency(["责任", "整改", "减负", "不存在", ""]).tolist() == [3, 1, 1, 0, 0]
-    words_bm25 = BM25().build([tokens("words", p) for p in PASSAGES])
+    words_bm25 = BM25(SETTINGS.bm25_k1, SETTINGS.bm25_b).build([tokens("words", p) for p in PASSAGES])
     assert words_bm25.document_frequency(["主体", "纪委"]).tolist() == [2, 1]
 
 
 def test_save_and_load_give_the_same_scores(index, tmp_path):
     tokenizer, bm25 = index
     bm25.save(tmp_path / "bm25")
-    loaded = BM25.load(tmp_path / "bm25", len(PASSAGES))
+    loaded = BM25.load(tmp_path / "bm25", len(PASSAGES), SETTINGS.bm25_k1, SETTINGS.bm25_b)
     for question in ("纪委的监督责任", "主体责任", "量子计算机"):
         query = tokens(tokenizer, question)
         np.testing.assert_allclose(loaded.scores(query), bm25.scores(query), rtol=1e-6)
@@ -83,17 +86,17 @@ def test_save_and_load_give_the_same_scores(index, tmp_path):
 def test_parameters_change_the_scores():
     corpus = [tokens("bigrams", p) for p in PASSAGES]
     query = tokens("bigrams", "主体责任")
-    default = BM25(k1=1.2, b=0.75).build(corpus).scores(query)
+    default = BM25(SETTINGS.bm25_k1, SETTINGS.bm25_b).build(corpus).scores(query)
     assert not np.allclose(default, BM25(k1=2.0, b=0.2).build(corpus).scores(query))
 
 
 def test_empty_index_and_empty_passages(tmp_path):
-    empty = BM25().build([])
+    empty = BM25(SETTINGS.bm25_k1, SETTINGS.bm25_b).build([])
     assert empty.scores(["责任"]).shape == (0,)
     assert empty.document_frequency(["责任"]).tolist() == [0]
     empty.save(tmp_path / "empty")
-    assert BM25.load(tmp_path / "empty", 0).scores(["责任"]).shape == (0,)
-    with_blank = BM25().build([[], tokens("bigrams", PASSAGES[0])])
+    assert BM25.load(tmp_path / "empty", 0, SETTINGS.bm25_k1, SETTINGS.bm25_b).scores(["责任"]).shape == (0,)
+    with_blank = BM25(SETTINGS.bm25_k1, SETTINGS.bm25_b).build([[], tokens("bigrams", PASSAGES[0])])
     scores = with_blank.scores(tokens("bigrams", "监督责任"))
     assert scores[0] == 0 and scores[1] > 0
 
@@ -110,7 +113,7 @@ def test_top_k():
 @pytest.mark.parametrize("tokenizer", list(TOKENIZERS))
 def test_a_simplified_question_finds_a_traditional_passage(tokenizer):
     passages = ["黨委要擔負起全面從嚴治黨主體責任。", "紀委要履行監督責任。", "基層減負要精簡會議文件。"]
-    bm25 = BM25().build([tokens(tokenizer, p) for p in passages])
+    bm25 = BM25(SETTINGS.bm25_k1, SETTINGS.bm25_b).build([tokens(tokenizer, p) for p in passages])
     assert int(np.argmax(bm25.scores(tokens(tokenizer, "纪委的监督责任")))) == 1
     assert int(np.argmax(bm25.scores(tokens(tokenizer, "基层减负")))) == 2
 

@@ -77,7 +77,8 @@ class _NumpyBM25(bm25s.BM25):
 class BM25:
     """A BM25 index over token lists, numpy scores, saved as a bm25s folder."""
 
-    def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(self, k1: float, b: float) -> None:
+        """`k1`, `b`: BM25's parameters (`Settings.bm25_k1`, `Settings.bm25_b`)."""
         self.k1, self.b = k1, b
         self._bm25: bm25s.BM25 | None = None
         self.size = 0
@@ -148,7 +149,7 @@ class BM25:
             self._bm25.save(str(folder))
 
     @classmethod
-    def load(cls, folder: Path, size: int, k1: float = 1.2, b: float = 0.75) -> BM25:
+    def load(cls, folder: Path, size: int, k1: float, b: float) -> BM25:
         index = cls(k1, b)
         index.size = size
         if size:
