@@ -1,7 +1,8 @@
 """政策问答 chat page: cited answers, passage look-up and the knowledge base, in the browser.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--index DIR] [--corpus DIR] [--model M]
-                  [--auth USERS | --auth @FILE] [--read-only] [--llm-url URL [--llm-model NAME]]
+                  [--auth USERS | --auth @FILE] [--read-only] [--trusted-proxy ADDR[,ADDR]]
+                  [--llm-url URL [--llm-model NAME]]
 
 The page is a thin layer over `rag.Engine` (the same engine as the `rag` CLI): it never retrieves or
 composes anything itself. The page is served first; the engine (torch, the model, the index) is
@@ -61,6 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--read-only", action="store_true", help="hide upload and removal from everyone but users marked :admin"
     )
+    parser.add_argument(
+        "--trusted-proxy",
+        metavar="ADDR[,ADDR]",
+        help="reverse proxies (addresses or networks) whose X-Forwarded-For names the client "
+        "(or $RAG_TRUSTED_PROXIES; default: none)",
+    )
     parser.add_argument("--no-update", action="store_true", help="serve the index as it is (no build at start)")
     parser.add_argument(
         "--llm-url", help="OpenAI-compatible model server for written answers (or $RAG_LLM_BASE_URL; default: off)"
@@ -73,7 +80,7 @@ def configure(args: argparse.Namespace) -> tuple[Settings, Access] | None:
     """The settings and the users the command line (and the environment) ask for; None (logged) when
     they cannot be used."""
     from rag.config import Settings
-    from ui.access import Access, AccessError
+    from ui.access import Access, AccessError, parse_proxies
 
     try:
         access = Access.from_spec(args.auth or os.environ.get("RAG_AUTH"), read_only=args.read_only)
@@ -87,14 +94,18 @@ def configure(args: argparse.Namespace) -> tuple[Settings, Access] | None:
             model=args.model,
             llm_base_url=args.llm_url,
             llm_model=args.llm_model,
+            trusted_proxies=args.trusted_proxy,
         )
-    except ValueError as exc:  # e.g. RAG_LLM_TIMEOUT that is not a number
+        settings = settings.replace(trusted_proxies=parse_proxies(settings.trusted_proxies))
+    except ValueError as exc:  # e.g. RAG_LLM_TIMEOUT that is not a number, a proxy that is not an address
         log.error("%s", exc)
         return None
     if settings.llm_enabled:
         log.info(
             "written answers from %s (model %s)", settings.llm_base_url, settings.llm_model or "the server's first"
         )
+    if settings.trusted_proxies:
+        log.info("client addresses from X-Forwarded-For of %s", settings.trusted_proxies)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not access.login_required:
         log.warning("serving on %s without --auth: anyone who can reach the page can use it", args.host)
     return settings, access

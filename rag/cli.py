@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,7 +130,8 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
     from rag import Engine
 
     engine = Engine(settings)
-    report = engine.build(args.corpus, rebuild=args.rebuild, progress=sys.stderr.isatty())  # notes go to the log
+    # notes go to the log; the run goes to the change log under the OS user's name
+    report = engine.build(args.corpus, rebuild=args.rebuild, progress=sys.stderr.isatty(), user=_os_user())
     for skipped in report.skipped:
         print(f"skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
     reprocessed = f", {len(report.reprocessed)} re-processed" if report.reprocessed else ""
@@ -140,6 +142,16 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
         f"{report.chunks} chunks ({report.embedded} embedded{reused}) in {sum(report.seconds.values()):.1f}s"
     )
     return 0
+
+
+def _os_user() -> str:
+    """Who runs the command, by the process's user id (not by environment variables anyone can set)."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        return f"uid {getattr(os, 'getuid', lambda: '?')()}"
 
 
 def _doctor(args: argparse.Namespace, settings: Settings) -> int:
@@ -153,15 +165,21 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     for result in results:
         role = "live" if result.live else "previous"
         manifest = result.manifest or {}
+        problems = "; ".join(str(p) for p in result.problems[:5])
         if result.ok:
             state = f"ok: {len(manifest.get('documents', {}))} documents, {manifest.get('chunks')} chunks, created {manifest.get('created')}"
         else:
-            state = "DAMAGED: " + "; ".join(str(p) for p in result.problems[:5])
+            state = ("CANNOT VERIFY: " if result.unverified else "DAMAGED: ") + problems
         print(f"{result.folder.name} ({role}): {state}")
         if result.ok and result.stale:
             print(f"  built by another pipeline ({', '.join(result.stale)} changed): `rag index` will re-process it")
     healthy = results[0].live and results[0].ok
-    print("index is healthy" if healthy else "index is damaged: run `rag index` to repair it from the corpus")
+    if healthy:
+        print("index is healthy")
+    elif results[0].unverified:
+        print("index cannot be verified (no checksums recorded): run `rag index` to write a build that records them")
+    else:
+        print("index is damaged: run `rag index` to repair it from the corpus")
     return 0 if healthy else 1
 
 

@@ -3,7 +3,8 @@
 `Settings` is a frozen dataclass: make a variant with `settings.replace(...)`.
 `Settings.from_env()` also reads `RAG_CORPUS`, `RAG_INDEX`, `RAG_MODEL` and `RAG_MODEL_CACHE`, for the
 Milvus store `RAG_STORE`, `RAG_MILVUS_COLLECTION` and `RAG_MILVUS_TOKEN`, and for written answers
-`RAG_LLM_BASE_URL`, `RAG_LLM_MODEL`, `RAG_LLM_API_KEY` and `RAG_LLM_TIMEOUT`.
+`RAG_LLM_BASE_URL`, `RAG_LLM_MODEL`, `RAG_LLM_API_KEY` and `RAG_LLM_TIMEOUT`, and for the chat page
+`RAG_TRUSTED_PROXIES`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ _ENVIRONMENT = (
     ("llm_model", "RAG_LLM_MODEL"),
     ("llm_api_key", "RAG_LLM_API_KEY"),
     ("llm_timeout", "RAG_LLM_TIMEOUT"),
+    ("trusted_proxies", "RAG_TRUSTED_PROXIES"),
 )
 
 
@@ -274,9 +276,18 @@ class Settings:
     max_upload_chars: int = 200_000
     """Most characters of text one upload may hold (about 900 chunks, 3–4 min of embedding on 2 cores):
     a small file that expands to millions of characters (a .docx of repeated paragraphs) is refused."""
+    clean_note_share: float = 0.1
+    """A cleaning step that takes out more than this share of a document's text is reported (a warning in
+    the index log, a line of the build's notes): a rule that misfires on a kind of document is seen at once."""
+    trusted_proxies: str = ""
+    """Chat page: addresses or networks (comma-separated) of reverse proxies whose `X-Forwarded-For` names the
+    client; empty = none, so a client cannot name itself in the audit log or dodge the login throttle."""
     index_threads: int = 1
     """OpenMP threads of a background build while questions are being answered (the chat page): one core
     stays free for questions. 0 = all cores. A first build, when no question can be answered yet, uses all."""
+    index_recheck_seconds: float = 1.0
+    """Answering checks at most this often whether another process (`rag index`) made a new build live,
+    and switches to it: a stat of `CURRENT`, cheap, yet a page never answers from a stale index for long."""
 
     # --- written answers from a language model (off unless a server is configured) ------------
     llm_base_url: str = ""
@@ -286,9 +297,13 @@ class Settings:
     llm_api_key: str = field(default="", repr=False)
     """Bearer token, if the server wants one."""
     llm_timeout: float = 120.0
-    """Seconds to wait for the model's reply (streaming: for each piece of it) before falling back."""
+    """Seconds one written answer may take in all (the whole reply, streamed or not, not each read of it)
+    before falling back: a server that trickles bytes forever is cut off too."""
     llm_connect_timeout: float = 5.0
     llm_max_tokens: int = 1024
+    llm_max_chars: int = 2400
+    """Most characters of the model's reply that are read and checked (4 × `answer_max_chars`: an answer
+    about as long as an extractive one, with its markers and layout); a model that runs on is cut there."""
     llm_temperature: float = 0.1
     llm_passages: int = 5
     """Top passages given to the model as its numbered sources."""

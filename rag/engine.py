@@ -9,14 +9,19 @@ An engine is safe to share between threads: questions read an immutable snapshot
 and a rebuild (adding or removing a document) swaps in a new snapshot when it is complete.
 
 When the live index build is damaged, the engine answers from the last build that verifies and
-says so: `engine.health()` (or `engine.warnings`) gives the warnings for the page, in Chinese.
+says so: `engine.health()` (or `engine.warnings`) gives the warnings for the page, in Chinese. A build
+another process made live (`rag index`) is noticed when answering (`CURRENT` is checked at most every
+`Settings.index_recheck_seconds`) and switched to; one that cannot be loaded leaves the old one
+answering, with a warning.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -31,7 +36,7 @@ from rag.config import Settings
 from rag.embedding.embedder import Embedder, load_embedder, model_cache_dir
 from rag.index.build import build
 from rag.index.knowledge_base import IndexDamaged, KnowledgeBase, load, on_store
-from rag.index.layout import IndexUnavailable, current_build
+from rag.index.layout import CURRENT, IndexUnavailable, current_build
 from rag.index.progress import OnProgress
 from rag.index.report import BuildReport
 from rag.ingest.chunk import sentence_spans
@@ -39,7 +44,7 @@ from rag.model import Document, Passage
 from rag.query.followup import resolve
 from rag.retrieval.retriever import Retriever
 from rag.service.corpus import CorpusFolder, DocumentError
-from rag.service.worker import IndexWorker
+from rag.service.worker import IndexWorker, write_change
 
 __all__ = ["DocumentInfo", "Engine", "Health", "QuestionError", "Turn"]
 
@@ -99,6 +104,11 @@ class Engine:
         self._index_embedder = _own_lock(self.embedder)
         self._snapshot: _Snapshot | None = None
         self._write_lock = threading.RLock()
+        self._pointer: tuple[object, ...] | None = None
+        """`CURRENT` as it was when the snapshot was loaded (`_pointer_of`)."""
+        self._checked = 0.0
+        self._stale = ""
+        """Why a build another process made live is not used (Chinese), or ''."""
         self.llm = ChatClient.from_settings(self.settings)
         """The language-model client (None: answers are extractive only)."""
         self._verifier: Verifier | None = None
@@ -133,44 +143,84 @@ class Engine:
         rebuild: bool = False,
         progress: bool = True,
         on_progress: OnProgress | None = None,
+        user: str | None = None,
     ) -> BuildReport:
         """Index added and changed documents of the corpus, drop deleted ones, repair a damaged
         index, and use the result. `on_progress(stage, done, total)`: see `rag.index.build.build`.
+        With `user` (`rag index` gives the OS user), the run is written to the change log
+        (`changes.jsonl`, action `index` or `rebuild`, what changed), failed runs too.
 
         Questions keep being answered from the current snapshot while it runs (its embedding does not
         wait for theirs, nor theirs for it).
         """
-        with self._write_lock:
-            live = self._snapshot.kb if self._snapshot is not None else None
-            report = build(
-                self.settings,
-                self._index_embedder,
-                corpus,
-                rebuild=rebuild,
-                progress=progress,
-                live=live,
-                on_progress=on_progress,
-            )
-            if report.kb is not None:
-                self._use(report.kb)  # the new build, already loaded and verified
-            elif self._snapshot is None or rebuild:
-                self.reload()
+        try:
+            with self._write_lock:
+                live = self._snapshot.kb if self._snapshot is not None else None
+                report = build(
+                    self.settings, self._index_embedder, corpus, rebuild, progress, live=live, on_progress=on_progress
+                )
+                if report.kb is not None:
+                    pointer = _pointer_of(Path(self.settings.index_dir))
+                    self._use(report.kb)  # the new build, already loaded and verified
+                    # made live by this build, unless another process's build replaced it since
+                    self._pointer = pointer if pointer[-1] == report.kb.folder.name.encode() else None
+                elif self._snapshot is None or rebuild:
+                    self.reload()
+        except BaseException as exc:
+            if user is not None:
+                write_change(self.settings.index_dir, _run_record(user, rebuild, None, str(exc) or type(exc).__name__))
+            raise
+        if user is not None:
+            write_change(self.settings.index_dir, _run_record(user, rebuild, report))
         return report
 
     def reload(self) -> None:
         """Load the live build from disk (after another process rebuilt it)."""
+        pointer = _pointer_of(Path(self.settings.index_dir))
         self._use(load(Path(self.settings.index_dir), self.settings))
+        self._pointer = pointer
+
+    def _follow(self) -> None:
+        """Switch to a build another process made live since the snapshot was loaded: checked at most
+        every `index_recheck_seconds`, never while this engine's own build runs (it switches itself).
+        A build that cannot be loaded leaves the snapshot as it is, with a warning."""
+        now = time.monotonic()
+        if self._snapshot is None or now - self._checked < self.settings.index_recheck_seconds:
+            return
+        self._checked = now
+        index_dir = Path(self.settings.index_dir)
+        if _pointer_of(index_dir) == self._pointer or not self._write_lock.acquire(blocking=False):
+            return
+        try:
+            pointer = _pointer_of(index_dir)
+            if pointer == self._pointer:
+                return
+            log.info("the live index build changed on disk: loading it")
+            try:
+                self._use(load(index_dir, self.settings))
+            except Exception as exc:  # answering goes on from the snapshot
+                log.warning("the index build made live by another process cannot be used: %s", exc)
+                self._stale = (
+                    "索引已被另一个进程更新，但新的索引无法读取，仍在使用之前的索引（最近的改动可能不在其中）；"
+                    "请运行 rag doctor 检查。"
+                )
+            self._pointer = pointer  # tried once: again only when CURRENT changes again
+        finally:
+            self._write_lock.release()
 
     def health(self) -> Health:
         """Is the index whole? Warnings (Chinese) when the live build is damaged and an earlier one answers."""
         kb = self._state().kb
-        return Health(not kb.warnings, kb.folder.name, str(kb.manifest.get("created", "")), list(kb.warnings))
+        warnings = self.warnings
+        return Health(not warnings, kb.folder.name, str(kb.manifest.get("created", "")), warnings)
 
     @property
     def warnings(self) -> list[str]:
         """`health().warnings`: empty when the index is whole (or none is loaded)."""
         snapshot = self._snapshot
-        return list(snapshot.kb.warnings) if snapshot is not None else []
+        if snapshot is None:
+            return []
+        return [*snapshot.kb.warnings, *([self._stale] if self._stale else [])]
 
     @property
     def ready(self) -> bool:
@@ -192,8 +242,10 @@ class Engine:
             )
         retriever = Retriever(kb, self.embedder, self.settings)
         self._snapshot = _Snapshot(kb, retriever, Composer(kb, self.settings, retriever))
+        self._stale = ""
 
     def _state(self) -> _Snapshot:
+        self._follow()
         snapshot = self._snapshot
         if snapshot is None:
             raise IndexUnavailable(f"no index loaded from {self.settings.index_dir}: run `rag index` first")
@@ -328,6 +380,36 @@ class Engine:
             if self._worker is None:
                 self._worker = IndexWorker(self)
             return self._worker
+
+
+def _pointer_of(index_dir: Path) -> tuple[object, ...]:
+    """What identifies the `CURRENT` file on disk: replaced atomically by every build, its inode,
+    time and content change (an unreadable one is its error)."""
+    path = index_dir / CURRENT
+    try:
+        with open(path, "rb") as pointer:
+            stat = os.fstat(pointer.fileno())
+            return stat.st_ino, stat.st_mtime_ns, pointer.read(4096).strip()
+    except OSError as exc:
+        return ("unreadable", exc.errno)
+
+
+LISTED = 50
+"""Most file names of each kind (added, changed, removed) the change-log line of a `rag index` run lists."""
+
+
+def _run_record(user: str, rebuild: bool, report: BuildReport | None, error: str = "") -> dict[str, object]:
+    """The change-log record of a build run by hand (`rag index`): who, and what changed."""
+    record: dict[str, object] = {"event": "failed" if error else "done", "user": user or "-"}
+    record |= {"action": "rebuild" if rebuild else "index", "file": "", "ok": not error}
+    if report is not None:
+        for kind in ("added", "changed", "removed"):
+            names = list(getattr(report, kind))
+            record[kind] = names[:LISTED] + ([f"…（共 {len(names)} 个）"] if len(names) > LISTED else [])
+        record["chunks_embedded"] = report.embedded
+    if error:
+        record["error"] = error
+    return record
 
 
 def _own_lock(embedder: Embedder) -> Embedder:

@@ -2,8 +2,9 @@
 
 It speaks `/v1/chat/completions` (whole replies, and server-sent events when the request streams)
 and `/v1/models`, answers with scripted replies in order, and records each request. It can be taken
-down (`down()`: nothing listens on its port any more) or made to fail (`status=500`) or stall
-(`delay`), so the product's fallbacks can be tested. No network beyond 127.0.0.1.
+down (`down()`: nothing listens on its port any more) or made to fail (`status=500`), stall
+(`delay`) or never finish (`trickle`), so the product's fallbacks can be tested. No network beyond
+127.0.0.1.
 
     with ScriptedLLM(["纪委的监督责任是……。[1]"]) as llm:
         settings = settings.replace(llm_base_url=llm.url, llm_model="scripted")
@@ -41,6 +42,9 @@ class ScriptedLLM:
         self.status = 200
         self.delay = 0.0
         """Seconds to wait before answering (and between streamed events)."""
+        self.trickle = 0.0
+        """When set, every reply is a byte every this many seconds, forever (until `down()`): a server
+        that keeps the connection alive but never finishes (SSE comments, or JSON whitespace)."""
         self._served = 0
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
@@ -143,6 +147,9 @@ def _handler(llm: ScriptedLLM) -> type[BaseHTTPRequestHandler]:
             if llm.status != 200:
                 self._json(llm.status, {"error": {"message": "scripted failure", "code": llm.status}})
                 return
+            if llm.trickle:
+                self._trickle(bool(body.get("stream")))
+                return
             reply = llm.next_reply(body.get("messages", []))
             if body.get("stream"):
                 self._stream(reply, body.get("model", MODEL))
@@ -156,6 +163,26 @@ def _handler(llm: ScriptedLLM) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _trickle(self, stream: bool) -> None:
+            """One byte at a time, never finished: `: keep-alive` comments, or the whitespace of a JSON
+            body that announced a gigabyte."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream" if stream else "application/json")
+            if not stream:
+                self.send_header("Content-Length", str(10**9))
+            self.end_headers()
+            filler = b": keep-alive\n\n" if stream else b" "
+            sent = 0
+            try:
+                while llm._server is not None:
+                    self.wfile.write(filler[sent % len(filler) :][:1])
+                    self.wfile.flush()
+                    sent += 1
+                    time.sleep(llm.trickle)
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
 
         def _stream(self, reply: str, model: str) -> None:
             self.send_response(200)

@@ -25,6 +25,9 @@ from page_driver import ARTIFACTS, CHROMIUM_ARGS, USERS, Pages, app
 
 from ui.access import Access
 
+SLOW_SECONDS = 12.0
+"""How long the slow model server takes before each reply."""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -32,10 +35,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve(engine: Any, access: Access | None = None) -> Iterator[str]:
+def serve(engine: Any, access: Access | None = None, settings: Any = None) -> Iterator[str]:
+    """The page on `engine`, served with `settings` (default: the engine's) until the generator is closed."""
     demo = app.build_app(engine, engine.settings, access)
     port = free_port()
-    app.launch(demo, engine.settings, "127.0.0.1", port, access=access, prevent_thread_lock=True, quiet=True)
+    settings = settings or engine.settings
+    app.launch(demo, settings, "127.0.0.1", port, access=access, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
@@ -52,6 +57,18 @@ def server(engine) -> Iterator[str]:
 def locked_server(engine) -> Iterator[str]:
     """The page behind a login, read-only for 张三, editable by admin."""
     yield from serve(engine, Access.from_spec(USERS, read_only=True))
+
+
+@pytest.fixture(scope="module")
+def guarded_server(engine) -> Iterator[str]:
+    """The page behind a login of its own (its login throttle shared with no other test module)."""
+    yield from serve(engine, Access.from_spec(USERS))
+
+
+@pytest.fixture(scope="module")
+def proxied_server(engine) -> Iterator[str]:
+    """The open page, told that 127.0.0.1 is a reverse proxy whose `X-Forwarded-For` it may believe."""
+    yield from serve(engine, settings=engine.settings.replace(trusted_proxies="127.0.0.1"))
 
 
 def writing_engine(engine: Any, url: str) -> Any:
@@ -75,6 +92,23 @@ def model() -> Iterator[ScriptedLLM]:
 def written_server(engine, model: ScriptedLLM) -> Iterator[tuple[str, Any]]:
     """The page on an engine whose answers the scripted model writes: its URL and engine."""
     writer = writing_engine(engine, model.url)
+    for url in serve(writer):
+        yield url, writer
+    writer.worker.close()
+
+
+@pytest.fixture(scope="module")
+def slow_model() -> Iterator[ScriptedLLM]:
+    """A model server that takes `SLOW_SECONDS` before each reply."""
+    with ScriptedLLM() as llm:
+        llm.delay = SLOW_SECONDS
+        yield llm
+
+
+@pytest.fixture(scope="module")
+def slow_server(engine, slow_model: ScriptedLLM) -> Iterator[tuple[str, Any]]:
+    """The page on an engine whose answers the slow model writes: its URL and engine."""
+    writer = writing_engine(engine, slow_model.url)
     for url in serve(writer):
         yield url, writer
     writer.worker.close()

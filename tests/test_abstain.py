@@ -162,3 +162,85 @@ def test_an_abstention_lists_the_closest_passages_cut_short():
     assert lines[0] == ABSTAIN_TEXT and lines[1].startswith(RELATED_LABEL)
     assert lines[2:] == ["- 《标题1》 正文正文正文正文正文…", "- 《标题2》 正文正文正文正文正文…"]
     assert abstention_text([], Settings()) == ABSTAIN_TEXT
+
+
+# --- numbered items: 编号77, 第45号, 第十二条 must be in the quote ---------------------------------------------
+
+_UNITS = ("财务处", "办公室", "后勤中心", "人事处", "信息中心", "宣传部", "审计处", "基建处", "采购中心", "档案馆")
+_ISSUES = ("食堂餐费超标", "公车私用", "违规发放津贴", "会议费超支", "培训费列支不规范", "办公用房超标",
+           "差旅费报销不实", "公务接待超标准", "违规收受礼品", "下属单位账目不清")  # fmt: skip
+
+
+def numbered_notice() -> str:
+    """A notice of 编号1…编号30 and 第1号…第30号 items (every line different once digits are masked)."""
+    lines = ["关于公布重点整改事项的通知", "各单位：", "经研究，现将第一批重点整改事项公布如下。"]
+    for i in range(1, 31):
+        unit, issue, lead = _UNITS[i % 10], _ISSUES[(i + i // 10) % 10], _UNITS[(i + 5) % 10]
+        lines.append(f"编号{i}：{unit}{issue}问题，由{lead}牵头整改，整改期限{i % 12 + 1}个月，逾期未完成的约谈主要负责人。")
+    lines.append("第二批重点督办事项如下。")
+    for i in range(1, 31):
+        unit, issue = _UNITS[(i + 3) % 10], _ISSUES[(i * 7 + i // 10) % 10]
+        lines.append(f"第{i}号督办事项：{unit}{issue}，由纪检组跟踪督办，办结时限为{i % 28 + 1}个工作日，办结情况在全委通报。")
+    lines.append("各单位要按期完成整改，逾期未完成的将依规追责。")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def notice_engine(tmp_path_factory, embedder):
+    """The numbered notice alone, indexed with the real default model."""
+    from rag.engine import Engine
+
+    base = tmp_path_factory.mktemp("numbered")
+    (base / "corpus").mkdir()
+    (base / "corpus" / "整改事项通知.txt").write_text(numbered_notice(), encoding="utf-8")
+    engine = Engine(Settings(corpus_dir=base / "corpus", index_dir=base / "index"), embedder)
+    engine.build(progress=False)
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("question", "named"),
+    [
+        ("编号77的事项是什么？", "编号77"),
+        ("第45号督办事项是什么？", "第45号"),
+        ("编号为31的问题由哪个部门牵头整改？", "编号31"),
+        ("第四十五号督办事项的办结时限是多少个工作日？", "第四十五号"),
+        ("第三批重点整改事项有哪些？", "第三批"),
+    ],
+)
+def test_a_numbered_item_the_notice_lacks_is_refused_by_its_number(notice_engine, question, named):
+    answer = notice_engine.ask(question)
+    assert answer.abstained and answer.reason == "missing_number", answer.answer
+    assert answer.answer.splitlines()[1] == f"找到的内容中没有提到{named}。"
+    assert answer.citations == []
+
+
+@pytest.mark.parametrize(
+    ("question", "item"),
+    [
+        ("编号7的事项是什么？", "编号7："),
+        ("第24号督办事项是什么？", "第24号督办事项："),
+        ("编号为12的问题由哪个部门牵头整改？", "编号12："),
+        ("第十二号督办事项的办结时限是多少个工作日？", "第12号督办事项："),
+        ("编号２５的整改期限是几个月？", "编号25："),  # full-width digits
+    ],
+)
+def test_a_numbered_item_the_notice_has_is_what_is_quoted(notice_engine, question, item):
+    answer = notice_engine.ask(question)
+    assert not answer.abstained, answer.answer
+    assert answer.citations and all(c.quote.startswith(item) for c in answer.citations), answer.answer
+
+
+def test_a_numbered_item_is_found_in_the_quote_not_in_the_passage_around_it(engine):
+    query = _query("编号7的事项是什么?")
+    eight = "编号8：办公室公车私用问题，由宣传部牵头整改。"
+    context = f"通知\n编号7：财务处会议费超支问题。\n{eight}"  # the passage names 编号7, the quote does not
+    verdict = check_answer(query, [Quote(eight, context)], engine.kb, engine.settings)
+    assert verdict.abstain and (verdict.reason, verdict.detail) == ("missing_number", "编号7")
+    seventy_seven = "编号77：财务处会议费超支问题。"
+    assert check_answer(query, [Quote(seventy_seven, seventy_seven)], engine.kb, engine.settings).abstain
+    seven = "编号7：财务处会议费超支问题。"
+    assert not check_answer(query, [Quote(seven, seven)], engine.kb, engine.settings).abstain
+    article = _query("第十二条规定了什么?")
+    twelve = "第12条　党组织应当履行全面从严治党主体责任。"
+    assert not check_answer(article, [Quote(twelve, twelve)], engine.kb, engine.settings).abstain

@@ -272,3 +272,19 @@ def test_main_help_does_not_start_a_server(capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     for flag in ("--host", "--port", "--index", "--corpus", "--auth", "--read-only", "--llm-url", "--llm-model"):
         assert flag in out
+    assert "--trusted-proxy" in out
+
+
+def test_trusted_proxies_come_from_the_command_line_or_the_environment(monkeypatch, caplog) -> None:
+    """`--trusted-proxy` (or `RAG_TRUSTED_PROXIES`): the addresses whose `X-Forwarded-For` the page believes;
+    none by default; an entry that is not an address or network stops the page with a clear message."""
+    monkeypatch.delenv("RAG_TRUSTED_PROXIES", raising=False)
+    settings, _ = app.configure(app.parse_args([]))
+    assert settings.trusted_proxies == ""
+    settings, _ = app.configure(app.parse_args(["--trusted-proxy", "127.0.0.1, 10.0.0.0/8"]))
+    assert settings.trusted_proxies == "127.0.0.1,10.0.0.0/8"
+    monkeypatch.setenv("RAG_TRUSTED_PROXIES", "::1")
+    settings, _ = app.configure(app.parse_args([]))
+    assert settings.trusted_proxies == "::1"
+    assert app.configure(app.parse_args(["--trusted-proxy", "nginx.local"])) is None
+    assert "--trusted-proxy" in caplog.text and "nginx.local" in caplog.text

@@ -139,12 +139,16 @@ def test_bad_uploads_show_a_message_and_no_traceback(page: Any, engine, tmp_path
     with big.open("wb") as f:
         f.truncate(engine.settings.max_upload_bytes + 1)
     open_tab(page, "知识库")
-    page.locator("#upload input[type=file]").set_input_files([str(binary), str(program), str(big)])
+    page.locator("#upload input[type=file]").set_input_files([str(binary), str(program)])
     status = page.locator("#kb-status")
     expect(status).to_contain_text("未能添加 setup.exe：不支持这种文件类型")
-    expect(status).to_contain_text("未能添加 big.txt：文件过大")
     expect(status).to_contain_text("未能添加 binary.txt：无法读取", timeout=INDEXING_MS)
     expect(status).not_to_contain_text("已添加")
+    page.locator("#upload input[type=file]").set_input_files([str(big)])  # refused before it is sent
+    toast = page.locator("[data-testid=toast-body]")
+    expect(toast).to_contain_text("文件过大")
+    expect(toast).to_contain_text("big.txt")
+    expect(toast).to_contain_text("20.0 MB")
     assert not ENGLISH_UI.search(page.locator("body").inner_text())
     assert not re.search(r"\((?:cannot|binary|not |unsupported)", status.inner_text())
     screenshot(page, "kb-bad-upload.png")
@@ -215,3 +219,28 @@ def test_login_page_when_auth_is_set_and_read_only_hides_upload(pages: Pages, lo
     open_tab(admin, "知识库")
     expect(admin.locator("#upload")).to_be_visible()
     expect(admin.locator("#remove")).to_be_visible()
+
+
+@pytest.mark.browser
+def test_the_login_form_says_how_long_to_wait_after_too_many_wrong_passwords(pages: Pages, guarded_server: str) -> None:
+    from playwright.sync_api import expect
+
+    from ui.access import LOGIN_FREE_TRIES
+
+    page = pages.open(guarded_server, wait_for=None)
+    login = page.get_by_role("button", name="登录")
+    expect(page.locator("body")).to_contain_text(f"连续输错 {LOGIN_FREE_TRIES} 次后")
+    for n in range(LOGIN_FREE_TRIES):
+        page.locator("input").nth(0).fill("张三")
+        page.locator("input").nth(1).fill(f"wrong{n}")
+        login.click()
+        expect(page.locator("body")).to_contain_text("凭据不正确")
+        expect(page.locator("input").nth(1)).to_have_value("")
+    page.locator("input").nth(0).fill("张三")
+    page.locator("input").nth(1).fill("pw1")  # the right password, but too soon
+    login.click()
+    expect(page.locator("body")).to_contain_text("登录尝试过多")
+    expect(page.locator("body")).to_contain_text("秒后再试")
+    expect(page.locator("body")).not_to_contain_text("凭据不正确")
+    screenshot(page, "login-throttled.png")
+    assert not ENGLISH_UI.search(page.locator("body").inner_text())

@@ -11,7 +11,7 @@ import docx
 import pytest
 
 from rag.ingest.chunk import sentence_spans
-from rag.ingest.clean import clean, clean_lines, garbled_runs, is_furniture, strip_pinyin
+from rag.ingest.clean import clean, clean_counted, clean_lines, garbled_runs, is_furniture, strip_pinyin
 from rag.ingest.loaders import RawDocument, load_file
 from rag.model import Document
 
@@ -142,6 +142,15 @@ def test_a_run_of_short_dash_lines_ending_the_page_is_a_link_list():
     document = clean(RawDocument("news.txt", "正文第一句。\n正文第二句。\n- 标题甲\n- 标题乙!\n- 标题丙"))
     assert "标题" not in document.text
     assert document.text.endswith("正文第二句。")
+
+
+def test_a_link_list_under_its_heading_goes_but_a_list_under_a_section_heading_stays():
+    links = clean(RawDocument("news.txt", "正文第一句。\n正文第二句。\n相关链接\n- 标题甲\n- 标题乙\n- 标题丙"))
+    assert links.text == "正文第一句。\n正文第二句。"
+    plan = clean(
+        RawDocument("plan.md", "正文第一句。\n## 三、工作安排\n- 1月：召开全会\n- 3月：开展巡察\n- 6月：开展督查")
+    )
+    assert plan.text.endswith("三、工作安排\n- 1月：召开全会\n- 3月：开展巡察\n- 6月：开展督查")
 
 
 def test_a_content_line_ending_in_a_date_survives():
@@ -445,3 +454,135 @@ def test_pinyin_tone_marks_left_in_002_come_only_from_mojibake(cleaned):
     """Where the source lost the opening bracket (`面?zhèn)`), the fragment stays; no other tone mark does."""
     for match in TONE_MARK.finditer(cleaned["002"].text):
         assert "?" in cleaned["002"].text[max(0, match.start() - 5) : match.start()]
+
+
+# --- report-style documents: nothing of their content is lost (issue 21, U12) --------------
+
+REPORTS = Path(__file__).resolve().parent / "data" / "reports"
+"""Reports written for these tests: yearly figures, statistics tables (pipes, one cell a line, HTML),
+numbered task lists with deadlines, 第X批, 一是/二是 and ①② lists, a paged report with a running header."""
+
+
+def written_lines(path: Path) -> list[str]:
+    """The lines of a report as written, without Markdown heading marks and table rules."""
+    lines = [re.sub(r"^#+\s+", "", line.strip()) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [line for line in lines if line and not re.fullmatch(r"[|\-\s]+", line)]
+
+
+def lost(document: Document, expected: list[str]) -> list[str]:
+    kept = {document.title, *document.text.split("\n")}
+    return [line for line in expected if line not in kept]
+
+
+@pytest.mark.parametrize("name", ["statistics_report.txt", "rectification_tasks.txt", "work_summary.md"])
+def test_report_documents_lose_no_line(name):
+    document = clean(load_file(REPORTS / name))
+    assert lost(document, written_lines(REPORTS / name)) == []
+
+
+def test_yearly_figures_that_differ_only_in_their_digits_are_kept():
+    text = clean(load_file(REPORTS / "statistics_report.txt")).text
+    for year, cases in (("2021", "1203"), ("2022", "1315"), ("2023", "1462")):
+        assert f"{year}年全省共查处违纪案件{cases}件。" in text
+    assert "违规吃喝\n207\n违规发放津补贴\n96" in text  # a table of one cell a line: its figures are not page numbers
+    assert "2022年 | 1315 | 1288 | 97.9%" in text  # a table row is not a menu
+
+
+def test_a_long_numbered_document_keeps_every_line():
+    lines = [f"第{i}项整改任务已于{i % 12 + 1}月完成，共{i * 3 % 97}人参与。" for i in range(1, 560)]
+    document = clean(RawDocument("tasks.txt", "整改任务完成情况\n" + "\n".join(lines)))
+    assert len(document.text) > 12_000
+    assert document.text.split("\n") == lines
+
+
+def test_a_numbered_task_list_with_deadlines_ending_the_report_is_not_a_link_list():
+    text = clean(load_file(REPORTS / "rectification_tasks.txt")).text
+    assert "6. 开展整改情况“回头看”，责任单位市委巡察办，完成时限2022-12-31" in text
+    document = clean(
+        RawDocument(
+            "t.txt",
+            "整改清单\n现将整改任务列出如下。\n1. 制定清单 2022-03-31\n2. 专项检查 2022-06-30\n3. 总结评估 2022-12-31",
+        )
+    )
+    assert document.text.endswith("3. 总结评估 2022-12-31")
+
+
+def test_a_paged_report_loses_its_running_header_and_page_numbers_only():
+    document = clean(load_file(REPORTS / "paged_report.txt"))
+    header = "江州市纪委监委工作简报 2023年第12期"
+    assert header not in document.text
+    assert not re.search(r"— \d —", document.text)
+    expected = [line for line in written_lines(REPORTS / "paged_report.txt") if line != header and "—" not in line]
+    assert lost(document, expected) == []
+    assert document.title == "江州市纪委监委关于2023年度监督检查工作的报告"
+
+
+def test_pdf_pages_give_the_running_header_and_lone_page_numbers_away():
+    pages = [
+        "江州市纪委监委工作简报\n2021年全市共开展监督检查312次。\n2022年全市共开展监督检查356次。\n1",
+        "江州市纪委监委工作简报\n2023年全市共开展监督检查402次。\n第1批问题清单已于3月底前办结。\n2",
+        "江州市纪委监委工作简报\n第2批问题清单已于6月底前办结。\n第3批问题清单已于9月底前办结。\n3",
+    ]
+    document = clean(RawDocument("brief.pdf", "\f".join(pages), title="监督检查工作报告"))
+    assert document.text.split("\n") == [
+        "2021年全市共开展监督检查312次。",
+        "2022年全市共开展监督检查356次。",
+        "2023年全市共开展监督检查402次。",
+        "第1批问题清单已于3月底前办结。",
+        "第2批问题清单已于6月底前办结。",
+        "第3批问题清单已于9月底前办结。",
+    ]
+
+
+def test_running_footers_with_page_numbers_go_and_figures_at_page_edges_stay():
+    pages = [
+        "2023 江州市纪委监委年鉴\n立案数 152\n第1批问题清单已于3月底前办结。\n年鉴 第 7 页",
+        "2023 江州市纪委监委年鉴\n立案数 171\n第2批问题清单已于6月底前办结。\n年鉴 第 8 页",
+        "2023 江州市纪委监委年鉴\n立案数 163\n第3批问题清单已于9月底前办结。\n年鉴 第 9 页",
+    ]
+    document = clean(RawDocument("book.pdf", "\f".join(pages), title="年鉴"))
+    assert document.text.split("\n") == [
+        "立案数 152",
+        "第1批问题清单已于3月底前办结。",
+        "立案数 171",
+        "第2批问题清单已于6月底前办结。",
+        "立案数 163",
+        "第3批问题清单已于9月底前办结。",
+    ]
+
+
+def test_an_html_report_keeps_its_table_and_lists():
+    document = clean(load_file(REPORTS / "statistics_table.html"))
+    lines = document.text.split("\n")
+    assert document.title == "2023年全市审查调查情况"
+    for row in ("季度 立案数 处分人数", "第一季度 152 139", "第四季度 182 161"):
+        assert row in lines
+    assert "二是查处群众身边腐败和作风问题317起。" in lines
+    assert "版权所有" not in document.text and "数据发布" not in document.text
+
+
+def test_a_docx_report_with_a_table_loses_nothing(tmp_path):
+    body = written_lines(REPORTS / "statistics_report.txt")
+    path = tmp_path / "report.docx"
+    word = docx.Document()
+    for line in body[:8]:
+        word.add_paragraph(line)
+    table = word.add_table(rows=3, cols=3)
+    for r, row in enumerate([["年份", "立案数", "结案数"], ["2021年", "1203", "1156"], ["2022年", "1315", "1288"]]):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    for line in body[8:]:
+        word.add_paragraph(line)
+    word.save(str(path))
+    document = clean(load_file(path))
+    assert lost(document, [*body, "年份 立案数 结案数", "2021年 1203 1156", "2022年 1315 1288"]) == []
+
+
+def test_cleaning_counts_what_each_step_removes():
+    _, removed = clean_counted(load_file(PAGES / "qa_site.txt"))
+    shares = removed.shares(0.1)
+    assert set(shares) == {"furniture", "links"}
+    assert 0.2 < shares["links"] < 0.3
+    assert removed.total == sum(len(line.strip()) for line in (PAGES / "qa_site.txt").read_text("utf-8").splitlines())
+    _, nothing = clean_counted(load_file(REPORTS / "statistics_report.txt"))
+    assert nothing.shares(0.0) == {}

@@ -184,3 +184,24 @@ def test_console_script_is_installed():
     script = Path(sys.executable).with_name("rag")
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "index" in result.stdout
+
+
+def test_index_runs_are_in_the_change_log_under_the_os_user(capsys, small_kb):
+    """`rag index` changes the knowledge base as an upload does: who ran it and what changed is logged."""
+    import pwd
+
+    from conftest import SMALL_DOCS
+
+    argv = ["--corpus", str(small_kb.corpus_dir), "--index", str(small_kb.index_dir)]
+    assert _run(capsys, "index", *argv)[0] == 0
+    (small_kb.corpus_dir / "d.txt").write_text("巡视整改\n巡视整改要做到件件有着落。", encoding="utf-8")
+    (small_kb.corpus_dir / "a.txt").unlink()
+    assert _run(capsys, "index", *argv)[0] == 0
+    assert _run(capsys, "index", "--rebuild", *argv)[0] == 0
+    log = small_kb.index_dir / "changes.jsonl"
+    records = [json.loads(line) for line in log.read_text(encoding="utf-8").split("\n")[:-1]]
+    me = pwd.getpwuid(__import__("os").getuid()).pw_name
+    assert [(r["user"], r["action"], r["ok"]) for r in records] == [(me, "index", True)] * 2 + [(me, "rebuild", True)]
+    assert (records[0]["added"], records[0]["removed"]) == (sorted(SMALL_DOCS), [])
+    assert (records[1]["added"], records[1]["removed"]) == (["d.txt"], ["a.txt"])
+    assert records[2]["chunks_embedded"] >= 3

@@ -178,3 +178,55 @@ def test_metadata_of_the_real_corpus_once_cleaning_keeps_it_quotable(engine):
     assert "王炅" in answer.answer and "浙江省纪委驻省人大机关纪检监察组" in answer.answer
     for c in answer.citations:
         assert engine.document(c.source).text[c.start : c.end] == c.quote
+
+
+_RECEPTION = """关于进一步规范公务接待管理的通知
+各处室、各直属单位：
+为落实中央八项规定精神，现就规范公务接待管理有关事项通知如下。
+一、接待原则
+公务接待应当坚持有利公务、务实节俭、严格标准、简化礼仪的原则。
+二、禁止行为
+公务接待中严禁下列行为：
+⑴以任何名义提供高档菜肴和香烟名酒；
+⑵安排与公务无关的宴请和参观游览；
+⑶用公款赠送纪念品或土特产品；
+⑷超标准安排住房和交通工具。
+三、报销要求
+接待费报销时应当提供以下材料：
+⒈财务票据；
+⒉派出单位公函；
+⒊公务接待清单。
+四、监督检查
+纪检监察机构应当加强对公务接待的日常监督，发现问题及时处理。
+"""
+
+
+@pytest.fixture(scope="module")
+def reception_engine(tmp_path_factory, embedder):
+    """A notice whose lists are marked ⑴⑵⑶ and ⒈⒉⒊, indexed with the real default model."""
+    from rag.config import Settings
+    from rag.engine import Engine
+
+    base = tmp_path_factory.mktemp("reception")
+    (base / "corpus").mkdir()
+    (base / "corpus" / "公务接待通知.txt").write_text(_RECEPTION, encoding="utf-8")
+    engine = Engine(Settings(corpus_dir=base / "corpus", index_dir=base / "index"), embedder)
+    engine.build(progress=False)
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("question", "items"),
+    [
+        ("公务接待中严禁哪些行为？", ["⑴以任何名义", "⑵安排与公务无关", "⑶用公款赠送", "⑷超标准安排"]),
+        ("公务接待有哪些禁止行为？", ["⑴以任何名义", "⑵安排与公务无关", "⑶用公款赠送", "⑷超标准安排"]),
+        ("接待费报销需要提供哪些材料？", ["⒈财务票据", "⒉派出单位公函", "⒊公务接待清单"]),
+    ],
+)
+def test_a_list_marked_with_parenthesized_numbers_is_the_answer(reception_engine, question, items):
+    answer = reception_engine.ask(question)
+    assert not answer.abstained, answer.answer
+    assert [c.quote[: len(i)] for c, i in zip(answer.citations, items, strict=False)] == items, answer.answer
+    assert len(answer.citations) == len(items), answer.answer
+    lines = [line for line in answer.answer.splitlines() if line.strip()]
+    assert all(any(line.lstrip("-• ").startswith(i) for line in lines) for i in items), answer.answer  # one per line

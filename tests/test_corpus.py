@@ -100,3 +100,43 @@ def test_changes_need_a_corpus_folder(tmp_path):
         folder.check_upload(_upload(tmp_path))
     with pytest.raises(DocumentError, match="不是一个文件夹"):
         folder.remove("corpus.jsonl", BuildReport, threading.RLock())
+
+
+@pytest.fixture
+def twins(tmp_path) -> CorpusFolder:
+    """A corpus holding `Case.txt` and `case.txt`: two documents whose names differ only in case."""
+    corpus = tmp_path / "twins"
+    corpus.mkdir()
+    (corpus / "Case.txt").write_text("大写的文档。", encoding="utf-8")
+    (corpus / "case.txt").write_text("小写的文档。", encoding="utf-8")
+    return CorpusFolder(Settings(corpus_dir=corpus, index_dir=tmp_path / "index"))
+
+
+def test_a_name_identifies_its_exact_file_among_case_twins(twins, tmp_path):
+    """Identity is the exact name: removing `case.txt` removes `case.txt`, never `Case.txt`."""
+    report = twins.remove("case.txt", BuildReport, threading.RLock())
+    assert _files(twins) == {"Case.txt": "大写的文档。"}
+    assert set(report.kept) == {"case.txt"}
+    (twins.path / "case.txt").write_text("小写的文档。", encoding="utf-8")
+    report = twins.remove("Case.txt", BuildReport, threading.RLock())
+    assert _files(twins) == {"case.txt": "小写的文档。"}
+    assert set(report.kept) == {"Case.txt"}
+
+
+def test_an_upload_replaces_the_exact_twin_and_conflicts_ignoring_case(twins, tmp_path):
+    """Conflict ignores case (an upload named like a document asks first); replacing acts on the exact name."""
+    assert twins.check_upload(_upload(tmp_path, "case.txt")) == ("case.txt", "case.txt")
+    assert twins.check_upload(_upload(tmp_path, "Case.txt")) == ("Case.txt", "Case.txt")
+    assert twins.check_upload(_upload(tmp_path, "CASE.TXT"))[1] in {"Case.txt", "case.txt"}
+    with pytest.raises(DocumentExists):
+        twins.add(_upload(tmp_path, "CASE.txt"), None, False, BuildReport, threading.RLock())
+    report = twins.add(_upload(tmp_path, "case.txt"), None, True, BuildReport, threading.RLock())
+    assert _files(twins) == {"Case.txt": "大写的文档。", "case.txt": FACT}
+    assert set(report.kept) == {"case.txt"}
+
+
+def test_a_name_matching_several_twins_only_by_case_is_refused(twins):
+    """`CASE.TXT` could be either file: nothing is removed, the message names both."""
+    with pytest.raises(DocumentError, match=r"“Case\.txt”、“case\.txt”"):
+        twins.remove("CASE.TXT", BuildReport, threading.RLock())
+    assert len(_files(twins)) == 2

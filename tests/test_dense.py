@@ -85,3 +85,22 @@ def test_float64_and_flat_input_are_accepted(vectors):
     index = DenseIndex.build(vectors.astype(np.float64).ravel(), DIMENSION)
     assert index.size == len(vectors)
     assert index.search(vectors[3].astype(np.float64), 1)[0].tolist() == [3]
+
+
+def test_a_full_disk_while_saving_is_an_os_error_saying_so(vectors, tmp_path):
+    """FAISS's own writer raised a `RuntimeError` (`write error … (No space left on device)`), which no
+    caller took for a full disk; written by Python it is `OSError(ENOSPC)`, which `rag index` and the
+    page report as 磁盘空间不足."""
+    import errno
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small file system here (needs root)")
+    try:
+        with pytest.raises(OSError, match="No space left") as failure:
+            DenseIndex.build(vectors, DIMENSION).save(disk / "dense.faiss")  # 64 KB of vectors
+        assert failure.value.errno == errno.ENOSPC
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

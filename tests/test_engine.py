@@ -258,3 +258,42 @@ def test_a_build_waits_for_no_question(own_engine):
     for name, lock in own_engine.embedder._locks.items():
         assert own_engine._index_embedder._locks[name] is not lock
     assert own_engine._index_embedder.model is own_engine.embedder.model
+
+
+# --- a build another process made live ---------------------------------------------------------------------
+
+
+def test_an_engine_switches_to_a_build_another_process_made_live(own_engine, embedder, tmp_path):
+    """The page's engine answers from the build `rag index` made live in another process, within a second."""
+    import time
+
+    page = own_engine
+    other = _open(page.settings, embedder)  # `rag index` in another process: shares nothing but the folder
+    question = "青山县纪委开展了什么专项检查?"
+    assert page.ask(question).abstained
+    upload = tmp_path / "青山县 通报.txt"
+    upload.write_text("青山县纪委在2024年开展了“清风行动”专项检查，共检查单位37家。", encoding="utf-8")
+    other.add_document(upload)
+    time.sleep(page.settings.index_recheck_seconds)
+    answer = page.ask(question)
+    assert answer.citations and answer.citations[0].source == "青山县_通报.txt"
+    assert page.health().build == other.health().build and page.health().ok
+    assert "青山县_通报.txt" in {d.source for d in page.documents()}
+
+
+def test_a_build_from_another_process_that_cannot_be_used_keeps_the_old_one_with_a_warning(own_engine, fake_embedder):
+    """Another process rebuilt the index with another model: this engine keeps answering from the
+    build it has, and says so."""
+    import time
+
+    page = own_engine
+    before = page.health().build
+    other = Engine(page.settings, fake_embedder)
+    other.build(rebuild=True, progress=False)
+    time.sleep(1.0)
+    answer = page.ask("纪委监督责任包括什么")
+    assert not answer.abstained and any(c.source.startswith("004") for c in answer.citations)
+    health = page.health()
+    assert health.build == before
+    assert not health.ok and any("另一个进程" in w for w in health.warnings)
+    assert page.warnings == health.warnings

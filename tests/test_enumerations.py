@@ -54,3 +54,19 @@ def test_sentence_heuristics_run_on_every_benchmark_text():
             has_time(sentence)
             is_heading(text, span)
     assert len(texts) > 1000 and blocks > 0
+
+
+def test_parenthesized_and_dotted_numbers_are_item_markers():
+    assert [ordinal(t) for t in ("⑴", "⑿", "⒇", "⒈", "⒛", "㈠", "㈩", "⑪", "⑳", "❸")] == [1, 12, 20, 1, 20, 1, 10, 11, 20, 3]
+    for items in (
+        ["⑴以任何名义提供高档菜肴；", "⑵安排与公务无关的宴请；", "⑶用公款赠送纪念品。"],
+        ["⒈建立台账。", "⒉定期检查。", "⒊严肃问责。"],
+        ["㈠建立台账。", "㈡定期检查。"],
+        ["(1)建立台账。", "(2)定期检查。", "(3)严肃问责。"],
+        ["（1）建立台账。", "（2）定期检查。"],
+        [f"{sign}第{i}项。" for i, sign in enumerate("①②③④⑤⑥⑦⑧⑨⑩⑪⑫", 1)],
+    ):
+        text = "严禁下列行为：\n" + "\n".join(items)
+        assert [[text[s.start : s.end] for s in group] for group in find_enumerations(text)] == [items], items
+    mixed = "要求如下：\n⑴建立台账。\n①定期检查。"  # two styles: no run of one
+    assert find_enumerations(mixed) == []

@@ -1,8 +1,8 @@
 """Text evidence: figures, dates and names a sentence gives, and the count a question asks for."""
 
-from rag.answer.evidence import answers_count, has_figure, has_time, mentions
+from rag.answer.evidence import answers_count, coverage, has_figure, has_time, identifier_mentioned, mentions
 from rag.query.question import Query
-from rag.text.normalize import normalize
+from rag.text.normalize import compact, normalize
 
 
 def test_figures_dates_and_names():
@@ -35,3 +35,28 @@ def test_a_count_must_be_the_count_asked_for():
         _query("全国有多少个纪检监察组?"), "推动“两个责任”贯通协同,2016年起全面派驻"
     )  # a term, not a count
     assert answers_count(_query("有多少个纪检监察组?"), "共设立两个纪检监察组")
+
+
+def test_a_numbered_item_is_matched_by_its_number():
+    (seven,) = _query("编号7的事项是什么?").identifiers
+    assert identifier_mentioned(seven, compact("编号7：基建处公务接待超标准问题"))
+    assert identifier_mentioned(seven, compact("编号：７，基建处公务接待超标准问题"))  # full-width
+    assert not identifier_mentioned(seven, compact("编号77：财务处会议费超支问题"))
+    assert not identifier_mentioned(seven, compact("第7号督办事项"))  # another kind of number
+    (article,) = _query("第十二条规定了什么?").identifiers
+    assert identifier_mentioned(article, compact("第12条　党组织应当履行主体责任"))
+    assert identifier_mentioned(article, compact("第１２条"))
+    assert not identifier_mentioned(article, compact("第120条")) and not identifier_mentioned(article, compact("第12号"))
+    assert identifier_mentioned(_query("第12条规定了什么?").identifiers[0], compact("第十二条　党组织"))
+    (session,) = _query("第四届全国人大在哪一年召开?").identifiers
+    assert identifier_mentioned(session, compact("1975年1月，四届全国人大召开"))  # a session often without 第
+    assert not identifier_mentioned(session, compact("十四届全国人大")) and not identifier_mentioned(session, "第14届")
+    (year,) = _query("2022年查处了多少件?").identifiers
+    assert identifier_mentioned(year, "2022年") and identifier_mentioned(year, "二〇二二年")
+    assert not identifier_mentioned(year, "12022年")
+
+
+def test_coverage_counts_a_numbered_item_only_with_its_number():
+    assert coverage(["编号7"], [1.0], "编号7：基建处公务接待超标准问题") == 1.0
+    assert coverage(["编号7"], [1.0], "编号77：财务处会议费超支问题") == 0.0
+    assert coverage(["第十二条", "党组织"], [1.0, 1.0], "第12条　党组织") == 1.0

@@ -260,7 +260,7 @@ def test_doctor_on_a_healthy_index(kb, cli):
     assert cli(kb, "index", "--check")[0] == 0
 
 
-@pytest.mark.parametrize("name", ["bm25_words/data.csc.index.npy", "vectors.npy", "tokens_words.npy"])
+@pytest.mark.parametrize("name", ["vectors.npy", "tokens_words.npy", "offsets_bigrams.npy"])
 def test_doctor_finds_flipped_bytes_that_loading_does_not_read(kb, cli, name):
     flip(live(kb) / name)
     code, out, _ = cli(kb, "doctor")
@@ -373,3 +373,138 @@ def test_the_previous_build_kept_is_one_that_verifies(kb, embedder):
     build(kb, embedder, progress=False)
     kept = sorted(p.name for p in index_dir.glob("build-*"))
     assert damaged.name not in kept and previous.name in kept and len(kept) == 2
+
+
+# --- issue 21: postings, CURRENT, unverifiable manifests, a full disk ---------------------------
+
+POSTINGS = [f"bm25_{n}/{part}.csc.index.npy" for n in ("words", "bigrams") for part in ("data", "indices", "indptr")]
+
+
+@pytest.mark.parametrize("name", POSTINGS)
+def test_flipped_bytes_in_a_posting_file_are_answered_from_the_previous_build(kb, embedder, cli, name):
+    flip(live(kb) / name)
+    engine = Engine(kb, embedder)
+    engine.reload()  # no traceback, no silent re-ranking: the damaged build does not answer
+    health = engine.health()
+    assert not health.ok and health.build != live(kb).name
+    assert f"{name} 校验和不符" in health.warnings[0]
+    assert len(engine.kb.chunks) == 3
+    assert {p.source for p in engine.search("巡视整改主体责任")} <= set(DOCS)
+    code, out, _ = cli(kb, "doctor")
+    assert code == 1 and f"DAMAGED: {name}: checksum differs" in out
+
+
+def _not_utf8(path: Path) -> None:
+    path.write_bytes(b"build-\xff\xfe\x80")
+
+
+def _a_folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+    (path / "stray").write_text("x", encoding="utf-8")
+
+
+BROKEN_POINTERS = {"not-utf8": _not_utf8, "a-folder": _a_folder}
+
+
+@pytest.mark.parametrize("how", BROKEN_POINTERS)
+def test_a_broken_current_answers_from_the_newest_build_that_verifies(kb, cli, how):
+    newest = live(kb)
+    BROKEN_POINTERS[how](Path(kb.index_dir) / CURRENT)
+    loaded = load(Path(kb.index_dir))
+    assert loaded.folder == newest and len(loaded.chunks) == 4
+    assert loaded.warnings and "CURRENT" in loaded.warnings[0] and "rag index" in loaded.warnings[0]
+    code, out, err = cli(kb, "search", "巡视整改主体责任", "--json")
+    assert code == 0 and json.loads(out)["passages"][0]["source"] == "d.txt"
+    assert "CURRENT" in err and "(0 embedded" not in err  # a warning line; nothing was rebuilt
+    code, out, _ = cli(kb, "doctor")
+    assert code == 1 and "CURRENT" in out
+
+
+@pytest.mark.parametrize("rebuild", [False, True], ids=["index", "rebuild"])
+@pytest.mark.parametrize("how", BROKEN_POINTERS)
+def test_rag_index_replaces_a_broken_current(kb, cli, how, rebuild):
+    BROKEN_POINTERS[how](Path(kb.index_dir) / CURRENT)
+    code, out, err = cli(kb, "index", *(["--rebuild"] if rebuild else []))
+    assert code == 0, err
+    if not rebuild:
+        assert "(0 embedded" in out  # the newest build's vectors are re-used
+    assert (Path(kb.index_dir) / CURRENT).is_file()
+    loaded = load(Path(kb.index_dir))
+    assert loaded.folder == live(kb) and not loaded.warnings and len(loaded.chunks) == 4
+    assert cli(kb, "doctor")[0] == 0
+
+
+def test_a_broken_current_without_any_build_is_rebuilt(kb, cli):
+    for folder in Path(kb.index_dir).glob("build-*"):
+        shutil.rmtree(folder)
+    _a_folder(Path(kb.index_dir) / CURRENT)
+    code, _, err = cli(kb, "index")
+    assert code == 0, err
+    assert len(load(Path(kb.index_dir)).chunks) == 4
+
+
+def _without_checksums(folder: Path) -> None:
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    del manifest["files"]
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_doctor_cannot_call_a_manifest_without_checksums_healthy(kb, cli):
+    _without_checksums(live(kb))
+    code, out, _ = cli(kb, "doctor")
+    assert code == 1 and out.splitlines()[-1] != "index is healthy"
+    assert "cannot verify" in out
+    code, out, err = cli(kb, "index")  # writes a build with checksums
+    assert code == 0 and "no checksums" in err
+    assert cli(kb, "doctor")[0] == 0
+
+
+def test_a_short_write_is_a_full_disk_for_every_caller(kb, embedder, monkeypatch):
+    engine = Engine(kb, embedder)
+    engine.reload()
+    (Path(kb.corpus_dir) / "e.txt").write_text("作风建设\n作风建设要锲而不舍。", encoding="utf-8")
+    _disk_full(monkeypatch, "short-write")
+    with pytest.raises(IndexWriteError, match="磁盘空间不足") as failure:
+        engine.build(progress=False)
+    cause = failure.value.__cause__
+    assert isinstance(cause, OSError) and cause.errno == errno.ENOSPC  # what the page's message is made from
+    assert cause.filename == str(kb.index_dir)
+
+
+def _tmpfs(path: Path, kilobytes: int) -> bool:
+    """Mount a tmpfs of `kilobytes` on `path` (root only); False when this machine does not allow it."""
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kilobytes}k", "tmpfs", str(path)], capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.mark.parametrize("free_kb", [4, 12, 24, 40])
+def test_a_real_full_disk_says_so_and_names_the_folder(kb, embedder, tmp_path, free_kb):
+    import subprocess
+
+    disk = tmp_path / "disk"
+    if not _tmpfs(disk, 2048):
+        pytest.skip("cannot mount a small file system here (needs root)")
+    try:
+        shutil.copytree(kb.index_dir, disk / "index")
+        settings = kb.replace(index_dir=disk / "index")
+        engine = Engine(settings, embedder)
+        engine.reload()
+        upload = tmp_path / "作风建设.txt"
+        upload.write_text("作风建设\n" + "作风建设要锲而不舍、久久为功，持之以恒纠治四风。" * 40, encoding="utf-8")
+        free = shutil.disk_usage(disk).free - free_kb * 1024
+        (disk / "filler").write_bytes(b"\0" * max(0, free))
+        with pytest.raises(Exception) as failure:
+            engine.add_document(upload)
+        assert "磁盘空间不足" in str(failure.value) and "未知错误" not in str(failure.value)
+        cause = failure.value.__cause__
+        while cause is not None and not isinstance(cause, IndexWriteError):
+            cause = cause.__cause__
+        assert cause is not None and str(disk / "index") in str(cause)
+        assert len(engine.kb.chunks) == 4 and engine.health().ok
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)  # lazily: the engine still maps files there

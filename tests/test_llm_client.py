@@ -1,5 +1,9 @@
 """The chat client against a scripted OpenAI-compatible server in this process (no network)."""
 
+import threading
+import time
+from collections.abc import Callable
+
 import pytest
 from llm_server import MODEL, ScriptedLLM, unused_url
 
@@ -100,3 +104,33 @@ def test_a_server_that_is_not_openai_compatible_is_an_error():
         client = _client(other.url.removesuffix("/v1") + "/elsewhere")
         with pytest.raises(LLMError, match="HTTP 404"):
             client.complete(MESSAGES)
+
+
+def _within(seconds: float, call: Callable[[], object]) -> object:
+    """What `call` returns or raises, failing the test when it is still running after `seconds`."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"still waiting for the model server after {seconds} s")
+    return outcome[0]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_server_that_never_finishes_is_timed_out_as_a_whole(scripted_llm, stream):
+    scripted_llm.trickle = 0.05  # a byte every 50 ms: no single read ever waits long
+    client = _client(scripted_llm.url, timeout=1.0)
+    started = time.perf_counter()
+    outcome = _within(6.0, lambda: list(client.stream(MESSAGES)) if stream else client.complete(MESSAGES))
+    elapsed = time.perf_counter() - started
+    assert isinstance(outcome, LLMError), outcome
+    assert "did not finish within 1 s" in str(outcome)
+    assert 1.0 <= elapsed < 2.5, elapsed  # about the timeout (a busy 2-core machine may add a little)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from pathlib import Path
 
@@ -124,6 +125,14 @@ def test_html_keeps_visible_text_and_uses_the_title(tmp_path):
         assert chrome not in document.text
     # Block elements end lines: the heading and the paragraphs are not run together.
     assert "第一章 总则\n" in document.text
+
+
+def test_a_page_wrapped_in_a_form_keeps_its_text_but_not_its_controls(tmp_path):
+    page = """<html><body><form id="form1" action="./article.aspx"><select><option>省级部门</option></select>
+    <input type="text" name="q"><button>搜索</button><h1>通报</h1><p>2023年全市共立案668件。</p></form></body></html>"""
+    document = load_file(write(tmp_path / "article.aspx.html", page))
+    assert "2023年全市共立案668件。" in document.text
+    assert "省级部门" not in document.text and "搜索" not in document.text
 
 
 def test_html_in_gbk_is_decoded(tmp_path):
@@ -310,3 +319,93 @@ def test_fingerprint_changes_with_text_and_title_only():
     assert a.fingerprint == RawDocument("b.txt", "正文。", title="标题").fingerprint
     assert a.fingerprint != RawDocument("a.txt", "正文!", title="标题").fingerprint
     assert a.fingerprint != RawDocument("a.txt", "正文。", title="另一个").fingerprint
+
+
+# --- uploads bounded before work (issue 21) -------------------------------------------------
+
+
+def expanding_docx(path: Path, times: int, xml: str) -> Path:
+    """A small .docx whose body repeats a piece of XML: it deflates to far more than it weighs."""
+    make_docx(path, ["占位"])
+    with zipfile.ZipFile(path) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    body = parts["word/document.xml"].decode("utf-8")
+    start = body.index("<w:body>") + len("<w:body>")
+    parts["word/document.xml"] = (body[:start] + xml * times + body[start:]).encode("utf-8")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_docx_expanding_far_beyond_the_limit_is_refused_as_soon_as_it_passes_it(tmp_path):
+    paragraph = "<w:p><w:r><w:t>" + "各级党委要切实履行全面从严治党主体责任。" * 100 + "</w:t></w:r></w:p>"
+    path = expanding_docx(tmp_path / "bomb.docx", 10_000, paragraph)
+    assert path.stat().st_size < 250_000  # 20 million characters in about 200 KB
+    started = time.perf_counter()
+    with pytest.raises(LoadError, match=r"文档过长.*200,000") as refused:
+        load_file(path, limit=200_000)
+    assert time.perf_counter() - started < 2.0
+    assert "请拆分" in str(refused.value)
+
+
+def test_a_docx_without_text_but_a_huge_body_is_refused_by_its_size(tmp_path):
+    path = expanding_docx(
+        tmp_path / "marks.docx", 1_500_000, '<w:bookmarkStart w:id="0" w:name="a"/><w:bookmarkEnd w:id="0"/>'
+    )
+    assert path.stat().st_size < 400_000  # about 100 MB of XML, not one character of text
+    started = time.perf_counter()
+    with pytest.raises(LoadError, match="文档过长"):
+        load_file(path, limit=50_000)  # 5 MB of XML at most
+    assert time.perf_counter() - started < 5.0
+
+
+def test_a_docx_under_the_limit_is_read_whole_in_document_order(tmp_path):
+    path = make_docx(tmp_path / "ok.docx", ["第一段。", "第二段。"], table=[["年份", "立案数"], ["2023年", "668"]])
+    document = load_file(path, limit=200_000)
+    assert document.text.split("\n") == ["第一段。", "第二段。", "年份 立案数", "2023年 668"]
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "<div>" * 200_000 + "正文。" + "</div>" * 200_000,
+        "<html><body>" + "<table><tr><td>" * 70_000 + "正文。",
+        "<p>" + "<a" * 500_000,
+        "<p>正文。</p>" + "<!--" * 250_000,
+        "<p>正文。</p>" + "</" * 500_000,
+        "<p>正文。</p>" + "<?" * 500_000,
+    ],
+    ids=["nested-div", "nested-table", "open-tags", "comments", "end-tags", "instructions"],
+)
+def test_a_pathological_megabyte_of_html_is_read_or_refused_in_seconds(tmp_path, page):
+    path = write(tmp_path / "page.html", page)
+    assert path.stat().st_size >= 1_000_000
+    started = time.perf_counter()
+    try:
+        document = load_file(path, limit=200_000)
+    except LoadError:
+        pass
+    else:
+        assert "正文。" in document.text
+    assert time.perf_counter() - started < 10.0
+
+
+def test_an_html_page_beyond_the_limit_is_refused(tmp_path):
+    path = write(tmp_path / "long.html", "<html><body>" + "<p>纪委要履行监督责任。</p>" * 30_000 + "</body></html>")
+    with pytest.raises(LoadError, match="文档过长"):
+        load_file(path, limit=200_000)
+    assert len(load_file(path).text) > 300_000  # without a limit (indexing the corpus) it is read whole
+
+
+def test_html_table_cells_are_separated(tmp_path):
+    page = "<table><tr><th>季度</th><th>立案数</th></tr><tr><td>第一季度</td><td>152</td></tr></table>"
+    assert [line.strip() for line in load_file(write(tmp_path / "t.html", page)).text.split("\n") if line.strip()] == [
+        "季度 立案数",
+        "第一季度 152",
+    ]
+
+
+def test_a_text_file_beyond_the_limit_is_refused(tmp_path):
+    with pytest.raises(LoadError, match="文档过长"):
+        load_file(write(tmp_path / "long.txt", "纪委监督责任。" * 1000), limit=5000)

@@ -332,3 +332,175 @@ def test_a_dropped_collection_is_damage_and_the_previous_build_answers(milvus_en
     copy.reload()
     assert copy.kb.folder != live and copy.warnings
     assert not copy.ask("纪委监督责任包括什么").abstained
+
+
+# --- damage to a Milvus Lite file (issue 21): noticed, answered from the last good build, repaired ---------
+
+UPLOAD = ("青山县.txt", "青山县纪委在2024年开展了“清风行动”专项检查，共检查单位37家。")
+
+
+@pytest.fixture(scope="module")
+def lite_base(engine, embedder, tmp_path_factory) -> Path:
+    """The session's corpus and index moved onto the Milvus Lite file `milvus.db` inside the index
+    folder, then one document added: two Milvus builds, each with its collection."""
+    import shutil
+
+    from rag import Engine
+
+    base = tmp_path_factory.mktemp("lite-base")
+    shutil.copytree(engine.settings.corpus_dir, base / "corpus")
+    shutil.copytree(engine.settings.index_dir, base / "index")
+    settings = engine.settings.replace(corpus_dir=base / "corpus", index_dir=base / "index", store="milvus")
+    moved = Engine(settings, embedder)
+    assert moved.build(progress=False).embedded == 0
+    (base / "corpus" / UPLOAD[0]).write_text(UPLOAD[1], encoding="utf-8")
+    assert moved.build(progress=False).embedded == 1
+    milvus_collections.release(MilvusBackend(settings).target)  # the copies below are opened by their own servers
+    return base
+
+
+@pytest.fixture
+def lite(lite_base, tmp_path, engine):
+    """A private copy of `lite_base` (its Milvus Lite file included); its client released afterwards."""
+    import shutil
+
+    shutil.copytree(lite_base, tmp_path / "kb")
+    settings = engine.settings.replace(
+        corpus_dir=tmp_path / "kb" / "corpus", index_dir=tmp_path / "kb" / "index", store="milvus"
+    )
+    yield settings
+    milvus_collections.release(MilvusBackend(settings).target)
+
+
+@pytest.fixture
+def cli(capsys, caplog):
+    """Run `rag … --store milvus` in this process: exit code, stdout, and stderr with the log lines."""
+    from rag.cli import main
+
+    def run(settings, *argv: str) -> tuple[int, str, str]:
+        caplog.clear()
+        common = ["--index", str(settings.index_dir), "--corpus", str(settings.corpus_dir), "--store", "milvus"]
+        code = main([*argv, *common])
+        out, err = capsys.readouterr()
+        err += "".join(f"{r.levelname} {r.name}: {r.getMessage()}\n" for r in caplog.records if r.levelname != "INFO")
+        assert "Traceback" not in out + err
+        return code, out, err
+
+    return run
+
+
+def _live(settings) -> Path:
+    from rag.index.layout import current_build
+
+    return current_build(Path(settings.index_dir))
+
+
+def _collection(settings) -> Path:
+    """The folder Milvus Lite keeps the live build's collection in."""
+    from rag.index.integrity import read_manifest
+
+    name = read_manifest(_live(settings))["store"]["collection"]
+    return Path(settings.index_dir) / "milvus.db" / "collections" / name
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = max(0, len(data) * 3 // 4 - 8)
+    for i in range(middle, min(len(data), middle + 16)):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+LITE_FILES = {"vectors": "*.idx", "parquet": "*.parquet", "manifest": "manifest.json"}
+
+
+@pytest.mark.parametrize("kind", LITE_FILES)
+def test_flipped_bytes_in_a_milvus_lite_file_are_answered_from_the_previous_build(lite, cli, kind):
+    damaged = next(_collection(lite).rglob(LITE_FILES[kind]))
+    live = _live(lite)
+    _flip(damaged)
+    kb = load(Path(lite.index_dir), lite)
+    assert kb.folder != live and UPLOAD[0] not in kb.documents
+    assert kb.warnings and damaged.name in kb.warnings[0] and "校验和不符" in kb.warnings[0]
+    code, out, _ = cli(lite, "doctor")
+    assert code == 1 and f"{damaged.name}: checksum differs" in out
+    code, out, err = cli(lite, "index")  # a new collection from the stored vectors
+    assert code == 0 and "(0 embedded" in out, err
+    assert not load(Path(lite.index_dir), lite).warnings
+    assert cli(lite, "doctor")[0] == 0
+
+
+def test_a_lost_milvus_db_is_rebuilt_by_rag_index_without_embedding(lite, cli):
+    import shutil
+
+    shutil.rmtree(Path(lite.index_dir) / "milvus.db")
+    code, out, err = cli(lite, "index")
+    assert code == 0 and "(0 embedded" in out, err
+    kb = load(Path(lite.index_dir), lite)
+    assert UPLOAD[0] in kb.documents and not kb.warnings
+    assert cli(lite, "doctor")[0] == 0
+    code, out, _ = cli(lite, "ask", "青山县纪委开展了什么专项检查?")
+    assert code == 0 and UPLOAD[0] in out
+
+
+def test_a_broken_collection_manifest_is_repaired_by_rag_index(lite, cli):
+    folder = _collection(lite)
+    for name in ("manifest.json", "manifest.json.prev"):  # Milvus Lite's backup is no way out either
+        (folder / name).write_text("{broken", encoding="utf-8")
+    code, out, err = cli(lite, "ask", "纪委监督责任包括什么")
+    assert code == 0 and "来源" in out
+    assert "manifest.json" in err and "answering from the previous build" in err
+    code, out, err = cli(lite, "index")
+    assert code == 0 and "(0 embedded" in out, err
+    assert not folder.exists()  # the broken collection is gone with its build
+    assert cli(lite, "doctor")[0] == 0
+
+
+def test_a_corrupted_parquet_file_without_recorded_checksums_is_damage_not_a_traceback(lite, cli):
+    import json
+
+    for build in Path(lite.index_dir).glob("build-*"):  # as a build written before the checksums were recorded
+        path = build / "manifest.json"
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest["store"].pop("files", None)
+        path.write_text(json.dumps(manifest), encoding="utf-8")
+    (next(_collection(lite).rglob("*.parquet"))).write_bytes(b"PAR1 not a parquet file")
+    code, out, err = cli(lite, "doctor")
+    assert code == 1 and "cannot verify" in out
+    code, out, err = cli(lite, "search", "纪委监督责任")
+    assert code == 0
+    assert "answering from the previous build" in err or "no earlier build verifies" in err
+
+
+def test_a_milvus_lite_file_open_in_another_process_is_one_clear_line(lite):
+    import subprocess
+    import sys
+    import time
+
+    db = Path(lite.index_dir) / "milvus.db"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from pymilvus import MilvusClient; c = MilvusClient(uri={str(db)!r}); c.list_collections(); "
+            "print('open', flush=True); import time; time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        common = ["--index", str(lite.index_dir), "--corpus", str(lite.corpus_dir), "--store", "milvus", "-q"]
+        for command in (["ask", "纪委监督责任包括什么"], ["index"]):
+            started = time.monotonic()
+            done = subprocess.run(
+                [sys.executable, "-m", "rag.cli", *command, *common], capture_output=True, text=True, timeout=300
+            )
+            assert done.returncode == 2, done.stderr
+            assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+            assert str(db) in done.stderr and "另一个进程" in done.stderr and "milvus-lite server" in done.stderr
+            assert time.monotonic() - started < 120
+    finally:
+        holder.terminate()
+        holder.wait(timeout=30)

@@ -143,6 +143,38 @@ def test_read_only_refuses_changes_from_ordinary_users(engine, tmp_path: Path) -
     assert library.on_load(_request("admin"))["visible"] is True
 
 
+def test_refused_changes_are_in_the_audit_log_with_user_and_reason(engine, tmp_path: Path, caplog) -> None:
+    """A read-only user's upload, replacement and removal are refused and each leaves one line in the
+    `rag.audit` log and the change log: who, what and why; before the engine is open, in the audit log."""
+    import json
+    import logging
+
+    access = Access.from_spec("张三:pw1,admin:pw2:admin", read_only=True)
+    library = _library(engine, access)
+    source = sorted(d.source for d in engine.documents())[0]
+    changes = Path(engine.settings.index_dir) / "changes.jsonl"
+    logged = len(changes.read_text(encoding="utf-8").splitlines()) if changes.exists() else 0
+    with caplog.at_level(logging.INFO, logger="rag.audit"):
+        library.on_upload([str(_upload(tmp_path, "通报.txt", FACT))], [], "", _request("张三"))
+        library.on_replace([[str(_upload(tmp_path, "b.txt", FACT)), "b.txt", source]], [], "", _request("张三"))
+        library.on_remove(source, [], "", _request("张三", host="10.1.2.3"))
+        library.on_remove(source, [], "", _request(None, host="10.9.8.7"))  # no login: the address is the user
+        opening = Library(EngineLoader(lambda: engine), access)  # the engine not open yet
+        opening.on_upload([str(_upload(tmp_path, "c.txt", FACT))], [], "", _request("张三", host="10.1.2.3"))
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "rag.audit"]
+    assert [(e["event"], e["action"], e["file"], e["user"], e["ok"]) for e in lines] == [
+        ("refused", "add", "通报.txt", "张三", False),
+        ("refused", "replace", "b.txt", "张三", False),
+        ("refused", "remove", source, "张三", False),
+        ("refused", "remove", source, "10.9.8.7", False),
+        ("refused", "add", "c.txt", "张三", False),
+    ]
+    assert all("只读模式" in e["error"] for e in lines) and lines[-1]["address"] == "10.1.2.3"
+    recorded = [json.loads(line) for line in changes.read_text(encoding="utf-8").splitlines()[logged:]]
+    assert [(e["action"], e["user"]) for e in recorded] == [(e["action"], e["user"]) for e in lines[:4]]
+    assert {d.source for d in engine.documents()} >= {source}
+
+
 def test_discard_upload_removes_the_file_and_its_empty_folder(tmp_path: Path) -> None:
     folder = tmp_path / "gradio" / "abc123"
     folder.mkdir(parents=True)

@@ -1,6 +1,7 @@
 """The shared pattern table: what each pattern matches, and what it must not."""
 
 from rag.text import patterns as p
+from rag.text.normalize import compact
 
 
 def test_mask_is_a_run_of_stars():
@@ -81,3 +82,15 @@ def test_figures():
     assert not p.CHINESE_COUNT.search("一个问题") and not p.CHINESE_COUNT.search("一些")
     assert [m.group(1) for m in p.CHINESE_COUNT_FACT.finditer("分三个层面，五方面，三分之一")] == ["三", "五", "三"]
     assert not p.CHINESE_COUNT_FACT.search("第三个")
+
+
+def test_numbered_items_are_identifiers_not_ordinals_of_speech():
+    text = "编号77、编号为7、第45号、第十二条、第二批、第３条；第一种形态、第三点、第一责任人、第一次、编号一致"
+    assert [m.group() for m in p.NUMBERED_ITEM.finditer(compact(text))] == [
+        "编号77", "编号为7", "第45号", "第十二条", "第二批", "第3条",
+    ]  # fmt: skip
+
+
+def test_numeral_values():
+    values = [p.numeral_value(t) for t in ("77", "七", "十二", "二十", "三十五", "一百零五", "两", "二〇二二", "〇七")]
+    assert values == [77, 7, 12, 20, 35, 105, 2, 2022, 7]

@@ -64,10 +64,10 @@ def test_ordinal_references():
 
 def test_what_a_question_pins_down():
     query = _query("2018到2020年二十届中央纪委三次全会对《问责条例》提出了什么要求?")
-    assert query.years == ("2018", "2020")
+    assert [i.text for i in query.identifiers] == ["2018", "2020"]
     assert query.meetings == ("二十届中央纪委三次全会",)
     assert query.titles == ("问责条例",)
-    assert _query("长城已有2000多年历史").years == ()
+    assert _query("长城已有2000多年历史").identifiers == ()
     assert _query("去年查处了多少案件?").relative_time
     assert _query("“三个结合”是哪三个?").quoted == ("三个结合",)
     assert "广东省" in _query("广东省建立了什么机制?").names
@@ -90,3 +90,16 @@ def test_an_english_question_is_searched_with_the_chinese_terms_it_mentions():
     assert "浙江" in query.places  # a named place lifts and must be found in its documents
     assert _query("纪委监督责任包括什么").lexical == strip_question_words(normalize("纪委监督责任包括什么"))
     assert _query("What is the weather tomorrow?").lexical.strip()  # nothing to translate: its own words
+
+
+def test_numbered_items_a_question_names_are_identifiers_and_key_terms():
+    query = _query("2023年第二批编号７７的事项和第十二条有什么关系?")
+    assert [(i.text, i.kind, i.value) for i in query.identifiers] == [
+        ("2023", "年", 2023), ("第二批", "批", 2), ("编号77", "编号", 77), ("第十二条", "条", 12),
+    ]  # fmt: skip
+    terms = query.key_terms
+    assert {"编号77", "第二批", "第十二条"} <= set(terms)
+    assert not {"77", "编号", "第十", "十二", "二条"} & set(terms)  # not matched apart from their number
+    assert "编号7" in _query("编号7的事项是什么?").key_terms  # a one-digit number is no key term on its own
+    for ordinal in ("第一种形态的比例是多少?", "第三点具体指什么?", "谁是第一责任人?", "第一次全会在哪开?"):
+        assert _query(ordinal).identifiers == (), ordinal

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from llm_server import cite
 
-from rag.answer.verify import SentenceStream, Verifier, facts, split_sentences
+from rag.answer.verify import Source, Verifier, facts, split_sentences
 from rag.answer.writer import messages, sources_for
+from rag.config import Settings
+from rag.model import Document, Passage
 
 CASES = [
     json.loads(line)
@@ -27,19 +29,6 @@ def test_sentences_keep_the_markers_that_follow_them():
     assert [p.is_reference for p in pieces] == [False] * 5 + [True, True]
     for p in pieces:
         assert text[p.start : p.end].strip() == p.text
-
-
-def test_a_streamed_sentence_is_given_only_when_it_cannot_change():
-    text = "纪委要履行监督责任。[1][2]党委要扛起主体责任[3]。\n1. 定责；[4]\n2. 明责[5]"
-    stream = SentenceStream()
-    seen = []
-    for i, ch in enumerate(text):
-        for piece in stream.feed(ch):
-            seen.append((piece.text, i))
-    seen += [(p.text, len(text)) for p in stream.close()]
-    assert [t for t, _ in seen] == [p.text for p in split_sentences(text)]
-    first_done = seen[0][1]
-    assert text[: first_done + 1].endswith("[1][2]党"), "released only after its markers were complete"
 
 
 def test_facts_a_sentence_states():
@@ -85,6 +74,8 @@ def test_crafted_sentence_verdicts(engine, verifier, case):
     assert got == case["expect"], (verdict.reason, verdict.closest)
     if case["kind"].startswith("wrong_figure") or case["kind"] in ("wrong_name", "wrong_date", "wrong_title"):
         assert verdict.reason == "fact"
+    if case["kind"] in ("negation_removed", "antonym"):
+        assert verdict.reason == "polarity", (verdict.reason, verdict.closest)
     for support in verdict.supports:
         document = engine.document(support.source.passage.source)
         assert document.text[support.start : support.end] == support.quote
@@ -94,3 +85,32 @@ def test_crafted_sentence_verdicts(engine, verifier, case):
     if got == "recited":
         assert case["source_holds"] in verdict.supports[0].quote
         assert verdict.supports[0].source.number not in piece.markers
+
+
+def _one_source(text: str) -> list[Source]:
+    """One passage (a whole made-up document) as source [1]."""
+    title = "关于系统维护和公务活动的通知"
+    passage = Passage(1, "notice.txt", "notice-0", title, "", 1.0, text, 0, len(text))
+    return [Source(1, passage, Document("notice.txt", title, text, fingerprint="notice"))]
+
+
+@pytest.mark.parametrize(
+    "quote, sentence",
+    [
+        ("系统升级期间，各单位的办公平台不影响使用，数据照常保存。", "系统升级期间，各单位的办公平台影响使用。[1]"),
+        ("系统升级期间，各单位的办公平台影响使用，数据暂停保存。", "系统升级期间，各单位的办公平台不影响使用。[1]"),
+        ("对违反规定的，依纪依规追究相关人员责任。", "对违反规定的，依纪依规免除相关人员责任。[1]"),
+        ("对情节较轻的，可以从宽处理。", "对情节较轻的，可以从严处理。[1]"),
+        ("严禁在公务活动中收受礼品礼金。", "在公务活动中允许收受礼品礼金。[1]"),
+        ("相关费用由单位承担，不得向个人收取。", "相关费用由单位承担，可以向个人收取。[1]"),
+    ],
+    ids=["negation_removed", "negation_added", "antonym", "antonym_lenient", "prohibition", "must_not"],
+)
+def test_a_sentence_whose_polarity_differs_from_its_quote_is_dropped(embedder, quote, sentence):
+    verifier = Verifier(embedder, Settings())
+    sources = _one_source(quote)
+    (piece,) = split_sentences(sentence)
+    verdict = verifier.check(piece, sources)
+    assert not verdict.kept and verdict.reason == "polarity", (verdict.reason, verdict.closest)
+    (same,) = split_sentences(quote.rstrip("。") + "。[1]")
+    assert verifier.check(same, sources).kept, "the quote itself, with its own polarity, is kept"

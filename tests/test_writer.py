@@ -3,6 +3,8 @@ model: verified sentences only, verbatim quotes, streaming, and the fallbacks.""
 
 import json
 import re
+import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -11,7 +13,8 @@ from llm_server import citing, sources, unused_url
 
 from rag import Engine
 from rag.answer.types import ABSTAIN_TEXT
-from rag.answer.writer import NOTE_SERVER, NOTE_UNVERIFIED, Delta, Final, language_rule
+from rag.answer.verify import split_sentences
+from rag.answer.writer import NOTE_REFUSED, NOTE_SERVER, NOTE_UNVERIFIED, Delta, Final, SentenceStream, language_rule
 from rag.text.normalize import compact
 
 CASES = [
@@ -46,6 +49,19 @@ def _assert_shown_citations_are_verbatim(engine, answer):
     assert markers == {c.id for c in answer.citations}
     for line in answer.answer.splitlines():
         assert re.search(r"\[\d+\]$", line), f"every shown sentence ends with its citation: {line}"
+
+
+def test_a_streamed_sentence_is_given_only_when_it_cannot_change():
+    text = "纪委要履行监督责任。[1][2]党委要扛起主体责任[3]。\n1. 定责；[4]\n2. 明责[5]"
+    stream = SentenceStream()
+    seen = []
+    for i, ch in enumerate(text):
+        for piece in stream.feed(ch):
+            seen.append((piece.text, i))
+    seen += [(p.text, len(text)) for p in stream.close()]
+    assert [t for t, _ in seen] == [p.text for p in split_sentences(text)]
+    first_done = seen[0][1]
+    assert text[: first_done + 1].endswith("[1][2]党"), "released only after its markers were complete"
 
 
 def test_without_a_model_nothing_changes(engine):
@@ -137,11 +153,19 @@ def test_no_evidence_means_the_model_is_not_asked(writer, scripted_llm):
     assert answer.generation.reason.startswith("not asked")
 
 
-def test_the_model_saying_the_sources_do_not_answer_is_an_abstention(writer, scripted_llm):
-    scripted_llm.replies = [ABSTAIN_TEXT]
-    answer = writer.ask(GUANGXI)
-    assert answer.abstained and answer.mode == "generated" and answer.citations == []
-    assert answer.answer.startswith(ABSTAIN_TEXT)
+@pytest.mark.parametrize(
+    "reply",
+    [ABSTAIN_TEXT, "资料中没有提到广西查处一把手的人数。", "抱歉，我无法根据所给资料回答这个问题。", "我不知道。"],
+)
+def test_a_model_refusal_falls_back_to_the_extractive_answer(engine, writer, scripted_llm, reply):
+    extractive = engine.ask(GUANGXI)
+    assert not extractive.abstained
+    scripted_llm.replies = [reply]
+    for answer in (writer.ask(GUANGXI), _final(writer, GUANGXI, stream=True)):
+        assert not answer.abstained and answer.mode == "extractive", answer.generation
+        assert answer.answer == extractive.answer and answer.citations == extractive.citations
+        assert answer.generation.fell_back and answer.generation.note == NOTE_REFUSED
+        assert answer.generation.reason == "the model found no answer in the sources"
 
 
 def test_server_down_gives_the_extractive_answer_with_a_note(engine, writer, scripted_llm):
@@ -184,3 +208,99 @@ def test_not_configured_but_asked_by_argument(engine, scripted_llm):
     writer.reload()
     assert writer.ask(GUANGXI, generate=False).generation is None
     assert writer.ask(GUANGXI).generation.fell_back
+
+
+def _final(writer, question, stream):
+    """The answer as `ask` gives it, or the `Final` of `ask_stream` after its deltas."""
+    if not stream:
+        return writer.ask(question)
+    events = list(writer.ask_stream(question))
+    assert isinstance(events[-1], Final)
+    return events[-1].answer
+
+
+def _count_checks(monkeypatch, limit):
+    """The claims the verifier checks, from now on (an error past `limit`: a runaway answer stops)."""
+    from rag.answer.verify import Verifier
+
+    checked, check = [], Verifier.check
+
+    def counting(self, piece, sources):
+        checked.append(piece.claim)
+        if len(checked) > limit:
+            raise RuntimeError(f"more than {limit} sentences checked")
+        return check(self, piece, sources)
+
+    monkeypatch.setattr(Verifier, "check", counting)
+    return checked
+
+
+REPEATED = "广西共立案查处粮食购销领域有关单位一把手227人。[@227人]"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_model_that_repeats_itself_is_cut_and_each_sentence_checked_once(writer, scripted_llm, monkeypatch, stream):
+    checked = _count_checks(monkeypatch, limit=50)
+    scripted_llm.replies = [citing(REPEATED * 3000)]  # 72,000 characters
+    scripted_llm.chunk = 500
+    started = time.perf_counter()
+    answer = _final(writer, GUANGXI, stream)
+    assert time.perf_counter() - started < 15
+    assert answer.mode == "generated" and not answer.generation.fell_back, answer.generation
+    assert compact(answer.answer).count("一把手227人") == 1 and len(answer.answer) < 60
+    assert checked == ["广西共立案查处粮食购销领域有关单位一把手227人。"], "each distinct sentence checked once"
+    assert answer.truncated and "过长" in answer.generation.note
+
+
+def test_a_long_reply_is_read_only_up_to_the_cap(writer, scripted_llm, monkeypatch):
+    checked = _count_checks(monkeypatch, limit=400)
+    scripted_llm.replies = [citing(REPEATED + "".join(f"广西还追回违规资金{i}万元。[@227人]" for i in range(3000)))]
+    answer = writer.ask(GUANGXI)
+    cap = writer.settings.llm_max_chars
+    assert cap <= 4 * writer.settings.answer_max_chars
+    assert len("".join(checked)) <= cap and len(checked) < cap // 10
+    assert answer.mode == "extractive" and answer.generation.fell_back, "most of it failed the checks"
+
+
+def test_a_server_that_never_finishes_falls_back_within_the_timeout(engine, scripted_llm):
+    scripted_llm.trickle = 0.05  # a byte every 50 ms, forever: no single read waits long
+    timeout = 1.5
+    settings = engine.settings.replace(llm_base_url=scripted_llm.url, llm_model="qwen", llm_timeout=timeout)
+    writer = Engine(settings, engine.embedder)
+    writer.reload()
+    extractive = writer.ask(GUANGXI, generate=False)
+    for stream in (False, True):
+        outcome: list = []
+        thread = threading.Thread(target=lambda s=stream, o=outcome: o.append(_final(writer, GUANGXI, s)), daemon=True)
+        started = time.perf_counter()
+        thread.start()
+        thread.join(timeout + 8)
+        assert not thread.is_alive(), f"still waiting for the model after {timeout + 8} s"
+        elapsed = time.perf_counter() - started
+        (answer,) = outcome
+        assert answer.mode == "extractive" and answer.answer == extractive.answer
+        assert answer.generation.note == NOTE_SERVER and "did not finish" in answer.generation.reason
+        assert timeout <= answer.generation.seconds < timeout + 1.0, "the model's part: about the timeout"
+        assert elapsed < timeout + 4.0, elapsed  # with retrieval and the extractive answer, on a busy machine
+
+
+HTML_REPLIES = {
+    "bold": "广西共立案查处粮食购销领域有关单位一把手<b>227人</b>。[@227人]\n"
+    "广西建立了党委统筹指挥、纪委监委组织协调、职能部门高效协同的查处机制。[@227人]",
+    "page": "<p>广西共立案查处粮食购销领域有关单位一把手<b>227人</b>。[@227人]<br/>"
+    "广西建立了党委统筹指挥、纪委监委组织协调、职能部门&lt;b&gt;高效协同&lt;/b&gt;的查处机制。[@227人]</p>",
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("reply", list(HTML_REPLIES))
+def test_html_is_stripped_from_written_answers(engine, writer, scripted_llm, reply, stream):
+    scripted_llm.replies = [citing(HTML_REPLIES[reply])]
+    scripted_llm.chunk = 2  # tags and entities arrive split over events
+    answer = _final(writer, GUANGXI, stream)
+    shown = answer.to_dict()["answer"]
+    assert "<" not in shown and ">" not in shown and "&" not in shown, shown
+    assert answer.mode == "generated", answer.generation
+    assert "一把手227人" in compact(shown) and "职能部门高效协同的查处机制" in compact(shown)
+    assert answer.generation.kept == 2 and len(shown.splitlines()) == 2
+    _assert_shown_citations_are_verbatim(engine, answer)

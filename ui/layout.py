@@ -10,18 +10,20 @@ rank), 知识库 (documents, progress of background indexing, upload and removal
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from starlette.middleware import Middleware
 
-from ui.access import Access
+from ui.access import LOGIN_FREE_TRIES, Access, Guard
 from ui.api import Api
 from ui.chat import Chat
 from ui.library import Library
 from ui.search import Search
 from ui.startup import EngineLoader
-from ui.tabs import QUICK, READ_CONCURRENCY, chat_tab, library_tab, search_tab
+from ui.tabs import QUICK, chat_tab, library_tab, pool, search_tab
 
 if TYPE_CHECKING:
     from rag import Engine
@@ -33,6 +35,8 @@ INTRO_WRITTEN = (
     "每句后的 [n] 是链接，点击即可在“来源”中查看引用的原文。"
 )
 """The line under the title: extractive answers, or written ones (a language model is configured)."""
+AUTH_MESSAGE = f"请输入管理员分配的用户名和密码。连续输错 {LOGIN_FREE_TRIES} 次后，需等待片刻才能再试。"
+"""The login page's note."""
 TICK_SECONDS = 1.0
 """How often each open page asks for indexing progress."""
 LANGUAGE = """<script>
@@ -42,11 +46,41 @@ LANGUAGE = """<script>
     Object.defineProperty(Navigator.prototype, "language", {get: () => "zh-CN", configurable: true});
     Object.defineProperty(Navigator.prototype, "languages", {get: () => ["zh-CN", "zh"], configurable: true});
   } catch (e) {}
+  // A login refused for too many tries (HTTP 429): the form says how long to wait where it says that the
+  // password is wrong (Gradio's form shows nothing for that status).
+  const send = window.fetch.bind(window);
+  let wrong = "";
+  window.fetch = async (input, init) => {
+    const response = await send(input, init);
+    const url = new URL(input instanceof Request ? input.url : String(input), location.href);
+    if (!url.pathname.replace(/[/]$/, "").endsWith("/login")) return response;
+    const detail = response.status !== 429 ? "" :
+      (await response.clone().json().catch(() => ({}))).detail || "登录尝试过多，请稍后再试。";
+    setTimeout(() => {
+      const note = document.querySelector("p.creds");
+      if (!note) return;
+      wrong = wrong || note.textContent;
+      note.textContent = detail || wrong;
+    }, 50);
+    return detail ? new Response("{}", {status: 400, headers: {"content-type": "application/json"}}) : response;
+  };
   // A few of Gradio's words have no Chinese translation (toast titles, some button labels): replace them.
   const WORDS = {
     "Warning": "提示", "Error": "出错了", "Info": "提示", "Success": "完成", "Close": "关闭",
     "Copy message": "复制这条消息", "Copied message": "已复制", "Copy": "复制", "Copied!": "已复制",
     "Connection errored out.": "与服务器的连接中断了，请刷新页面后重试。",
+  };
+  const PATTERNS = [  // messages with a variable part
+    [/^File[(]s[)] exceed the maximum allowed size of (.+?): (.+)$/,
+     (m) => `文件过大（单个文件不能超过 ${m[1].replace("Mb", "MB")}）：${m[2]}；这次选择的文件都没有上传。`],
+  ];
+  const chinese = (text) => {
+    if (WORDS[text.trim()]) return WORDS[text.trim()];
+    for (const [pattern, replace] of PATTERNS) {
+      const match = text.trim().match(pattern);
+      if (match) return replace(match);
+    }
+    return null;
   };
   const translate = (node) => {
     const elements = node.nodeType === 1 ? [node, ...node.querySelectorAll("[aria-label], [title], .toast-body *")] : [];
@@ -57,12 +91,12 @@ LANGUAGE = """<script>
       }
       if (element.closest && element.closest(".toast-body")) {
         for (const child of element.childNodes) {
-          if (child.nodeType === 3 && WORDS[child.data.trim()]) child.data = WORDS[child.data.trim()];
+          if (child.nodeType === 3 && chinese(child.data)) child.data = chinese(child.data);
         }
       }
     }
-    if (node.nodeType === 3 && node.parentElement && node.parentElement.closest(".toast-body") && WORDS[node.data.trim()]) {
-      node.data = WORDS[node.data.trim()];
+    if (node.nodeType === 3 && node.parentElement && node.parentElement.closest(".toast-body") && chinese(node.data)) {
+      node.data = chinese(node.data);
     }
   };
   new MutationObserver((records) => {
@@ -181,15 +215,16 @@ def build_app(
     access = access or Access()
     settings = settings or getattr(loader.engine, "settings", None)
     max_mb = settings.max_upload_bytes / 2**20 if settings is not None else 20
+    written = bool(getattr(settings, "llm_enabled", False))
     chat, search = Chat(loader, access), Search(loader, access)
     library, api = Library(loader, access), Api(loader, access)
     with gr.Blocks(title="政策问答", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
-        gr.Markdown(f"## 政策问答\n{INTRO_WRITTEN if getattr(settings, 'llm_enabled', False) else INTRO}")
+        gr.Markdown(f"## 政策问答\n{INTRO_WRITTEN if written else INTRO}")
         banner = gr.HTML(visible=False, elem_id="chat-banner")
         seen = gr.State(None)
         jobs = gr.State([])
         with gr.Tabs():
-            chat_tab(chat)
+            chat_tab(chat, written)
             search_tab(search)
             kb = library_tab(library, jobs, max_mb)
 
@@ -200,9 +235,9 @@ def build_app(
         if access.read_only and access.login_required:
             demo.load(library.on_load, None, [kb.edit], **QUICK)
 
-        gr.api(api.api_ask, api_name="ask", concurrency_limit=READ_CONCURRENCY, concurrency_id="read")
-        gr.api(api.api_search, api_name="search", concurrency_limit=READ_CONCURRENCY, concurrency_id="read")
-        gr.api(api.api_documents, api_name="documents", concurrency_limit=READ_CONCURRENCY, concurrency_id="read")
+        gr.api(api.api_ask, api_name="ask", **pool(written))
+        gr.api(api.api_search, api_name="search", **pool(False))
+        gr.api(api.api_documents, api_name="documents", **pool(False))
     return demo
 
 
@@ -214,20 +249,41 @@ def launch(
     access: Access | None = None,
     **kwargs: Any,
 ) -> Any:
-    """Serve the page (behind a login when `access` has users); `kwargs` go to `Blocks.launch`."""
+    """Serve the page (behind a login when `access` has users); `kwargs` go to `Blocks.launch`. Logins
+    are throttled, uploads bounded (`ui.access.Guard`; each file by `Settings.max_upload_bytes`), and
+    `X-Forwarded-For` believed only from `Settings.trusted_proxies`."""
     access = access or Access()
     app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
-    app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(ChineseFirst)]
-    return demo.launch(
-        server_name=host,
-        server_port=port,
-        show_error=False,
-        auth=access.check if access.login_required else None,
-        auth_message="请输入管理员分配的用户名和密码。" if access.login_required else None,
-        theme=THEME,
-        css=CSS,
-        head=HEAD,
-        footer_links=["api"],
-        app_kwargs=app_kwargs,
-        **kwargs,
-    )
+    guard = Middleware(Guard, access=access, max_upload_bytes=settings.max_upload_bytes)
+    app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(ChineseFirst), guard]
+    with trusting(settings.trusted_proxies):
+        return demo.launch(
+            server_name=host,
+            server_port=port,
+            show_error=False,
+            auth=access.check if access.login_required else None,
+            auth_message=AUTH_MESSAGE if access.login_required else None,
+            max_file_size=settings.max_upload_bytes,
+            theme=THEME,
+            css=CSS,
+            head=HEAD,
+            footer_links=["api"],
+            app_kwargs=app_kwargs,
+            **kwargs,
+        )
+
+
+@contextmanager
+def trusting(proxies: str) -> Iterator[None]:
+    """While the server starts: uvicorn (Gradio's server) takes the client's address from `X-Forwarded-For`
+    only when the request comes from one of `proxies` ('' = never). Its own default believes any client
+    on 127.0.0.1, which could then name itself."""
+    before = os.environ.get("FORWARDED_ALLOW_IPS")
+    os.environ["FORWARDED_ALLOW_IPS"] = proxies
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("FORWARDED_ALLOW_IPS", None)
+        else:
+            os.environ["FORWARDED_ALLOW_IPS"] = before

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from ui.access import READ_ONLY, audit_event
 from ui.page import STARTUP_WAIT, Page
 from ui.render import chinese, clean_text, md_text, outcome_markdown, progress_html
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 STATUS_LINES = 20
 """Lines of upload/removal outcomes kept in a session's status."""
-READ_ONLY = "只读模式：你没有添加或删除文档的权限。"
 
 
 def user_of(request: gr.Request | None) -> str:
@@ -52,6 +52,17 @@ def _append(status: str | None, lines: list[str]) -> str:
 class Library(Page):
     """The documents, their changes, and what the timer shows of them."""
 
+    def refused(self, action: str, name: str, request: gr.Request | None) -> None:
+        """A change the user may not make, recorded: by the worker with its own changes (the change log and
+        the audit log), or in the audit log alone while the engine is still opening."""
+        engine, user = self.loader.engine, user_of(request)
+        if engine is not None:
+            engine.worker.refused(action, name, user, READ_ONLY)
+            return
+        client = getattr(request, "client", None)
+        address = str(getattr(client, "host", "") or "-")
+        audit_event("refused", user, False, action=action, file=name, address=address, error=READ_ONLY)
+
     def on_load(self, request: gr.Request = None) -> Any:  # type: ignore[assignment]
         """A new session: upload and removal shown only to those who may edit."""
         return gr.update(visible=self.access.can_edit(getattr(request, "username", None)))
@@ -73,7 +84,8 @@ class Library(Page):
         worker = self._status(engine)
         banner = self.banner(engine, worker)
         progress = progress_html(worker)
-        token = [self.loader.loading, bool(engine and engine.ready), worker.changes if worker else 0]
+        live = engine.health().build if engine is not None and engine.ready else ""  # another process's `rag index`
+        token = [self.loader.loading, bool(engine and engine.ready), worker.changes if worker else 0, live]
         table, choice = (gr.skip(), gr.skip()) if token == seen else self.documents_view(engine)
         lines, still = [], []
         for job_id in jobs or []:
@@ -112,6 +124,7 @@ class Library(Page):
         nothing = (gr.skip(), gr.skip(), gr.skip())
         if not self.access.can_edit(getattr(request, "username", None)):
             for path in files:
+                self.refused("add", clean_text(Path(path).name), request)
                 discard_upload(path)
             return _append(status, [READ_ONLY]), None, jobs, *nothing
         engine = self.loader.wait(STARTUP_WAIT)
@@ -126,6 +139,7 @@ class Library(Page):
                 _, existing = engine.check_upload(Path(path), name)
             except DocumentError as exc:
                 lines.append(f"**未能添加** {md_text(name)}：{md_text(chinese(str(exc)))}")
+                engine.worker.refused("add", name, user_of(request), chinese(str(exc)))
                 discard_upload(path)
                 continue
             if existing is not None:
@@ -151,7 +165,10 @@ class Library(Page):
     ) -> tuple[Any, ...]:  # type: ignore[assignment]
         """The user confirmed: queue the pending uploads as replacements."""
         engine = self.loader.engine
-        if engine is None or not self.access.can_edit(getattr(request, "username", None)):
+        allowed = self.access.can_edit(getattr(request, "username", None))
+        for _, name, _ in [] if allowed else pending or []:
+            self.refused("replace", name, request)
+        if engine is None or not allowed:
             return self.on_keep(pending, status)[0], jobs, [], gr.Group(visible=False), ""
         lines, jobs = [], list(jobs or [])
         for path, name, existing in pending or []:
@@ -177,6 +194,7 @@ class Library(Page):
         if source == "":  # the confirmation was cancelled
             return gr.skip(), gr.skip()
         if not self.access.can_edit(getattr(request, "username", None)):
+            self.refused("remove", clean_text(source or ""), request)
             return _append(status, [READ_ONLY]), jobs
         if not source:
             return _append(status, ["请先在列表中选择要删除的文档。"]), jobs

@@ -27,7 +27,7 @@ Lookup = Callable[[str], "Document | None"]
 
 # --- text safety ---------------------------------------------------------------------------------
 
-_PUNCTUATION = re.compile(r"[\\`*_~<>|\[\]$#]")
+_PUNCTUATION = re.compile(r"[\\`*_~<>|\[\]$#!]")  # `!`: before a `[n]` link it would make an image of it
 _LIST_START = re.compile(r"^(\s*)([-+]|\d+\.)(?=\s)", re.M)
 _AUTOLINK = re.compile(r"(?i)(?<=[a-z])(:)(?=//)|(?<=www)(\.)|(@)(?=[\w-]+\.)")
 
@@ -42,7 +42,10 @@ def md_text(text: str) -> str:
 def md_plain(text: str) -> str:
     """`text` for a Markdown file (the export): Markdown characters escaped, links left as they are."""
     return re.sub(
-        r"[\\`*~<>|]|(?<=\])\(|^#|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])", lambda m: "\\" + m.group(0), text, flags=re.M
+        r"[\\`*~<>|]|(?<=\])\(|!(?=\[)|^#|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])",
+        lambda m: "\\" + m.group(0),
+        text,
+        flags=re.M,
     )
 
 
@@ -71,7 +74,7 @@ def chinese(message: str, fallback: str = "") -> str:
 
 _MARKER = re.compile(r"\\\[(\d+)\\\]")
 _SINGLE_BREAK = re.compile(r"(?<!\n)\n(?!\n)")
-_AFTER_MARKERS = re.compile(r"((?:\\\[\d+\\\])+)(?!\\\[\d)(?=[^\n。，；、！？.,;!?）)”])")
+_AFTER_MARKERS = re.compile(r"((?:\\\[\d+\\\])+)(?!\\\[\d|\\!)(?=[^\n。，；、！？.,;!?）)”])")
 
 
 GENERATED = "由语言模型撰写，已逐句核对原文"
@@ -329,12 +332,19 @@ def outcome_markdown(job: Job, title: str = "", chunks: int | None = None) -> st
         return f"**{verb}** {name}：{md_text(chinese(job.error, '处理时出错（详情已记入服务器日志）。'))}"
     what = f"《{md_text(title)}》（文件 {name}{f'，{chunks} 段' if chunks is not None else ''}）" if title else name
     if job.action == "add":
-        return f"**已添加**{what}，现在就可以提问和检索。"
+        return f"**已添加**{what}，现在就可以提问和检索。" + _cleaning_notes(job)
     if job.action == "replace":
-        return f"**已替换**{what}，旧版本已备份。"
+        return f"**已替换**{what}，旧版本已备份。" + _cleaning_notes(job)
     if job.action == "remove":
         return f"**已删除** {name}（已从知识库移除，文件已移入备份）。"
     return "**索引已更新。**"
+
+
+def _cleaning_notes(job: Job) -> str:
+    """What cleaning took out of the job's document, when a step removed much of it (`BuildReport.notes`)."""
+    prefix = f"{job.source}："
+    notes = [chinese(n) for n in (job.report.notes if job.report else []) if job.source and n.startswith(prefix)]
+    return "".join(f"（注意：{md_text(note.removeprefix(prefix))}）" for note in notes)
 
 
 Rows = list[list[Any]]

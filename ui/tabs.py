@@ -24,6 +24,8 @@ EXAMPLES = [
 UPLOAD_TYPES = ".txt .md .docx .pdf .html"
 READ_CONCURRENCY = 8
 """Questions answered at once; the engine is thread-safe for reads; changes run in its background worker."""
+MODEL_CONCURRENCY = 4
+"""Questions a language model answers at once (a model server serves a few in parallel)."""
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 """Events of the page itself: not part of the HTTP API."""
 READS: dict[str, Any] = {**PRIVATE, "concurrency_limit": READ_CONCURRENCY, "concurrency_id": "read"}
@@ -45,8 +47,17 @@ DOWNLOAD_MARKDOWN = """(md) => {
 """The export is downloaded from the page's own text: no file is written on the server."""
 
 
-def chat_tab(page: Chat) -> None:
-    """问答: the chat and its question box beside the sources panel and the export."""
+def pool(written: bool) -> dict[str, Any]:
+    """Where a question waits for its turn: with a language model, in a pool of its own (`model`), so a
+    slow model never holds up searches and the page's other reads (`read`)."""
+    if written:
+        return {"concurrency_limit": MODEL_CONCURRENCY, "concurrency_id": "model"}
+    return {"concurrency_limit": READ_CONCURRENCY, "concurrency_id": "read"}
+
+
+def chat_tab(page: Chat, written: bool = False) -> None:
+    """问答: the chat and its question box beside the sources panel and the export; `written`: a language
+    model writes the answers (they wait in its own pool)."""
     with gr.Tab("问答", id="chat"):
         turns = gr.State([])
         with gr.Row(equal_height=False):
@@ -86,8 +97,9 @@ def chat_tab(page: Chat) -> None:
                     )
                     download = gr.Button("下载 .md 文件", interactive=False, size="sm", elem_id="download")
         outputs = [question, chat, turns, sources, export, download]
-        question.submit(page.on_ask, [question, chat, turns], outputs, show_progress="minimal", **READS)
-        chat.example_select(page.on_example, [chat, turns], outputs, show_progress="minimal", **READS)
+        asks = {**PRIVATE, **pool(written)}
+        question.submit(page.on_ask, [question, chat, turns], outputs, show_progress="minimal", **asks)
+        chat.example_select(page.on_example, [chat, turns], outputs, show_progress="minimal", **asks)
         chat.select(page.on_select, [turns], [sources, export, download], **READS)
         clear.click(page.on_clear, None, outputs, **QUICK)
         chat.clear(page.on_clear, None, outputs, **QUICK)

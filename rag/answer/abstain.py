@@ -5,9 +5,12 @@
    the best passage is in meaning) and the missing-name rule (a place, person or organisation the
    question names that no top passage mentions; when the top passage is a strong match, only a
    name the knowledge base has never seen).
+   With too little confidence, a number the question pins down that no top passage names is said
+   to be why.
 2. `check_answer(query, quotes, kb, settings, verdict)` after choosing what to quote: near misses, where the
    passages are on the topic but not about what the question pins down: a year, a meeting, a
-   《title》 or a name none of the quoted passages mentions; a 多少/几 question whose quotes hold no
+   《title》 or a name none of the quoted passages mentions, a numbered item (`编号77`, `第45号`,
+   `第十二条`) no quote names (in itself or what it stands under); a 多少/几 question whose quotes hold no
    figure; a 何时/哪一年 question whose quotes hold no date; a question for a meeting, a body, a level,
    steps or materials whose quotes name none (`ANSWER_TYPES`).
 
@@ -22,14 +25,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from rag.answer.evidence import answers_count, coverage, has_time, mentions, term_weights, year_mentioned
+from rag.answer.enumerations import NUMBER_SIGNS, frame, list_lead_in
+from rag.answer.evidence import answers_count, coverage, has_time, identifier_mentioned, mentions, term_weights
 from rag.answer.metadata import document_about
 from rag.answer.scoring import Reading
 from rag.answer.types import ABSTAIN_TEXT, RELATED_LABEL
 from rag.config import Settings
 from rag.index.knowledge_base import KnowledgeBase
 from rag.model import Hit, Passage
-from rag.query.question import Query
+from rag.query.question import Identifier, Query
 from rag.text.normalize import compact
 from rag.text.patterns import RELATIVE_YEARS
 
@@ -39,6 +43,7 @@ REASONS = {
     "low_confidence": "",
     "missing_name": "知识库中没有提到“{}”。",
     "missing_year": "找到的内容没有提到{}年。",
+    "missing_number": "找到的内容中没有提到{}。",
     "missing_meeting": "找到的内容没有提到“{}”。",
     "missing_title": "找到的内容没有提到《{}》。",
     "relative_time": "知识库中的文件无法确定“{}”指哪一年。",
@@ -102,7 +107,7 @@ ANSWER_TYPES = (
 
 
 _ITEMS = re.compile(
-    r"[、;；:：]|和|与|及|或|至|到|包括|包含|等|一是|首先|其次|[①②③]|[(（][一二三四五六七八九十\d][)）]|"
+    rf"[、;；:：]|和|与|及|或|至|到|包括|包含|等|一是|首先|其次|[{NUMBER_SIGNS}]|[(（][一二三四五六七八九十\d][)）]|"
     r"[两二三四五六七八九十\d]+(?:个|项|条|种|类|方面)"
 )
 """What a quote that lists things shows: separators, 和/及, ranges (2月至4月), 包括, 等, ordinals, a count of
@@ -187,6 +192,13 @@ def missing_name(
     return None
 
 
+def missing_identifier(query: Query, hits: Sequence[Hit], settings: Settings) -> Identifier | None:
+    """A number the question pins down (a year, a numbered item) that none of the top
+    `Settings.evidence_passages` names, or None."""
+    texts = [compact(_passage_text(h)) for h in hits[: settings.evidence_passages]]
+    return next((i for i in query.identifiers if not any(identifier_mentioned(i, t) for t in texts)), None)
+
+
 def assess(reading: Reading, hits: Sequence[Hit]) -> Verdict:
     """Step 1: is there evidence that the corpus answers the question at all?"""
     if not hits:
@@ -196,7 +208,9 @@ def assess(reading: Reading, hits: Sequence[Hit]) -> Verdict:
     conf = confidence(query, ev, hits, settings)
     strong = strong_match(query, hits, kb, settings)
     if conf < settings.abstain_below:
-        return Verdict(True, "low_confidence", "", ev, conf, strong)
+        unnamed = missing_identifier(query, hits, settings)
+        reason, detail = _missing_identifier(unnamed) if unnamed else ("low_confidence", "")
+        return Verdict(True, reason, detail, ev, conf, strong)
     if query.kind != "comparison":  # a comparison reports a side it has nothing for, side by side
         name = missing_name(query, hits, kb, settings, strong)
         if name:
@@ -218,9 +232,9 @@ def check_answer(
     def missing(reason: str, detail: str = "") -> Verdict:
         return replace(verdict, abstain=True, reason=reason, detail=detail)
 
-    for year in query.years:
-        if not any(year_mentioned(year, c) for c in contexts):
-            return missing("missing_year", year)
+    for identifier in query.identifiers:
+        if not any(_names(identifier, q, c) for q, c in zip(quotes, contexts, strict=True)):
+            return missing(*_missing_identifier(identifier))
     for meeting in query.meetings:
         if not any(_meeting_in(meeting, c) for c in contexts):
             return missing("missing_meeting", meeting)
@@ -240,7 +254,10 @@ def check_answer(
     if query.kind == "time" and query.chinese and not any(has_time(t) for t in texts):
         return missing("no_date")
     for answer_type in ANSWER_TYPES:
-        if answer_type.asks.search(query.normalized) and not any(answer_type.shows.search(compact(t)) for t in texts):
+        if not answer_type.asks.search(query.normalized):
+            continue
+        shown = [*texts, *_lead_ins(quotes)]  # list items are what their lead-in says (需提供以下材料：)
+        if not any(answer_type.shows.search(compact(t)) for t in shown):
             return missing(answer_type.reason)
     return verdict
 
@@ -259,6 +276,35 @@ def abstention_text(passages: Sequence[Passage], settings: Settings, verdict: Ve
             snippet = snippet[: settings.related_chars] + ("…" if len(snippet) > settings.related_chars else "")
             lines.append(f"- 《{passage.title}》 {snippet}")
     return "\n".join(lines)
+
+
+def _names(identifier: Identifier, quote: Quote, context: str) -> bool:
+    """Whether a quote names a number the question pins down: a year anywhere in its passage (a year
+    dates what a passage reports); a numbered item in the quote itself, what it stands under
+    (`rag.answer.enumerations.frame`: its numbered paragraph, list lead-in, heading) or its document's
+    title and metadata — not in the items around it (`编号7` is not the answer to `编号8`)."""
+    if identifier.kind == "年":
+        return identifier_mentioned(identifier, context)
+    if identifier_mentioned(identifier, compact(quote.text)) or identifier_mentioned(identifier, _compact(quote.about)):
+        return True
+    position = _position(quote)
+    return position >= 0 and any(identifier_mentioned(identifier, compact(t)) for t in frame(quote.document, position))
+
+
+def _lead_ins(quotes: Sequence[Quote]) -> list[str]:
+    """The lead-ins of the lists whose items the quotes are (`rag.answer.enumerations.list_lead_in`)."""
+    positions = [(q, _position(q)) for q in quotes]
+    return [lead for q, at in positions if at >= 0 and (lead := list_lead_in(q.document, at))]
+
+
+def _position(quote: Quote) -> int:
+    """Where a quote stands in its document (-1 when its document is not known)."""
+    return quote.document.find(quote.text) if quote.document else -1
+
+
+def _missing_identifier(identifier: Identifier) -> tuple[str, str]:
+    """The `REASONS` key and detail of a number no quote names."""
+    return ("missing_year", identifier.text) if identifier.kind == "年" else ("missing_number", identifier.text)
 
 
 def _passage_text(hit: Hit) -> str:

@@ -1,9 +1,12 @@
-"""Enumerated blocks in a document (一是…二是…, （一）（二）, 1. 2., ①②, 首先…其次…) and the one, if
-any, that answers a list question: its lead-in introduces what the question asks for."""
+"""Enumerated blocks in a document (一是…二是…, （一）（二）, 1. 2., (1)(2), ①②, ⑴⑵, ⒈⒉, ㈠㈡, 首先…其次…)
+and the one, if any, that answers a list question: its lead-in introduces what the question asks for;
+and what a sentence stands under (its numbered paragraph, headings, list lead-in)."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from functools import lru_cache
 
 from rag.answer.evidence import coverage
 from rag.answer.scoring import Sentence, SentenceScorer
@@ -12,14 +15,24 @@ from rag.model import Document, Hit, Span
 from rag.text.normalize import compact
 
 _ORDINAL = "一二三四五六七八九十"
-_CIRCLED = "①②③④⑤⑥⑦⑧⑨⑩"
+#: Numbers written as one character, each set a marker style of its own: ①…⑳, ⑴…⒇, ⒈…⒛, ㈠…㈩, ❶…❿.
+_NUMBER_SIGNS = {
+    "①": "①②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬⑭⑮⑯⑰⑱⑲⑳",
+    "⑴": "⑴⑵⑶⑷⑸⑹⑺⑻⑼⑽⑾⑿⒀⒁⒂⒃⒄⒅⒆⒇",
+    "⒈": "⒈⒉⒊⒋⒌⒍⒎⒏⒐⒑⒒⒓⒔⒕⒖⒗⒘⒙⒚⒛",
+    "㈠": "㈠㈡㈢㈣㈤㈥㈦㈧㈨㈩",
+    "❶": "❶❷❸❹❺❻❼❽❾❿",
+}
+#: Every character that numbers an item on its own (a quote holding one lists things).
+NUMBER_SIGNS = "".join(_NUMBER_SIGNS.values())
 _MARKERS: list[tuple[str, re.Pattern[str]]] = [
     ("是", re.compile(rf"^([{_ORDINAL}]{{1,2}})是")),
     ("（）", re.compile(rf"^[(（]([{_ORDINAL}]{{1,2}})[)）]")),
     ("、", re.compile(rf"^([{_ORDINAL}]{{1,2}})、")),
     ("第", re.compile(rf"^第([{_ORDINAL}]{{1,2}})[,，、:：]")),
     ("1.", re.compile(r"^(\d{1,2})[.、．)）](?!\d)")),
-    ("①", re.compile(rf"^([{_CIRCLED}])")),
+    ("(1)", re.compile(r"^[(（](\d{1,2})[)）]")),
+    *((style, re.compile(rf"^([{signs}])")) for style, signs in _NUMBER_SIGNS.items()),
     ("首先", re.compile(r"^(首先|其次|再次|最后)")),
 ]
 _SEQUENCE_WORDS = {"首先": 1, "其次": 2, "再次": 3, "最后": 99}
@@ -55,10 +68,10 @@ def find_enumerations(text: str) -> list[list[Span]]:
 
 
 def ordinal(token: str) -> int:
-    """The number an item marker stands for: `3`, `③`, `三`, `十二`, `其次` → 3, 3, 3, 12, 2
-    (`最后` → 99: last, whatever the count)."""
-    if token in _CIRCLED:  # before isdecimal-like tests: '②'.isdigit() is True
-        return _CIRCLED.index(token) + 1
+    """The number an item marker stands for: `3`, `③`, `⑶`, `⒊`, `㈢`, `三`, `十二`, `其次` → 3, 3, 3, 3, 3,
+    3, 12, 2 (`最后` → 99: last, whatever the count)."""
+    if token in NUMBER_SIGNS:  # before isdecimal-like tests: '②'.isdigit() is True
+        return int(unicodedata.numeric(token))
     if token.isascii() and token.isdecimal():
         return int(token)
     if token in _SEQUENCE_WORDS:
@@ -135,8 +148,7 @@ class Enumerations:
         """What introduces an enumeration: the sentence before its first item, and the heading above
         it when no other numbered item stands between that heading and the first item."""
         text = document.text
-        before = sentence_spans(text, max(0, first.start - 200), first.start)
-        lead = text[before[-1].start : before[-1].end] if before else ""
+        lead = _lead_in(text, first)
         heading = heading_before(text, first.start)
         if heading is None:
             return lead
@@ -144,6 +156,56 @@ class Enumerations:
         if any(heading.end <= start < first.start for start in items):
             return lead
         return f"{text[heading.start : heading.end]}\n{lead}"
+
+
+def frame(text: str, position: int) -> list[str]:
+    """What the sentence at `position` stands under, nearest first: the lead of its numbered paragraph
+    (`第十二条…`, `（一）…`; its own or the nearest above), the lead-in of the enumerated block it is an
+    item of, and the nearest heading line above it."""
+    found: list[str] = []
+    line = _line(text, position)
+    lead = heading_level(text[line.start : line.end]) == 2
+    if lead:
+        own = sentence_spans(text, line.start, line.end)
+        found.append(text[own[0].start : own[0].end] if own else text[line.start : line.end])
+    lead_in = list_lead_in(text, position)
+    if lead_in:
+        found.append(lead_in)
+    above = heading_before(text, position)
+    while above is not None:
+        heading = _line(text, above.start)
+        if heading_level(text[heading.start : heading.end]) == 1:
+            found.append(text[above.start : above.end])
+            break
+        if not lead:  # a paragraph lead above: the one the sentence is under, not its siblings
+            found.append(text[above.start : above.end])
+            lead = True
+        above = heading_before(text, above.start)
+    return found
+
+
+def list_lead_in(text: str, position: int) -> str:
+    """The lead-in of the enumerated block one of whose items holds `position` (`需提供以下材料：`
+    for `⒈财务票据；`), or "": what the items are is said there."""
+    group = next((g for g in _blocks(text) if any(s.start <= position < s.end for s in g)), None)
+    return _lead_in(text, group[0]) if group is not None else ""
+
+
+def _line(text: str, position: int) -> Span:
+    """The line of `text` that holds `position`."""
+    end = text.find("\n", position)
+    return Span(text.rfind("\n", 0, position) + 1, len(text) if end < 0 else end)
+
+
+@lru_cache(maxsize=16)
+def _blocks(text: str) -> list[list[Span]]:
+    return find_enumerations(text)
+
+
+def _lead_in(text: str, first: Span) -> str:
+    """The sentence before an enumeration's first item."""
+    before = sentence_spans(text, max(0, first.start - 200), first.start)
+    return text[before[-1].start : before[-1].end] if before else ""
 
 
 def heading_before(text: str, position: int) -> Span | None:

@@ -1,4 +1,5 @@
-"""How much of a question a text covers: IDF-weighted key-term coverage, and what a text mentions.
+"""How much of a question a text covers: IDF-weighted key-term coverage, and what a text mentions
+(figures, dates, names, the numbers a question pins down).
 
 Shared by the composer (which sentences answer best) and the abstention step (is there an answer).
 """
@@ -6,12 +7,23 @@ Shared by the composer (which sentences answer best) and the abstention step (is
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from rag.index.bm25 import idf
 from rag.index.knowledge_base import KnowledgeBase
-from rag.query.question import Query
+from rag.query.question import Identifier, Query, identifiers
 from rag.text.normalize import compact
-from rag.text.patterns import CHINESE_COUNT, DATE_MENTION, FIGURE, QUOTED_NAME, QUOTED_TERM, YEAR
+from rag.text.patterns import (
+    BARE_SESSION,
+    CHINESE_COUNT,
+    CHINESE_NUMERALS,
+    DATE_MENTION,
+    FIGURE,
+    QUOTED_NAME,
+    QUOTED_TERM,
+    YEAR,
+    numeral_value,
+)
 from rag.text.tokenize import tagged
 
 _ADMINISTRATIVE = "省市县区州盟镇乡村"
@@ -33,6 +45,7 @@ _DURATION = re.compile(
     r"(?:\d|[一二两三四五六七八九十半几数百千])(?:个)?(?:年|个月|月|天|日|周|星期|小时|分钟|秒|世纪)"
 )
 _TIME_MEASURES = frozenset("年 月 日 天 岁 世纪".split())
+_CHINESE_YEAR = re.compile(rf"(?<![{CHINESE_NUMERALS}])([〇零一二三四五六七八九]{{4}})年")
 
 
 def term_weights(kb: KnowledgeBase, terms: list[str]) -> list[float]:
@@ -47,7 +60,7 @@ def coverage(terms: list[str], weights: list[float], text: str) -> float:
     if not terms:
         return 0.0
     haystack = compact(text)
-    found = sum(weight for term, weight in zip(terms, weights, strict=True) if term in haystack)
+    found = sum(weight for term, weight in zip(terms, weights, strict=True) if _found(term, haystack))
     total = sum(weights)
     return found / total if total else 0.0
 
@@ -131,6 +144,30 @@ def answers_count(query: Query, text: str) -> bool:
     return not focus or any(t in norm for t in focus)
 
 
-def year_mentioned(year: str, text: str) -> bool:
-    """Whether `text` names the four-digit `year`."""
-    return year in YEAR.findall(text)
+def identifier_mentioned(identifier: Identifier, text: str) -> bool:
+    """Whether `text` (matching form) names the number a question pins down: the year in digits or
+    Chinese numerals (二〇二二年), the numbered item by its kind and value whether written in digits or
+    Chinese numerals (`第十二条` = `第12条`; a session also without its 第, `四届`) and never as part of a
+    longer number (`编号7` ≠ `编号77`)."""
+    if identifier.kind == "年":
+        return identifier.text in YEAR.findall(text) or identifier.value in _chinese_years(text)
+    if identifier.kind == "届" and any(numeral_value(n) == identifier.value for n in BARE_SESSION.findall(text)):
+        return True  # 第四届 written 四届
+    return any(i.kind == identifier.kind and i.value == identifier.value for i in identifiers(text))
+
+
+def _chinese_years(text: str) -> list[int]:
+    return [numeral_value(y) for y in _CHINESE_YEAR.findall(text)]
+
+
+def _found(term: str, haystack: str) -> bool:
+    """A key term in a text: a numbered item by its number (`identifier_mentioned`), a word as written."""
+    item = _as_item(term)
+    return identifier_mentioned(item, haystack) if item is not None else term in haystack
+
+
+@lru_cache(maxsize=256)
+def _as_item(term: str) -> Identifier | None:
+    """The numbered item a key term is (`编号77`, `第十二条`), or None for a word."""
+    found = identifiers(term)
+    return found[0] if len(found) == 1 and found[0].text == term else None

@@ -2,14 +2,18 @@
 vLLM, Ollama, Xinference or OpenAI itself.
 
 Plain `httpx` (already installed with gradio): one POST, answered whole or streamed as server-sent
-events. Every failure — server down, timeout, HTTP error, a reply that is not the protocol — raises
-`LLMError` with a message that says what happened, so the caller can fall back.
+events. The reply is read as it arrives, against one deadline (`timeout` for the whole reply, not for
+each read: a server that keeps the connection alive with a byte now and then is cut off too). Every
+failure — server down, timeout, HTTP error, a reply that is not the protocol — raises `LLMError` with a
+message that says what happened, so the caller can fall back.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -20,6 +24,9 @@ from rag.config import Settings
 Message = dict[str, str]
 
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.S)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_MAX_BYTES = 16 * 1024 * 1024
+"""A reply larger than this is not a chat answer (a hostile or broken server): reading stops."""
 
 
 class LLMError(RuntimeError):
@@ -44,7 +51,7 @@ class ChatClient:
     """Model name sent with each request; empty = the first model the server lists (`/v1/models`)."""
     api_key: str = field(repr=False)
     timeout: float
-    """Seconds to wait for the reply (not streaming) or for each piece of it (streaming)."""
+    """Seconds the whole reply may take (streamed or not), from the request to its last byte."""
     connect_timeout: float
     max_tokens: int
     temperature: float
@@ -67,29 +74,27 @@ class ChatClient:
 
     def complete(self, messages: list[Message]) -> str:
         """The model's whole reply to `messages`."""
-        reply = self._request("POST", "chat/completions", self._body(messages, stream=False))
+        deadline = time.monotonic() + self.timeout
+        body = self._body(messages, stream=False, deadline=deadline)
+        raw = b"".join(self._read("POST", "chat/completions", deadline, body))
         try:
-            content = reply.json()["choices"][0]["message"].get("content") or ""
+            content = json.loads(raw)["choices"][0]["message"].get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise LLMError(f"the model server at {self.base_url} sent a reply that is not a chat completion") from exc
         return _THINK.sub("", content).strip()
 
     def stream(self, messages: list[Message]) -> Iterator[str]:
         """The model's reply to `messages`, piece by piece as the server sends it (`<think>` parts left out)."""
-        body = self._body(messages, stream=True)
-        url = endpoint(self.base_url, "chat/completions")
-        try:
-            with self._client().stream("POST", url, json=body, headers=self._headers()) as response:
-                _check(response, self.base_url)
-                yield from _visible(_event_texts(response.iter_lines()))
-        except httpx.HTTPError as exc:
-            raise _error(exc, self.base_url) from exc
+        deadline = time.monotonic() + self.timeout
+        body = self._body(messages, stream=True, deadline=deadline)
+        yield from _visible(_event_texts(_lines(self._read("POST", "chat/completions", deadline, body))))
 
-    def resolved_model(self) -> str:
+    def resolved_model(self, deadline: float | None = None) -> str:
         """The configured model name, else the first model the server lists."""
         if not self.model:
+            deadline = deadline if deadline is not None else time.monotonic() + self.timeout
             try:
-                self.model = str(self._request("GET", "models").json()["data"][0]["id"])
+                self.model = str(json.loads(b"".join(self._read("GET", "models", deadline)))["data"][0]["id"])
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 raise LLMError(
                     f"no model name configured and {self.base_url} lists none: set RAG_LLM_MODEL or --llm-model"
@@ -103,9 +108,9 @@ class ChatClient:
 
     # --- protocol ------------------------------------------------------------------------------
 
-    def _body(self, messages: list[Message], stream: bool) -> dict[str, object]:
+    def _body(self, messages: list[Message], stream: bool, deadline: float) -> dict[str, object]:
         return {
-            "model": self.resolved_model(),
+            "model": self.resolved_model(deadline),
             "messages": messages,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
@@ -121,13 +126,33 @@ class ChatClient:
             self._http = httpx.Client(timeout=timeout, trust_env=False)
         return self._http
 
-    def _request(self, method: str, path: str, body: dict[str, object] | None = None) -> httpx.Response:
+    def _read(self, method: str, path: str, deadline: float, body: dict[str, object] | None = None) -> Iterator[bytes]:
+        """The body of the server's answer, as it arrives; `LLMError` once `deadline` (a `time.monotonic`
+        instant) has passed between two pieces, or when it grows past `_MAX_BYTES`."""
+        url, size = endpoint(self.base_url, path), 0
         try:
-            response = self._client().request(method, endpoint(self.base_url, path), json=body, headers=self._headers())
+            with self._client().stream(method, url, json=body, headers=self._headers()) as response:
+                _check(response, self.base_url)
+                for data in response.iter_bytes():
+                    size += len(data)
+                    if time.monotonic() > deadline:
+                        raise LLMError(f"the model server at {self.base_url} did not finish within {self.timeout:g} s")
+                    if size > _MAX_BYTES:
+                        raise LLMError(f"the model server at {self.base_url} sent more than {_MAX_BYTES} bytes")
+                    yield data
         except httpx.HTTPError as exc:
             raise _error(exc, self.base_url) from exc
-        _check(response, self.base_url)
-        return response
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    """The lines of a UTF-8 byte stream, each as soon as it is complete."""
+    decoder, buffer = codecs.getincrementaldecoder("utf-8")("replace"), ""
+    for data in chunks:
+        *lines, buffer = _LINE_BREAK.split(buffer + decoder.decode(data))
+        yield from lines
+    buffer += decoder.decode(b"", final=True)
+    if buffer:
+        yield buffer
 
 
 def _event_texts(lines: Iterator[str]) -> Iterator[str]:

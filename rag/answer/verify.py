@@ -9,6 +9,8 @@ a run of at most `verify_window` consecutive sentences — that supports it:
   quote; every place or organisation name in the quote or its passage's title and heading; every
   negation in the quote's main sentence; a name found only beside a main sentence that names someone
   else does not count;
+- polarity: no term negated in one and stated plainly in the other (`影响使用` against `不影响使用`,
+  either way round), no antonym of the domain where the quote has its opposite (`免除` for `追究`);
 - meaning: the cosine of sentence and quote (the configured embedder) is at least `verify_min_similarity`.
 Everything is compared in matching form (Simplified, half width, lower case, no whitespace).
 """
@@ -35,23 +37,31 @@ _ENDS = "。！？!?；;"
 _CLOSERS = "”’」』）)】》\"'"
 MARKER = re.compile(r"[\[【]\s*(\d{1,2}(?:\s*[,，、]\s*\d{1,2})*)\s*[\]】]")
 _PIECE = re.compile(rf"[^{_ENDS}\n]*(?:[{_ENDS}]+[{_CLOSERS}]*)?(?:[ \t]*{MARKER.pattern})*")
-_PARTIAL_MARKER = re.compile(r"^[ \t]*[\[【][\d\s,，、]*$")
 _BULLET = re.compile(r"^(?:[-*•·]\s*|\d{1,2}[.、)）]\s*|#{1,6}\s*)")
 _REFERENCES = re.compile(r"^(?:参考资料|参考来源|资料来源|来源|引用|出处)[:：]?$")
 
 _ARTICLE = re.compile(r"第[一二三四五六七八九十百零〇两\d]+[条章节款项编届次版]")
-#: Negating characters, each without the words in which it negates nothing (不断, 未来, 无论, 非常, …).
+#: Words that negate, forbid, waive or weaken what follows (a sentence may say one only where its quote
+#: does), without the words where they negate nothing (不断, 未来, 无论, 没收…); 不得/没有 count as 不/没.
 _NEGATIONS = {
-    "不": re.compile(r"不(?!断|仅|但|论|少|久|同)"),
-    "没": re.compile(r"没"),
-    "未": re.compile(r"未(?!来)"),
-    "无": re.compile(r"无(?!论)"),
-    "非": re.compile(r"非(?!常)"),
-}
-_NOT_FOUND = re.compile(
-    r"(?:知识库|资料|材料|来源|文件|文档|上述|所给|提供的|参考).{0,15}"
-    r"(?:没有|未|并未|无法|不能|不).{0,6}(?:找到|提及|提到|涉及|包含|说明|回答|给出|记载|明确|相关)"
-)
+    w: re.compile(p)
+    for w, p in (("不", r"不(?!断|仅|但|论|少|久|同|过|管)"), ("没", r"没(?!收)"), ("未", r"未(?!来)"),
+                 ("无", r"无(?!论)"), ("非", r"非(?!常)"), *((w, w) for w in ("禁止", "严禁", "免除", "削弱", "弱化",
+                 "减弱", "从宽", "从轻")))
+}  # fmt: skip
+#: A negation with the modal it may carry (不能, 无法, 不予, 没有): what it negates starts after both.
+_NEGATOR = re.compile("|".join(p.pattern for p in _NEGATIONS.values()))
+_MODAL = re.compile(r"能够|能|会|可以|可|应当|应|该|得|再|予以|予|以|准|许|曾|必|要|需|须|法|有")
+_SCOPE = re.compile(r"[^\W_]{2,4}")
+#: Opposites of the domain, where the direction of a decision matters: a sentence that has one where its
+#: quote has the other, beside the same two characters (`既免除主体责任` / `既追究主体责任`), says the opposite.
+_ANTONYM_PAIRS = (
+    ("追究", "免除"), ("从严", "从宽"), ("从重", "从轻"), ("加强", "削弱"), ("强化", "弱化"), ("增强", "减弱"),
+    ("允许", "禁止"), ("允许", "严禁"), ("增加", "减少"), ("提高", "降低"), ("扩大", "缩小"), ("上升", "下降"),
+    ("增长", "下降"), ("严格", "宽松"), ("支持", "反对"), ("鼓励", "限制"), ("合法", "违法"),
+)  # fmt: skip
+_ANTONYMS = _ANTONYM_PAIRS + tuple((b, a) for a, b in _ANTONYM_PAIRS)
+_POLARITY_KINDS = ("negation", "polarity", "antonym")
 
 
 @dataclass
@@ -86,11 +96,6 @@ class Piece:
         text = _BULLET.sub("", self.text.strip())
         return bool(MARKER.match(text) or _REFERENCES.match(self.claim) or not re.search(r"\w", self.claim))
 
-    @property
-    def says_not_found(self) -> bool:
-        """The sentence says the sources do not answer the question."""
-        return bool(_NOT_FOUND.search(normalize(self.claim)))
-
 
 def split_sentences(text: str, start: int = 0) -> list[Piece]:
     """Sentences of `text[start:]`: each ends after 。！？；!?; (with closing quotes and the `[n]`
@@ -112,39 +117,14 @@ def split_sentences(text: str, start: int = 0) -> list[Piece]:
     return pieces
 
 
-class SentenceStream:
-    """Sentences of a text that arrives in pieces: each is given once it cannot change any more."""
-
-    def __init__(self) -> None:
-        self.text = ""
-        self._done = 0
-
-    def feed(self, more: str) -> list[Piece]:
-        """Add text; the sentences it completed."""
-        self.text += more
-        ready = []
-        for piece in split_sentences(self.text, self._done):
-            rest = self.text[piece.end :]
-            if not rest.strip(" \t") or _PARTIAL_MARKER.match(rest):
-                break  # it may still grow, or a marker may still follow it
-            ready.append(piece)
-            self._done = piece.end
-        return ready
-
-    def close(self) -> list[Piece]:
-        """The sentences left when the text is complete."""
-        pieces = split_sentences(self.text, self._done)
-        self._done = len(self.text)
-        return pieces
-
-
 @dataclass(frozen=True)
 class Fact:
     """Something a sentence states that its quote must hold verbatim (in matching form)."""
 
     kind: str
-    """`title`, `quoted` (a term in quotation marks), `date`, `article`, `number`, `name` or
-    `negation` (不/没/未/无/非…, which the quote must have at least as often)."""
+    """`title`, `quoted` (a term in quotation marks), `date`, `article`, `number`, `name`, `negation`
+    (a word of `_NEGATIONS`, which the quote must have at least as often); found against a quote:
+    `polarity` (a term negated in one of sentence and quote only) and `antonym` (the opposite word)."""
     text: str
     count: int = 1
 
@@ -176,6 +156,55 @@ def facts(claim: str) -> list[Fact]:
 def names(text: str) -> tuple[str, ...]:
     """Place and organisation names in normalized text (jieba tags ns / nt; person tags are too noisy)."""
     return tuple(dict.fromkeys(w.word for w in jieba.posseg.cut(text) if w.flag in ("ns", "nt") and len(w.word) > 1))
+
+
+def polarity_flips(claim: str, quote: str) -> list[Fact]:
+    """What sentence and quote (both compact) say with opposite polarity: a term negated in one and
+    only stated plainly in the other (`影响使用` / `不影响使用`, either way round), and an antonym where
+    the quote has its opposite beside the same characters (`免除主体责任` / `追究主体责任`)."""
+    ends = {claim: _negated_at(claim), quote: _negated_at(quote)}
+    flips = []
+    for one, other in ((claim, quote), (quote, claim)):
+        for at in sorted(ends[one]):
+            scope = _SCOPE.match(one, at)
+            if scope is None or _NEGATOR.match(one, at):
+                continue
+            term = next((scope.group()[:n] for n in range(len(scope.group()), 1, -1) if scope.group()[:n] in other), "")
+            if term and _polarity(term, one, ends[one]).isdisjoint(_polarity(term, other, ends[other])):
+                flips.append(Fact("polarity", term))
+    for word, opposite in _ANTONYMS:
+        for at in _positions(word, claim):
+            beside = (claim[max(0, at - 2) : at], claim[at + len(word) : at + len(word) + 2])
+            if _beside(opposite, quote, beside) and not _beside(word, quote, beside):
+                flips.append(Fact("antonym", word))
+    return list(dict.fromkeys(flips))
+
+
+def _negated_at(text: str) -> set[int]:
+    """Where a negated stretch of `text` starts: after each negation, and after the modal it carries."""
+    ends = set()
+    for match in _NEGATOR.finditer(text):
+        ends.add(match.end())
+        modal = _MODAL.match(text, match.end())
+        if modal:
+            ends.add(modal.end())
+    return ends
+
+
+def _positions(word: str, text: str) -> list[int]:
+    return [m.start() for m in re.finditer(re.escape(word), text)]
+
+
+def _polarity(term: str, text: str, negated_at: set[int]) -> set[bool]:
+    """Whether `term` occurs negated (True), plainly (False), or both in `text`."""
+    return {at in negated_at for at in _positions(term, text)}
+
+
+def _beside(word: str, text: str, sides: tuple[str, str]) -> bool:
+    """Whether `word` occurs in `text` with the same two characters before it or after it."""
+    before, after = sides
+    found = [(text[max(0, at - 2) : at], text[at + len(word) : at + len(word) + 2]) for at in _positions(word, text)]
+    return any((len(before) == 2 and b == before) or (len(after) == 2 and a == after) for b, a in found)
 
 
 @dataclass
@@ -234,9 +263,9 @@ class Verdict:
     piece: Piece
     supports: list[Support] = field(default_factory=list)
     reason: str = ""
-    """Empty when kept; else `fact` (a figure, date, title, article or name its quote lacks),
-    `unsupported` (too little of the sentence in any quote), `dissimilar` (the meaning differs)
-    or `not_found` (it says the sources do not answer)."""
+    """Empty when kept; else `fact` (a figure, date, title, article or name its quote lacks), `polarity`
+    (a negation or antonym where its quote has none, or the reverse), `unsupported` (too little of it in
+    any quote), `dissimilar` (the meaning differs) or `not_found` (it says the sources do not answer)."""
     recited: bool = False
     """Kept with another citation than it gave (a wrong number, or none)."""
     closest: Support | None = None
@@ -259,8 +288,6 @@ class Verifier:
     def check(self, piece: Piece, sources: list[Source]) -> Verdict:
         """Keep `piece` with the quotes of its cited sources that support it, else with the best
         supporting quote of another source (`recited`), else say why it is dropped."""
-        if piece.says_not_found:
-            return Verdict(piece, reason="not_found")
         claim = _Claim(normalize(piece.claim), facts(piece.claim))
         cited = [s for n in piece.markers for s in sources if s.number == n]
         others = [s for s in sources if s not in cited]
@@ -274,7 +301,7 @@ class Verifier:
         if passing:
             best = max(passing, key=lambda q: (q.coverage, q.similarity or 0.0))
             return Verdict(piece, [best], recited=True, closest=best)
-        closest = quotes[cited[0].number] if cited else max(quotes.values(), key=_rank, default=None)
+        closest = quotes[cited[0].number] if cited else max(quotes.values(), key=self._rank, default=None)
         return Verdict(piece, reason=self._why(closest), closest=closest)
 
     def measure(self, piece: Piece, source: Source) -> Support:
@@ -291,7 +318,7 @@ class Verifier:
         best: Support | None = None
         for start, end in source.windows(self.settings.verify_window):
             support = self._support(claim, [(source, start, end)])
-            if best is None or _rank(support) > _rank(best):
+            if best is None or self._rank(support) > self._rank(best):
                 best = support
         return best or Support(source, source.passage.start, source.passage.start, 0.0, len(claim.grams), claim.facts)
 
@@ -313,27 +340,27 @@ class Verifier:
             run = 0 if gram in quote_grams else run + 1
             novel = max(novel, run)
         missing = [f for f in claim.facts if not f.found_in(text) and not (f.kind == "name" and f.found_in(context))]
+        missing += polarity_flips(claim.compact, text)
         if len(spans) == 1:
             missing += self._misattributed(claim, *spans[0], [f for f in claim.facts if f not in missing])
+        missing = list(dict.fromkeys(missing))
         source, start, _ = spans[0]
         return Support(source, start, spans[-1][2], coverage, novel, missing)
 
     def _misattributed(self, claim: _Claim, source: Source, start: int, end: int, found: list[Fact]) -> list[Fact]:
         """Facts that belong to the quote's main sentence (the one sharing most with the claim) but were
         found only in the sentences around it: a negation, and a name when the main sentence names
-        someone else (`天津市…10%` against `天津市建立…。山东省…按不低于10%…`)."""
+        someone else (`天津市…10%` against `天津市建立…。山东省…按不低于10%…`); and a polarity
+        that differs from the main sentence's, even when a sentence around it agrees."""
         sentences = [(s, e) for s, e in source.spans if start <= s and e <= end]
-        local = [f for f in found if f.kind in ("name", "negation")]
-        if len(sentences) < 2 or not local:
+        if len(sentences) < 2:
             return []
         grams = set(claim.grams)
         main_text = max((self._window(source, *se) for se in sentences), key=lambda w: len(grams & w.grams)).compact
-        someone_else = not all(name in compact(claim.text) for name in names(main_text))
-        return [
-            f
-            for f in local
-            if not f.found_in(main_text) and (f.kind == "negation" or (someone_else and not f.found_in(source.context)))
-        ]
+        someone_else = not all(name in claim.compact for name in names(main_text))
+        local = [f for f in found if f.kind in ("name", "negation") and not f.found_in(main_text)]
+        local = [f for f in local if f.kind == "negation" or (someone_else and not f.found_in(source.context))]
+        return local + polarity_flips(claim.compact, main_text)
 
     def _window(self, source: Source, start: int, end: int) -> _Window:
         """A quote's text in matching form and its bigrams, cached (per document version)."""
@@ -378,12 +405,22 @@ class Verifier:
         s = self.settings
         return not support.missing and support.coverage >= s.verify_min_coverage and support.novel <= s.verify_max_novel
 
+    def _rank(self, support: Support) -> tuple[int, bool, float, int, int, int]:
+        """Which quote is the best (and, when none passes, the closest one, whose flaw is reported): all
+        the sentence's facts first, then enough coverage, then more coverage, then the same polarity. A
+        quote that says the opposite is still the one the sentence is about: it is not passed over for a
+        neighbour that happens to share fewer words with the sentence and no polarity with it."""
+        s, polar = self.settings, sum(f.kind in _POLARITY_KINDS for f in support.missing)
+        covers = support.coverage >= s.verify_min_coverage and support.novel <= s.verify_max_novel
+        coverage, length = round(support.coverage, 6), support.end - support.start
+        return (polar - len(support.missing), covers, coverage, -polar, -support.novel, -length)
+
     def _why(self, support: Support | None) -> str:
         s = self.settings
         if support is None:
             return "unsupported"
         if support.missing:
-            return "fact"
+            return "fact" if any(f.kind not in _POLARITY_KINDS for f in support.missing) else "polarity"
         if support.coverage < s.verify_min_coverage or support.novel > s.verify_max_novel:
             return "unsupported"
         return "dissimilar"
@@ -406,6 +443,6 @@ class _Claim:
     def grams(self) -> list[str]:
         return bigrams(self.text)
 
-
-def _rank(support: Support) -> tuple[int, float, int, int]:
-    return (-len(support.missing), round(support.coverage, 6), -support.novel, -(support.end - support.start))
+    @cached_property
+    def compact(self) -> str:
+        return compact(self.text)

@@ -3,31 +3,49 @@
 The extractive answer comes first. When it abstains, the model is not asked. Otherwise the model
 gets the top passages as numbered sources, and each sentence of its answer is kept only when a quote
 of a passage supports it (`rag.answer.verify`); a kept sentence cites that quote, verbatim with its offsets,
-like an extractive citation. When the server fails, or too much of the answer is dropped, the
-extractive answer is shown instead, with a note that says so.
+like an extractive citation. When the server fails or runs past `llm_timeout`, when the model says
+the sources do not answer, or when too much of the answer is dropped, the extractive answer is shown
+instead, with a note that says so. The reply is read as plain text (HTML stripped), at most
+`llm_max_chars` of it, and a sentence repeated is checked and shown once.
 """
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
-from rag.answer.abstain import abstention_text
 from rag.answer.llm_client import ChatClient, LLMError, Message
 from rag.answer.types import ABSTAIN_TEXT, Answer, Citation, Generation
-from rag.answer.verify import Piece, SentenceStream, Source, Verdict, Verifier, split_sentences
+from rag.answer.verify import Piece, Source, Verdict, Verifier, split_sentences
 from rag.config import Settings
 from rag.model import Document, Passage
-from rag.text.normalize import to_simplified
+from rag.text.normalize import compact, normalize, to_simplified
 
 log = logging.getLogger(__name__)
 
 NOTE_SERVER = "语言模型服务暂时无法使用，以下是从原文摘录的回答。"
 NOTE_UNVERIFIED = "生成的回答未能通过原文核对，以下是从原文摘录的回答。"
 NOTE_DROPPED = "已删去 {n} 句无法在原文中核实的内容。"
+NOTE_REFUSED = "语言模型认为资料不足以回答这个问题，以下是从原文摘录的回答，请对照原文判断。"
+NOTE_CUT = "生成的回答过长，只核对并显示了前面的部分。"
+
+#: A sentence saying the sources do not answer, in any wording a model uses for it.
+_REFUSAL = re.compile(
+    r"(?:知识库|资料|材料|来源|文件|文档|上述|所给|提供的|参考|原文).{0,15}"
+    r"(?:没有|未|并未|无法|不能|不).{0,6}(?:找到|提及|提到|涉及|包含|说明|回答|给出|记载|明确|相关)"
+    r"|^(?:很?抱歉|对不起)|(?:无法|不能|难以)(?:回答|作答|确定|判断|提供)|我(?:并)?不(?:知道|清楚|确定)"
+    r"|(?:没有|未)(?:找到|检索到|查到)?(?:相关|有关)的?(?:信息|内容|资料)"
+)
+_PARTIAL_MARKER = re.compile(r"^[ \t]*[\[【][\d\s,，、]*$")
+_TAG = re.compile(r"<(?:/?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?|!--.*?--|![A-Za-z][^<>]*)>", re.S)
+_BREAK = re.compile(r"<(?:br|/p|/div|/li|/h[1-6]|/tr)\b[^<>]*>", re.I)
+#: The end of a piece that may be the start of a tag (spelled out as `&lt;…` too) or of an entity.
+_UNFINISHED = re.compile(r"(?:<|&lt;)(?:(?!>|&gt;).){0,200}$|&#?[A-Za-z0-9]{0,10}$", re.S | re.I)
 
 SYSTEM_PROMPT = """你是政策文件问答助手，只能依据用户给出的编号资料回答问题。
 规则：
@@ -118,18 +136,17 @@ class Writer:
         sources = sources_for(extractive.passages, documents, self.settings.llm_passages)
         prompt = messages(extractive.question, extractive.standalone_question, sources)
         draft = _Draft(sources)
+        reply = _Reply(self.settings.llm_max_chars)
         try:
-            if stream:
-                sentences = SentenceStream()
-                for text in self.client.stream(prompt):
-                    for piece in sentences.feed(text):
-                        delta = draft.add(piece, self.verifier)
-                        if delta is not None:
-                            yield delta
-                tail = sentences.close()
-            else:
-                tail = split_sentences(self.client.complete(prompt))
-            for piece in tail:
+            sentences = SentenceStream()
+            chunks = self.client.stream(prompt) if stream else iter([self.client.complete(prompt)])
+            for text in reply.read(chunks):
+                for piece in sentences.feed(text):
+                    delta = draft.add(piece, self.verifier)
+                    if delta is not None:
+                        yield delta
+            tail = sentences.close()
+            for piece in tail[:-1] if reply.cut else tail:  # the sentence the cap cut into is not checked
                 delta = draft.add(piece, self.verifier)
                 if delta is not None:
                     yield delta
@@ -144,7 +161,76 @@ class Writer:
             yield Final(_fallback(extractive, record, NOTE_UNVERIFIED, started))
             return
         record.model = self.client.model
-        yield Final(draft.finish(extractive, record, self.settings, started))
+        yield Final(draft.finish(extractive, record, self.settings, started, cut=reply.cut))
+
+
+def refuses(text: str) -> bool:
+    """Whether a written sentence says the sources do not answer (资料中没有提到…, 抱歉，无法回答…)."""
+    return bool(_REFUSAL.search(normalize(text)))
+
+
+def strip_html(text: str) -> str:
+    """`text` without HTML: line-ending tags become line breaks, other tags go, entities are unescaped
+    (and the tags they spelled out go too)."""
+    text = html.unescape(_TAG.sub("", _BREAK.sub("\n", text)))
+    return _TAG.sub("", _BREAK.sub("\n", text))
+
+
+class _Reply:
+    """The model's reply as it arrives: plain text (HTML stripped, a tag or entity split over pieces
+    held back until complete), cut after `limit` characters; reading stops there."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.received, self.cut = limit, 0, False
+        self._held = ""
+
+    def read(self, chunks: Iterator[str]) -> Iterator[str]:
+        try:
+            for chunk in chunks:
+                room = self.limit - self.received
+                self.received += len(chunk)
+                if len(chunk) > room:
+                    chunk, self.cut = chunk[:room], True
+                text, self._held = self._held + chunk, ""
+                unfinished = None if self.cut else _UNFINISHED.search(text)
+                if unfinished:
+                    text, self._held = text[: unfinished.start()], text[unfinished.start() :]
+                if text:
+                    yield strip_html(text)
+                if self.cut:
+                    break
+            if self._held and not self.cut:
+                yield strip_html(self._held)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # a streamed reply stops being read (its connection is closed)
+
+
+class SentenceStream:
+    """Sentences of a text that arrives in pieces: each is given once it cannot change any more."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._done = 0
+
+    def feed(self, more: str) -> list[Piece]:
+        """Add text; the sentences it completed."""
+        self.text += more
+        ready = []
+        for piece in split_sentences(self.text, self._done):
+            rest = self.text[piece.end :]
+            if not rest.strip(" \t") or _PARTIAL_MARKER.match(rest):
+                break  # it may still grow, or a marker may still follow it
+            ready.append(piece)
+            self._done = piece.end
+        return ready
+
+    def close(self) -> list[Piece]:
+        """The sentences left when the text is complete."""
+        pieces = split_sentences(self.text, self._done)
+        self._done = len(self.text)
+        return pieces
 
 
 class _Draft:
@@ -155,12 +241,19 @@ class _Draft:
         self.verdicts: list[Verdict] = []
         self.text = ""
         self.citations: list[Citation] = []
+        self.seen: set[str] = set()
+        self.repeated = 0
 
     def add(self, piece: Piece, verifier: Verifier) -> Delta | None:
-        """Check one sentence; the text it adds to the answer when it is kept."""
+        """Check one sentence; the text it adds to the answer when it is kept. A sentence said before
+        is neither checked nor shown again."""
         if piece.is_reference:
             return None
-        verdict = verifier.check(piece, self.sources)
+        if compact(piece.claim) in self.seen:
+            self.repeated += 1
+            return None
+        self.seen.add(compact(piece.claim))
+        verdict = Verdict(piece, reason="not_found") if refuses(piece.claim) else verifier.check(piece, self.sources)
         self.verdicts.append(verdict)
         if not verdict.kept:
             log.debug("dropped (%s): %s", verdict.reason, piece.text)
@@ -196,7 +289,7 @@ class _Draft:
         self.text += text
         return Delta(text, new)
 
-    def finish(self, extractive: Answer, record: Generation, settings: Settings, started: float) -> Answer:
+    def finish(self, extractive: Answer, record: Generation, settings: Settings, started: float, cut: bool) -> Answer:
         verdicts = self.verdicts
         counted = [v for v in verdicts if v.reason != "not_found"]
         record.verdicts = verdicts
@@ -206,18 +299,13 @@ class _Draft:
         record.recited = sum(v.recited for v in verdicts if v.kept)
         record.drop_reasons = dict(Counter(v.reason for v in verdicts if not v.kept))
         record.seconds = time.perf_counter() - started
+        if self.repeated or cut:
+            log.info("written answer: %d repeated sentences skipped, cut at the cap: %s", self.repeated, cut)
         if not record.kept and any(v.reason == "not_found" for v in verdicts):
+            # The extractive answer exists (the model is asked only then): the model's refusal does not
+            # turn an answerable question into a refusal.
             record.reason = "the model found no answer in the sources"
-            text = abstention_text(extractive.passages, settings)
-            return replace(
-                extractive,
-                answer=text,
-                abstained=True,
-                citations=[],
-                mode="generated",
-                generation=record,
-                truncated=False,
-            )
+            return _fallback(extractive, record, NOTE_REFUSED, started)
         if not record.kept:
             record.reason = "the model wrote nothing" if not verdicts else "no written sentence passed the checks"
             return _fallback(extractive, record, NOTE_UNVERIFIED, started)
@@ -225,15 +313,15 @@ class _Draft:
         if counted and failed / len(counted) > settings.verify_max_dropped:
             record.reason = f"{failed} of {len(counted)} written sentences failed the checks"
             return _fallback(extractive, record, NOTE_UNVERIFIED, started)
-        if record.dropped:
-            record.note = NOTE_DROPPED.format(n=record.dropped)
+        notes = [NOTE_DROPPED.format(n=record.dropped)] if record.dropped else []
+        record.note = "".join(notes + ([NOTE_CUT] if cut else []))
         return replace(
             extractive,
             answer=self.text.strip(),
             citations=list(self.citations),
             mode="generated",
             generation=record,
-            truncated=False,
+            truncated=cut,
         )
 
 

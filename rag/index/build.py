@@ -134,7 +134,7 @@ def build(
         make_live(index_dir, folder, settings, backend, report)
         writing.advance()
         writing.close()
-        remove_old_builds(index_dir, keep=folder)
+        remove_old_builds(index_dir, keep=folder, backend=backend)
         after_switch(backend, index_dir, report)
         report.seconds["index"] = time.perf_counter() - clock
     return report

@@ -100,15 +100,28 @@ def write(
         if stored is not None:
             backend.discard(stored)
         if isinstance(exc, OSError):
-            raise IndexWriteError(_write_failure(index_dir, exc, vectors)) from exc
+            raise IndexWriteError(_write_failure(index_dir, exc, vectors)) from _full_disk(exc, index_dir)
         raise
     return folder
+
+
+def _full_disk(exc: OSError, index_dir: Path) -> OSError:
+    """`exc`, or when it is a full disk without saying so (numpy's short write `23040 requested and
+    7136 written` carries no errno), an `ENOSPC` error naming the index folder, caused by it: callers
+    (the corpus folder's messages) read the cause's errno."""
+    if exc.errno is None and "requested and" in str(exc):
+        full = OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({exc})", str(index_dir))
+        full.__cause__ = exc
+        return full
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) and not exc.filename:
+        exc.filename = str(index_dir)
+    return exc
 
 
 def _write_failure(index_dir: Path, exc: OSError, vectors: np.ndarray) -> str:
     """What to tell the user when a build could not be written."""
     previous = "the previous index is still in use"
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or (exc.errno is None and "requested and" in str(exc)):
+    if _full_disk(exc, index_dir).errno in (errno.ENOSPC, errno.EDQUOT):
         needed = max(1, round(vectors.nbytes * 4.5 / 2**20))  # vectors, dense index, tokens, BM25: ≈4.5× the vectors
         return (
             f"磁盘空间不足 (no space left on the disk holding {index_dir}): the new index needs about {needed} MB; "
@@ -171,14 +184,19 @@ def _verify(folder: Path, settings: Settings) -> KnowledgeBase:
 
 
 def _switch(index_dir: Path, folder: Path) -> None:
-    """Make `folder` the live build: write the pointer beside `CURRENT`, then replace it atomically."""
+    """Make `folder` the live build: write the pointer beside `CURRENT`, then replace it atomically
+    (a `CURRENT` that is a folder, which nothing can replace atomically, is removed first)."""
     pointer = index_dir / f".{CURRENT}.{os.getpid()}.tmp"
+    current = index_dir / CURRENT
     try:
         pointer.write_text(folder.name, encoding="utf-8")
-        os.replace(pointer, index_dir / CURRENT)
+        if current.is_dir() and not current.is_symlink():
+            log.warning("removing the folder %s, which stands where the pointer to the live build belongs", current)
+            shutil.rmtree(current)
+        os.replace(pointer, current)
     except OSError as exc:
         pointer.unlink(missing_ok=True)
-        raise IndexWriteError(_write_failure(index_dir, exc, np.zeros(0))) from exc
+        raise IndexWriteError(_write_failure(index_dir, exc, np.zeros(0))) from _full_disk(exc, index_dir)
 
 
 # --- after the switch ----------------------------------------------------------------------------
@@ -201,15 +219,16 @@ def after_switch(backend: Backend, index_dir: Path, report: BuildReport) -> None
         report.notes.append(line)
 
 
-def remove_old_builds(index_dir: Path, keep: Path) -> None:
-    """Delete builds but the live one and the newest other one whose files have their recorded sizes
-    (a reader may still be loading it, and it is the fallback when the live build gets damaged)."""
+def remove_old_builds(index_dir: Path, keep: Path, backend: Backend) -> None:
+    """Delete builds but the live one and the newest other one whose files (and what the store keeps
+    of it) have their recorded sizes (a reader may still be loading it, and it is the fallback when
+    the live build gets damaged)."""
     fallback = None
     for folder in other_builds(index_dir, exclude=keep):
         if fallback is None:
             with suppress(Damaged):
                 manifest = integrity.read_manifest(folder)
-                if not integrity.check_files(folder, manifest, "sizes"):
+                if not integrity.check_files(folder, manifest, "sizes") + backend.problems(folder, manifest, "sizes"):
                     fallback = folder
                     continue
         shutil.rmtree(folder, ignore_errors=True)

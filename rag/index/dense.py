@@ -50,7 +50,11 @@ class DenseIndex:
         return ids[0][keep].astype(np.int64), scores[0][keep]
 
     def save(self, path: Path) -> None:
-        faiss.write_index(self.index, str(path))
+        """Written by Python, not by FAISS: FAISS only prints a failed `fclose` (a full disk) and leaves
+        a short file, while Python raises `OSError` (ENOSPC) and the build stops there."""
+        data = faiss.serialize_index(self.index)
+        with open(path, "wb") as out:
+            out.write(memoryview(data))
 
     @classmethod
     def load(cls, path: Path) -> DenseIndex:

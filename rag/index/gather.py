@@ -1,6 +1,7 @@
 """Steps 2 and 3 of a build: what goes into it, kept from verified earlier builds where it can be.
 
-- `documents`: unchanged documents keep their chunks; the others are cleaned and chunked (`prepare`);
+- `documents`: unchanged documents keep their chunks; the others are cleaned and chunked (`prepare`),
+  and a cleaning step that took out much of one is reported (a warning, a line of `BuildReport.notes`);
 - `vectors`: only chunk texts that no verified earlier build has a vector for are embedded;
 - `lexical_tokens`: stored token ids for kept documents and known texts, the rest tokenized.
 """
@@ -21,7 +22,7 @@ from rag.index.progress import OnProgress, Progress
 from rag.index.report import BuildReport
 from rag.index.reuse import Reuse
 from rag.ingest.chunk import chunk_document, index_text, text_hash
-from rag.ingest.clean import clean
+from rag.ingest.clean import STEPS, clean_counted
 from rag.ingest.loaders import RawDocument
 from rag.model import Chunk, Document
 from rag.text.tokenize import TOKENIZERS
@@ -84,16 +85,25 @@ def documents(
             report.reprocessed.append(raw.source)
         else:
             (report.changed if raw.source in reuse.known else report.added).append(raw.source)
-        parts.append(Part(*prepare(raw, settings)))
+        parts.append(Part(*prepare(raw, settings, report)))
         progress.advance()
     progress.close()
     report.removed = sorted(set(reuse.known) - {raw.source for raw in raws})
     return parts
 
 
-def prepare(raw: RawDocument, settings: Settings) -> tuple[Document, list[Chunk]]:
-    """One document cleaned and chunked."""
-    document = clean(raw)
+def prepare(raw: RawDocument, settings: Settings, report: BuildReport | None = None) -> tuple[Document, list[Chunk]]:
+    """One document cleaned and chunked; each cleaning step that took out more than
+    `settings.clean_note_share` of its text is logged and noted in `report`."""
+    document, removed = clean_counted(raw)
+    for step, share in removed.shares(settings.clean_note_share).items():
+        note = (
+            f"{raw.source}：清理步骤“{STEPS[step]}”删去了 {share:.0%} 的文字（{removed.steps[step]:,} / {removed.total:,} 个字符）"
+            f" (cleaning step {step} removed {share:.0%} of the text)"
+        )
+        log.warning("%s", note)
+        if report is not None:
+            report.notes.append(note)
     chunks = chunk_document(
         document, settings.chunk_target, settings.chunk_max, settings.chunk_min, settings.chunk_overlap
     )

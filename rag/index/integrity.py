@@ -4,11 +4,13 @@ build is written, and the agreement of documents, chunks, vectors and tokens.
 Three depths, by cost:
 
 - **load** (every start and reload): the manifest is a well-formed object; every recorded file is
-  there with its recorded size; the files a load reads whole (`documents.jsonl`, `chunks.jsonl`,
-  `dense.faiss`, the BM25 vocabularies) match their checksums, so a flipped byte in them cannot give
-  silent wrong answers. Memory-mapped files (`vectors.npy`, tokens, BM25 postings) by size only.
+  there with its recorded size; every file questions read (`documents.jsonl`, `chunks.jsonl`,
+  `dense.faiss`, the BM25 vocabularies and their memory-mapped postings, a Milvus Lite collection's
+  files) matches its checksum, so a flipped byte in them cannot give silent wrong answers. Files only
+  the next build reads (`vectors.npy`, text hashes, tokens) by size only.
 - **reuse** (a build taking vectors or tokens from an earlier build): the checksums of what it takes.
-- **full** (`rag doctor`, `rag index --check`): every checksum, and the structure.
+- **full** (`rag doctor`, `rag index --check`): every checksum, and the structure; a build that
+  recorded no checksums cannot be verified, which is a problem (kind `unverified`), not health.
 
 A file checked once by this process is not hashed again while its size, modification time and inode
 stay the same (a build's own files are registered as it writes them).
@@ -32,8 +34,15 @@ LOAD_READS_WHOLE = (
     "params.index.json",
     "lexicon_words.json",
     "lexicon_bigrams.json",
+    "data.csc.index.npy",
+    "indices.csc.index.npy",
+    "indptr.csc.index.npy",
 )
-"""Files (by name) that a load reads completely: checksummed at load time."""
+"""Files (by name) that questions depend on byte by byte, checksummed at load time: those a load reads
+whole, and the BM25 postings, memory-mapped and read by questions (hashing them while the load parses
+the others costs little: `docs/ingest.md`)."""
+SERVING = ("manifest.json", "documents.jsonl", "chunks.jsonl", "dense.faiss", "bm25_", "lexicon_", "Milvus ")
+"""Files (by prefix) that questions are answered from; damage elsewhere only affects the next build."""
 
 _verified: dict[tuple[str, int, int, int], str] = {}
 """(path, size, mtime_ns, inode) → sha256 of files this process has hashed or written."""
@@ -46,7 +55,13 @@ class Problem:
     file: str
     what: str
     kind: str = "structure"
-    """`missing`, `size`, `checksum`, `unreadable` or `structure` (files that disagree)."""
+    """`missing`, `size`, `checksum`, `unreadable`, `structure` (files that disagree) or `unverified`
+    (no checksums recorded: the file may be whole, but nothing can show it)."""
+
+    @property
+    def serves(self) -> bool:
+        """Is it in a file questions are answered from?"""
+        return self.file.startswith(SERVING)
 
     def __str__(self) -> str:
         return f"{self.file}: {self.what}"
@@ -58,6 +73,7 @@ class Problem:
             "size": "大小不符（文件被截断或改动）",
             "checksum": "校验和不符（文件已损坏）",
             "unreadable": "无法读取",
+            "unverified": "没有记录校验和，无法验证",
         }.get(self.kind, "与其他索引文件不一致")
         return f"{self.file} {what}"
 
@@ -112,8 +128,12 @@ def remember(path: Path, sha256: str) -> None:
 
 def record(folder: Path) -> dict[str, dict[str, Any]]:
     """Size and sha256 of every file of a build but the manifest, by path relative to the build."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    return {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": digest(p)} for p in files}
+    return record_files(folder, (p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST))
+
+
+def record_files(root: Path, paths: Iterable[Path]) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of files, by path relative to `root`."""
+    return {p.relative_to(root).as_posix(): {"size": p.stat().st_size, "sha256": digest(p)} for p in sorted(paths)}
 
 
 # --- the manifest -----------------------------------------------------------------------------
@@ -154,28 +174,46 @@ def check_files(
 ) -> list[Problem]:
     """Problems of the recorded files of a build at `depth` (`sizes`, `load`, `full`); `only` limits
     the check to some files, which are then all checksummed (the `reuse` depth). A build written
-    before checksums were recorded has nothing to check."""
+    before checksums were recorded has nothing to check but, at `full` depth, says it cannot be verified."""
     files: dict[str, dict[str, Any]] = manifest.get("files") or {}
+    if not files and depth == "full" and only is None:
+        return [Problem(MANIFEST, "no checksums recorded: cannot verify the build's files", "unverified")]
+    return check_recorded(folder, files, depth, only)
+
+
+def check_recorded(
+    root: Path,
+    files: dict[str, dict[str, Any]],
+    depth: str = "load",
+    only: Iterable[str] | None = None,
+    shown: str = "",
+    all_serve: bool = False,
+) -> list[Problem]:
+    """Problems of `files` (path under `root` → recorded size and sha256) at `depth`, as in
+    `check_files`; a problem names its file as `shown` + its path. `all_serve`: every file is read by
+    questions (a Milvus Lite collection's), so each is checksummed at `load` depth."""
     names = list(files) if only is None else [name for name in only if name in files]
     problems = []
     for name in names:
         expected = files[name]
-        path = folder / name
+        path = root / name
+        label = shown + name
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            problems.append(Problem(name, "missing", "missing"))
+            problems.append(Problem(label, "missing", "missing"))
             continue
         except OSError as exc:
-            problems.append(Problem(name, f"unreadable ({exc.strerror or exc})", "unreadable"))
+            problems.append(Problem(label, f"unreadable ({exc.strerror or exc})", "unreadable"))
             continue
         if size != expected.get("size"):
             short = "truncated" if size < expected.get("size", 0) else "longer than written"
-            problems.append(Problem(name, f"{size:,} bytes, {expected.get('size', 0):,} written ({short})", "size"))
+            problems.append(Problem(label, f"{size:,} bytes, {expected.get('size', 0):,} written ({short})", "size"))
             continue
-        whole = only is not None or depth == "full" or (depth == "load" and Path(name).name in LOAD_READS_WHOLE)
+        questions_read = all_serve or Path(name).name in LOAD_READS_WHOLE
+        whole = only is not None or depth == "full" or (depth == "load" and questions_read)
         if whole and digest(path) != expected.get("sha256"):
-            problems.append(Problem(name, "checksum differs (corrupted)", "checksum"))
+            problems.append(Problem(label, "checksum differs (corrupted)", "checksum"))
     return problems
 
 

@@ -12,15 +12,17 @@ from typing import Any
 
 from rag.config import Settings
 from rag.index import integrity
-from rag.index.backends.base import DenseSearch, LexicalSearch
+from rag.index.backends.base import Backend, DenseSearch, LexicalSearch
 from rag.index.backends.factory import backend_of, same_store
 from rag.index.integrity import Damaged, Problem
 from rag.index.layout import (
+    CURRENT,
     FORMAT,
     IndexUnavailable,
     current_build,
     index_folder,
     other_builds,
+    pointer_problem,
     read_records,
     stored_rows,
 )
@@ -28,9 +30,6 @@ from rag.index.pipeline import changed_parts, pipeline_version
 from rag.model import Chunk, Document
 
 log = logging.getLogger(__name__)
-
-_SERVING = ("manifest.json", "documents.jsonl", "chunks.jsonl", "dense.faiss", "bm25_", "lexicon_", "Milvus ")
-"""Files (by prefix) that questions are answered from; damage elsewhere only affects the next build."""
 
 
 class IndexDamaged(IndexUnavailable):
@@ -70,32 +69,52 @@ def load(index_dir: Path, settings: Settings | None = None) -> KnowledgeBase:
     """Load the live build of `index_dir`, verified at load depth (`rag.index.integrity`).
 
     When it is damaged, the newest earlier build that verifies is loaded instead, with a warning in
-    `KnowledgeBase.warnings`. Raises `IndexUnavailable` (saying what to do) when there is no index or
-    no build verifies. `settings` say how to reach Milvus for a build on the Milvus store (by
-    default the connection its manifest records).
+    `KnowledgeBase.warnings`; so is the newest build when `CURRENT` cannot be read. Raises
+    `IndexUnavailable` (saying what to do) when there is no index or no build verifies. `settings`
+    say how to reach Milvus for a build on the Milvus store (by default the connection its manifest
+    records).
     """
     live = current_build(index_dir)
     if live is None:
         raise IndexUnavailable(f"no index in {index_dir}: build it with `rag index` (or start `python app.py`)")
+    pointer = pointer_problem(index_dir)
+    if pointer:
+        log.warning(
+            "%s is unusable (%s): answering from the newest build that verifies until `rag index` replaces it",
+            Path(index_dir) / CURRENT,
+            pointer,
+        )
     try:
-        return load_build(live, settings=settings)
+        kb = load_build(live, settings=settings)
     except Damaged as damage:
         log.warning("the live index build %s is damaged: %s", live.name, damage)
-        for folder in other_builds(Path(index_dir), exclude=live):
-            with suppress(Damaged, IndexUnavailable):
-                kb = load_build(folder, settings=settings)
-                created = kb.manifest.get("created", "")
-                kb.warnings.insert(
-                    0,
-                    f"当前索引已损坏（{integrity.summary_chinese(damage.problems)}），正在使用上一个完好的索引"
-                    f"（{created} 建立），最近增删的文档可能不在其中；请运行 rag index 修复。",
-                )
-                log.warning("answering from the previous build %s (%s)", folder.name, created)
-                return kb
-        raise IndexDamaged(
-            f"the index in {index_dir} is damaged ({damage}) and no earlier build verifies: "
-            "run `rag index` to rebuild it from the corpus"
-        ) from None
+        kb = _previous(Path(index_dir), live, damage, settings)
+    if pointer:
+        kb.warnings.insert(
+            0,
+            f"索引指针文件 CURRENT 已损坏，正在使用最新的完好索引（{kb.manifest.get('created', '')} 建立）；"
+            "请运行 rag index 修复。",
+        )
+    return kb
+
+
+def _previous(index_dir: Path, live: Path, damage: Damaged, settings: Settings | None) -> KnowledgeBase:
+    """The newest build but `live` that verifies, with a warning; `IndexDamaged` when none does."""
+    for folder in other_builds(index_dir, exclude=live):
+        with suppress(Damaged, IndexUnavailable):
+            kb = load_build(folder, settings=settings)
+            created = kb.manifest.get("created", "")
+            kb.warnings.insert(
+                0,
+                f"当前索引已损坏（{integrity.summary_chinese(damage.problems)}），正在使用上一个完好的索引"
+                f"（{created} 建立），最近增删的文档可能不在其中；请运行 rag index 修复。",
+            )
+            log.warning("answering from the previous build %s (%s)", folder.name, created)
+            return kb
+    raise IndexDamaged(
+        f"the index in {index_dir} is damaged ({damage}) and no earlier build verifies: "
+        "run `rag index` to rebuild it from the corpus"
+    ) from None
 
 
 def on_store(settings: Settings) -> bool:
@@ -118,18 +137,21 @@ def load_build(folder: Path, strict: bool = False, settings: Settings | None = N
         raise IndexUnavailable(
             f"the index in {folder.parent} has an older format: rebuild it with `rag index --rebuild`"
         )
+    backend = backend_of(manifest, folder, settings)
     problems = integrity.check_files(folder, manifest, "sizes")
-    if any(_serves(p.file) for p in problems):
+    if not any(p.serves for p in problems):
+        problems += backend.problems(folder, manifest, "load")  # before the store opens what it holds
+    if any(p.serves for p in problems):
         raise Damaged(folder, problems)
-    with ThreadPoolExecutor(1) as pool:  # hash what is read whole while reading it (hashing releases the GIL)
+    with ThreadPoolExecutor(1) as pool:  # hash what questions read while reading it (hashing releases the GIL)
         hashing = pool.submit(integrity.check_files, folder, manifest, "load")
         try:
-            documents, chunks, dense, lexical = _read_build(folder, manifest, settings)
+            documents, chunks, dense, lexical = _read_build(folder, manifest, backend)
         except Damaged as unreadable:
-            corrupted = [p for p in hashing.result() if _serves(p.file)]
+            corrupted = [p for p in hashing.result() if p.serves]
             raise Damaged(folder, corrupted or unreadable.problems) from None
         problems = hashing.result()
-    if any(_serves(p.file) for p in problems):
+    if any(p.serves for p in problems):
         raise Damaged(folder, problems)
     milvus = (manifest.get("store") or {}).get("collection")
     searched = f"Milvus collection {milvus}" if milvus else "dense.faiss"
@@ -137,7 +159,7 @@ def load_build(folder: Path, strict: bool = False, settings: Settings | None = N
     problems += integrity.check_structure(documents, chunks, manifest, counts)
     lexicon = "lexicon_{}.json" if milvus else "bm25_{}"
     problems += [Problem(lexicon.format(n), p) for n, index in lexical.items() if (p := index.problem())]
-    if (strict and problems) or any(_serves(p.file) for p in problems):
+    if (strict and problems) or any(p.serves for p in problems):
         raise Damaged(folder, problems)
     warnings = []
     if problems:
@@ -150,17 +172,13 @@ def load_build(folder: Path, strict: bool = False, settings: Settings | None = N
 
 
 def _read_build(
-    folder: Path, manifest: dict[str, Any], settings: Settings | None
+    folder: Path, manifest: dict[str, Any], backend: Backend
 ) -> tuple[dict[str, Document], list[Chunk], DenseSearch, dict[str, LexicalSearch]]:
     """Documents, chunks and the search structures of a build, as stored (`Damaged` when unreadable;
     `IndexUnavailable` when its store cannot be reached)."""
     documents, chunks = read_records(folder)
-    dense, lexical = backend_of(manifest, folder, settings).open(folder, manifest)
+    dense, lexical = backend.open(folder, manifest)
     return documents, chunks, dense, lexical
-
-
-def _serves(file: str) -> bool:
-    return file.startswith(_SERVING)
 
 
 @dataclass
@@ -178,17 +196,29 @@ class BuildCheck:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def unverified(self) -> bool:
+        """Nothing found wrong, but the build recorded no checksums to verify it by (not healthy either)."""
+        return bool(self.problems) and all(p.kind == "unverified" for p in self.problems)
+
 
 def check(index_dir: Path, settings: Settings | None = None) -> list[BuildCheck]:
-    """Verify every build of an index in full (checksums and structure), changing nothing; live first."""
+    """Verify every build of an index in full (checksums and structure), changing nothing; live first.
+
+    When `CURRENT` cannot be read, the first result is `CURRENT` itself (live, with that problem),
+    and every build follows as a previous one."""
     index_dir = index_folder(index_dir)
-    live = current_build(index_dir)
+    pointer = pointer_problem(index_dir)
+    live = None if pointer else current_build(index_dir)
     results = []
+    if pointer:
+        results.append(BuildCheck(index_dir / CURRENT, True, [Problem(CURRENT, pointer, "unreadable")], None))
     for folder in ([live] if live else []) + other_builds(index_dir, exclude=live):
         manifest = None
         try:
             manifest = integrity.read_manifest(folder)
             problems = integrity.check_files(folder, manifest, "full")
+            problems += backend_of(manifest, folder, settings).problems(folder, manifest, "full")
             if not problems:
                 load_build(folder, strict=True, settings=settings)
         except Damaged as damage:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.index.integrity import Damaged, Problem
+from rag.index.integrity import MANIFEST, Damaged, Problem
 from rag.model import Chunk, Document
 from rag.text.tokenize import TOKENIZERS
 
@@ -44,12 +44,40 @@ def index_folder(index_dir: Path) -> Path:
 
 
 def current_build(index_dir: Path) -> Path | None:
-    """The build folder `CURRENT` names (it may be damaged), or None when the index was never built."""
-    pointer = index_folder(index_dir) / CURRENT
-    if not pointer.is_file():
-        return None
-    name = pointer.read_text(encoding="utf-8").strip()
-    return Path(index_dir) / (name if name.startswith("build-") and "/" not in name else "build-unnamed")
+    """The build folder `CURRENT` names (it may be damaged), or None when the index was never built.
+
+    When `CURRENT` cannot be read (see `pointer_problem`), the newest build folder with a manifest
+    stands in for it: loading verifies it (and falls back further), and `rag index` re-uses what of
+    it verifies, then replaces `CURRENT`."""
+    index_dir = index_folder(index_dir)
+    name, problem = _read_pointer(index_dir / CURRENT)
+    if problem is not None:
+        complete = [folder for folder in builds(index_dir) if (folder / MANIFEST).is_file()]
+        return complete[0] if complete else None
+    return None if name is None else index_dir / name
+
+
+def pointer_problem(index_dir: Path) -> str | None:
+    """What is wrong with `CURRENT` (`a folder, not a file`, `not UTF-8 text`, `unreadable (…)`,
+    `no build name (…)`), or None when it is a readable pointer or absent."""
+    return _read_pointer(index_folder(index_dir) / CURRENT)[1]
+
+
+def _read_pointer(pointer: Path) -> tuple[str | None, str | None]:
+    """(build name, None), (None, None) when there is no `CURRENT`, or (None, what is wrong with it)."""
+    try:
+        if not pointer.exists() and not pointer.is_symlink():
+            return None, None
+        if not pointer.is_file():
+            return None, "a folder, not a file" if pointer.is_dir() else "not a file"
+        name = pointer.read_bytes().decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror or exc})"
+    if not name.startswith("build-") or "/" in name or "\\" in name:
+        return None, f"no build name ({name[:40]!r})"
+    return name, None
 
 
 def read_records(folder: Path) -> tuple[dict[str, Document], list[Chunk]]:

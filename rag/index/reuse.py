@@ -18,7 +18,7 @@ import numpy as np
 from rag.config import Settings
 from rag.index import integrity
 from rag.index.backends.base import TokenIds
-from rag.index.backends.factory import same_store
+from rag.index.backends.factory import backend_of, same_store
 from rag.index.integrity import Damaged
 from rag.index.layout import (
     FORMAT,
@@ -28,6 +28,7 @@ from rag.index.layout import (
     current_build,
     load_hashes,
     other_builds,
+    pointer_problem,
     read_records,
     read_vocabulary,
     vocabulary_file,
@@ -95,6 +96,9 @@ def plan(
     folder = current_build(index_dir)
     if folder is None:
         return reuse
+    pointer = pointer_problem(index_dir)
+    if pointer:
+        _note(notes, f"CURRENT is unusable ({pointer}): writing a new build from the newest, {folder.name}")
     try:
         manifest = integrity.read_manifest(folder)
     except Damaged as damage:
@@ -120,26 +124,34 @@ def plan(
     if changed:
         what = "no pipeline version recorded" if "pipeline" not in manifest else f"changed: {', '.join(changed)}"
         _note(notes, f"the indexing pipeline differs from the live build's ({what}): re-processing every document")
-    reuse.must_write = bool(changed) or manifest.get("params") != settings.index_params()
+    reuse.must_write = bool(pointer or changed) or manifest.get("params") != settings.index_params()
     if not same_store(manifest, settings):
         _note(notes, f"the live build is not on the configured store ({settings.store}): writing it there")
         reuse.must_write = True
 
-    problems = integrity.check_files(folder, manifest, "full")  # before anything of it is re-used
-    damaged = {p.file for p in problems}
-    if problems:
-        _note(
-            notes,
-            f"the live build {folder.name} is damaged ({integrity.summary(problems)}): rebuilding it from the "
-            "corpus, re-using what still verifies",
-        )
-        reuse.must_write = True
+    damaged = _damaged(folder, manifest, settings, notes)  # before anything of it is re-used
+    reuse.must_write = reuse.must_write or bool(damaged)
     reuse.live = _live_rows(folder, manifest, damaged, embedder)
     if reuse.live is None or reuse.live.vectors is None:
         reuse.older = _older_vectors(index_dir, folder, embedder)
     if reuse.live is not None and not damaged & {"documents.jsonl", "chunks.jsonl"}:
         _reuse_documents(reuse, folder, manifest, damaged, changed, live, notes)
     return reuse
+
+
+def _damaged(folder: Path, manifest: dict[str, Any], settings: Settings, notes: list[str]) -> set[str]:
+    """The files of the live build that do not verify in full, its store's included (a lost
+    `milvus.db`, a damaged collection); noted once."""
+    problems = integrity.check_files(folder, manifest, "full")
+    problems += backend_of(manifest, folder, settings).problems(folder, manifest, "full")
+    if problems:
+        state = "cannot be verified" if all(p.kind == "unverified" for p in problems) else "is damaged"
+        _note(
+            notes,
+            f"the live build {folder.name} {state} ({integrity.summary(problems)}): rebuilding it from the "
+            "corpus, re-using what still verifies",
+        )
+    return {p.file for p in problems}
 
 
 def _live_rows(folder: Path, manifest: dict[str, Any], damaged: set[str], embedder: Embedder) -> Rows | None:

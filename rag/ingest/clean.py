@@ -2,12 +2,16 @@
 
 Out go pinyin annotations (`責(zé)任` → `責任`), page furniture (navigation and breadcrumbs, link
 lists, Q&A-site, share and print chrome, copyright footers, PDF page numbers and running headers)
-and hard line wraps. Every content line stays verbatim, and so do the metadata lines (`发布时间：…`,
+and hard line wraps. Furniture is known by what it is — a line of page chrome, a link list ending the
+page, a menu before the content, a page number or a line repeated at the edges of pages — never by a
+line's figures: lines alike but for their figures (`2021年…1203件。`, `2022年…1315件。`) are content.
+Every content line stays verbatim, and so do the metadata lines (`发布时间：…`,
 `作者：… 单位：…`, `发文字号：…`, a byline `（作者 李金英）` or a photo credit `韩志忠 摄` at a line's end,
 a signature block): `rag.ingest.fields` reads their values, which go into `Document.meta`, and their
 offsets, which go into `Document.meta_spans`, so an answer can quote them. Metadata is read before any
 furniture rule runs. Garbled runs (mojibake) are found by `garbled_runs`; sentence splitting goes
-around them. Script and punctuation are kept as written: matching uses `normalize`.
+around them. Script and punctuation are kept as written: matching uses `normalize`. `clean_counted`
+also says how many characters each step took out (`Removed`), so a step that takes much is reported.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 
 from rag.ingest.fields import CJK, Field, _signature, is_metadata_line, meta_fields
 from rag.ingest.loaders import RawDocument
@@ -28,6 +33,32 @@ _PINYIN = re.compile(rf"(?<=[{CJK}])[(（]([a-z{_TONED}]{{1,7}})[)）]")
 _HAS_TONE = re.compile(rf"[{_TONED}]")
 _INVISIBLE = re.compile("[\ufeff\u200b\u200c\u200d\u2060]")
 _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+")
+PAGE_BREAK = "\f"
+"""A page break (a form feed: between a PDF's pages, in `pdftotext` output); kept as a line of its own
+until the page step has read the pages."""
+
+STEPS = {
+    "pinyin": "拼音注音",
+    "furniture": "页面元素（按钮、栏目、版权行等）",
+    "links": "链接列表",
+    "navigation": "导航菜单",
+    "pages": "页码和页眉页脚",
+    "title": "与标题重复的行",
+}
+"""The cleaning steps that take text out, with the name a report gives them."""
+
+
+@dataclass
+class Removed:
+    """What cleaning took out of one document: characters by step (`STEPS`), of `total` characters."""
+
+    total: int = 0
+    steps: Counter[str] = field(default_factory=Counter)
+
+    def shares(self, above: float) -> dict[str, float]:
+        """The steps that took out more than this share of the text, with their shares."""
+        total = max(self.total, 1)
+        return {step: n / total for step, n in self.steps.items() if n and n / total > above}
 
 
 # --- page furniture -------------------------------------------------------------------------
@@ -50,7 +81,7 @@ _FURNITURE_LINE = re.compile(
       | (?:当前位置|您现在的位置|您的位置|所在位置)[:：].*             # breadcrumb
       | (?:[^>＞»›。，,；;]{1,12}\s*[>＞»›]\s*){2,}[^>＞»›。，,；;]{1,12}
       | 首页\s*(?:[>＞»›/]\s*[^>＞»›/]{1,20}\s*)+
-      | (?:[^\s|｜丨。，,；;！？]{1,8}\s*[|｜丨]\s*){2,}[^\s|｜丨。，,；;！？]{1,8}   # "首页 | 新闻 | 政务公开"
+      | (?!.*\d)(?:[^\s|｜丨。，,；;！？]{1,8}\s*[|｜丨]\s*){2,}[^\s|｜丨。，,；;！？]{1,8}   # "首页 | 新闻 | 政务公开"
       | (?![^。；]*[。；]).{0,80}(?:版权所有|Copyright|©|ICP备|ICP证|公网安备|网站标识码|网站地图|联系我们|技术支持[:：]).{0,80}
       | 扫一扫.{0,30}
     )$""",
@@ -62,9 +93,21 @@ _PAGE_MARK = re.compile(
     re.IGNORECASE,
 )
 _LONE_NUMBER = re.compile(r"^\d{1,3}$")
-_RELATED = re.compile(r"^(?:相关推荐|相关阅读|相关新闻|相关问答|相关文章|为你推荐|猜你喜欢|热门推荐|延伸阅读)[:：]?$")
+_PAGE_NUMBER = re.compile(r"^(\d{1,4})\s+|\s+(\d{1,4})$|[-–—－]\s*(\d{1,4})\s*[-–—－]|第\s*(\d{1,4})\s*页")
+"""A page number inside a running header or footer (`公报 3`, `— 3 —`, `第3页`)."""
+_RELATED = re.compile(
+    r"^(?:相关(?:推荐|阅读|新闻|问答|文章|链接|专题)|为你推荐|猜你喜欢|(?:热门|热点|精彩)(?:推荐|文章|新闻)|延伸阅读|推荐阅读"
+    r"|更多阅读|往期(?:回顾|推荐)|最新文章)[:：]?$"
+)
 _BULLET_ITEM = re.compile(r"^[-–—·•]\s.{0,80}$")
 _DATED_ITEM = re.compile(r"^.{2,80}?(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|[(（\[]\d{1,2}-\d{1,2}[)）\]]|\d+个回答.*)$")
+_NUMBERED = re.compile(
+    r"^(?:\d{1,3}[.、．)）]|[(（][一二三四五六七八九十\d]{1,3}[)）]|[一二三四五六七八九十]+(?:[、.．]|是)"
+    r"|第[一二三四五六七八九十百\d]+[批项条章节部]|[①-⑳⑴-⒇])"
+)
+"""An item of a numbered list (`1.`, `（一）`, `一是`, `第2批`, `①`): content, not a link."""
+_TABLE_CELLS = re.compile(r"\s*[|｜]\s*")
+_TABLE_RULE = re.compile(r"\s*[|｜]?(?:\s*:?-{2,}:?\s*[|｜]?)+")
 
 
 def is_furniture(line: str) -> bool:
@@ -72,14 +115,34 @@ def is_furniture(line: str) -> bool:
     return bool(_FURNITURE_LINE.match(line))
 
 
+def _table_rows(lines: list[str]) -> list[bool]:
+    """Rows of a table written with `|`: a line of two or more cells beside a line of as many (a rule
+    line `|---|---|` between them aside). A table's header row is content, never a menu."""
+
+    def cells(line: str) -> int:
+        return len(_TABLE_CELLS.split(line.strip(" |｜"))) if "|" in line or "｜" in line else 0
+
+    counts = [cells(line) for line in lines]
+    rules = [bool(_TABLE_RULE.fullmatch(line)) for line in lines]
+
+    def beside(i: int) -> list[int]:
+        near = [i + step + step * (0 <= i + step < len(lines) and rules[i + step]) for step in (-1, 1)]
+        return [counts[j] for j in near if 0 <= j < len(lines)]
+
+    return [n >= 2 and not rules[i] and n in beside(i) for i, n in enumerate(counts)]
+
+
 def _is_link_item(line: str) -> bool:
-    """A short entry of a link list: `- headline` (not a sentence ending in 。) or `headline2021/12/13`."""
+    """A short entry of a link list: `- headline` (not a sentence ending in 。) or `headline2021/12/13`;
+    never an item of a numbered list."""
+    if _NUMBERED.match(line.lstrip("-–—·• ")):
+        return False
     return bool((_BULLET_ITEM.match(line) and line[-1] not in "。；;") or _DATED_ITEM.match(line))
 
 
 def _drop_link_lists(lines: list[str]) -> list[str]:
     """Link lists: the entries after a `相关阅读`-style heading, and a run of at least three entries
-    (bullets or headlines ending in a date) that ends the page."""
+    (bullets or headlines ending in a date) that ends the page — unless a heading introduces the run."""
     keep = [True] * len(lines)
     for i, line in enumerate(lines):
         if _RELATED.match(line):
@@ -94,36 +157,69 @@ def _drop_link_lists(lines: list[str]) -> list[str]:
     while end > 0 and (_is_link_item(lines[end - 1]) or is_furniture(lines[end - 1])):
         end -= 1
         entries += _is_link_item(lines[end])
-    if entries >= 3 and end > 0:
+    if entries >= 3 and end > 0 and not _introduces(lines[end - 1]):
         keep[end:] = [False] * (len(lines) - end)
     return [line for line, kept in zip(lines, keep, strict=True) if kept]
 
 
+def _introduces(line: str) -> bool:
+    """A heading or a lead-in (`…如下：`) over a list: what follows it is the document's own list."""
+    return line[-1] in "：:" or (looks_like_title(line) and not is_metadata_line(line))
+
+
 def _drop_navigation(lines: list[str]) -> list[str]:
-    """A menu before the content: a run of three or more very short lines at the top of the page."""
+    """A menu before the content: a run of three or more very short lines at the top of the page
+    (without figures: a menu has none)."""
     run = 0
-    while run < len(lines) and len(lines[run]) <= 6 and not re.search(r"[。，,；;：:！？]", lines[run]):
+    while run < len(lines) and len(lines[run]) <= 6 and not re.search(r"[。，,；;：:！？\d]", lines[run]):
         run += 1
     return lines[run:] if 3 <= run < len(lines) else lines
 
 
+def _page_breaks(lines: list[str]) -> set[int]:
+    """Where pages end: form feeds, page marks (`- 3 -`, `第3页 共5页`), and lone numbers when they
+    count pages (1, 2, 3 … several lines apart) — lone figures of a table count nothing."""
+    breaks = {i for i, line in enumerate(lines) if line == PAGE_BREAK or _PAGE_MARK.match(line)}
+    lone = [i for i, line in enumerate(lines) if _LONE_NUMBER.match(line)]
+    counting = all(int(lines[b]) == int(lines[a]) + 1 and b - a >= 3 for a, b in itertools.pairwise(lone))
+    return breaks | set(lone) if len(lone) >= 2 and counting else breaks
+
+
+def _running_keys(line: str, page: int) -> list[tuple[str, int | None]]:
+    """A line at a page's edge as a running header or footer repeats it: as it is, and without a page
+    number with that number less the page's (the same on every page when it counts the pages)."""
+    if len(line) > 40 or is_metadata_line(line):
+        return []
+    if _LONE_NUMBER.match(line):
+        return [("", int(line) - page)]
+    match = _PAGE_NUMBER.search(line)
+    if match is None:
+        return [(line, None)]
+    number = int(next(g for g in match.groups() if g))
+    return [(line, None), ("#" + line[: match.start()] + line[match.end() :], number - page)]
+
+
 def _drop_page_marks(lines: list[str]) -> list[str]:
-    """Page numbers (`- 3 -`, `第3页 共5页`, lone numbers when several) and running headers or
-    footers: a short line repeated on several pages (digits aside)."""
-    lone = sum(bool(_LONE_NUMBER.match(line)) for line in lines)
-    marks = sum(bool(_PAGE_MARK.match(line)) for line in lines)
-    paged = lone >= 2 or marks > 0
-    keys = [re.sub(r"\d+", "#", line) for line in lines]
-    counts = Counter(keys)
-    out = []
-    for line, key in zip(lines, keys, strict=True):
-        if _PAGE_MARK.match(line) or (lone >= 2 and _LONE_NUMBER.match(line)):
-            continue
-        repeated = counts[key] >= (2 if paged else 3)
-        if repeated and len(line) <= 40 and len(re.sub(r"[\d\s]", "", line)) >= 6 and not is_metadata_line(line):
-            continue
-        out.append(line)
-    return out
+    """Page breaks, and running headers and footers: a short line at the edge of a page (among its
+    first or last two lines) that is the same on several pages — but for a page number counting them."""
+    breaks = _page_breaks(lines)
+    if not breaks:
+        return lines
+    bounds = [-1, *sorted(breaks), len(lines)]
+    pages = [range(a + 1, b) for a, b in itertools.pairwise(bounds) if b - a > 1]
+    seen: dict[str, list[tuple[int, int, int | None]]] = {}
+    for number, page in enumerate(pages):
+        for i in sorted({*page[:2], *page[-2:]}):
+            for key, value in _running_keys(lines[i], number):
+                seen.setdefault(key, []).append((number, i, value))
+    need = max(2, len(pages) // 3)
+    running = {
+        i
+        for places in seen.values()
+        if len({page for page, _, _ in places}) >= need and len({value for _, _, value in places}) == 1
+        for _, i, _ in places
+    }
+    return [line for i, line in enumerate(lines) if i not in breaks and i not in running]
 
 
 # --- hard-wrapped text (PDF) ----------------------------------------------------------------
@@ -135,12 +231,14 @@ _BLOCK_START = re.compile(
 
 def _unwrap(lines: list[str]) -> list[str]:
     """Join the lines of hard-wrapped paragraphs (PDF text): when most long lines have about the same
-    length, a line that long and not ending a sentence continues on the next line."""
+    length and most of those end mid-sentence, a line that long and not ending a sentence continues on
+    the next line (a table row or a list item never does)."""
     long = sorted(len(line) for line in lines if len(line) >= 10)
     if len(long) < 6:
         return lines
     width = long[int(0.9 * (len(long) - 1))]
-    if sum(length >= 0.85 * width for length in long) < 0.4 * len(long):
+    full = [line for line in lines if len(line) >= 0.85 * width]
+    if len(full) < 0.4 * len(long) or sum(line[-1] not in SENTENCE_END + "：:" for line in full) < 0.5 * len(full):
         return lines
     out: list[str] = []
     previous = ""  # the last physical line joined into out[-1]
@@ -150,6 +248,8 @@ def _unwrap(lines: list[str]) -> list[str]:
             and len(previous) >= 0.85 * width
             and previous[-1] not in SENTENCE_END + "：:"
             and not _BLOCK_START.match(line)
+            and not _TABLE_CELLS.search(previous + line)
+            and not _BULLET_ITEM.match(line)
             and not is_metadata_line(line)
             and not is_metadata_line(previous)
         ):
@@ -234,25 +334,36 @@ def strip_pinyin(text: str) -> str:
     return _PINYIN.sub(drop, text)
 
 
-def clean_lines(text: str) -> list[str]:
-    """The content and metadata lines of `text`, trimmed, without furniture and hard wraps."""
-    text = strip_pinyin(_INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n")))
+def clean_lines(text: str, removed: Removed | None = None) -> list[str]:
+    """The content and metadata lines of `text`, trimmed, without furniture and hard wraps; what each
+    step took out is added to `removed`."""
+    removed = Removed() if removed is None else removed
+    text = _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).replace(PAGE_BREAK, "\n\f\n")
+    removed.total += sum(len(line.strip()) for line in text.split("\n"))
+    without_pinyin = strip_pinyin(text)
+    removed.steps["pinyin"] += len(text) - len(without_pinyin)
+    raw_lines = [
+        line if line == PAGE_BREAK else line.replace("\u3000", " ").replace("\xa0", " ").strip()
+        for line in without_pinyin.split("\n")
+    ]
+    table = _table_rows(raw_lines)
     lines: list[str] = []
-    for raw_line in text.split("\n"):
-        line = _MARKDOWN_HEADING.sub("", raw_line.replace("\u3000", " ").replace("\xa0", " ").strip())
-        if not line:
-            continue
+    for raw_line, row in zip(raw_lines, table, strict=True):
+        line = bare = _MARKDOWN_HEADING.sub("", raw_line)
         if "【" in line:
             line = _BUTTONS.sub("", line).strip()
         fields_only = _COUNTERS.sub("", line).strip() if _MAYBE_COUNTER.search(line) else line
+        kept = ""
         if fields_only and is_metadata_line(fields_only):  # metadata first: never taken for furniture
-            lines.append(fields_only)
-            continue
-        if line and not is_furniture(line):
-            lines.append(line)
-    lines = _drop_link_lists(lines)
-    lines = _drop_navigation(lines)
-    lines = _drop_page_marks(lines)
+            kept = fields_only
+        elif line and (row or not is_furniture(line)):
+            kept = line
+        lines.extend([kept] if kept else [])
+        removed.steps["furniture"] += len(bare) - len(kept)
+    for step, drop in (("pages", _drop_page_marks), ("links", _drop_link_lists), ("navigation", _drop_navigation)):
+        after = drop(lines)
+        removed.steps[step] += sum(map(len, lines)) - sum(map(len, after))
+        lines = after
     return _unwrap(lines)
 
 
@@ -289,7 +400,13 @@ def _wrapped_title(lines: list[str]) -> None:
 def clean(raw: RawDocument) -> Document:
     """Clean a read document; its title comes from the file, a `标题：` field, its first line or its
     first clause."""
-    lines = clean_lines(raw.text)
+    return clean_counted(raw)[0]
+
+
+def clean_counted(raw: RawDocument) -> tuple[Document, Removed]:
+    """`clean`, and how many characters each step took out of the document."""
+    removed = Removed()
+    lines = clean_lines(raw.text, removed)
     _wrapped_title(lines)
     title = (raw.title or "").strip()
     if not title:
@@ -298,6 +415,7 @@ def clean(raw: RawDocument) -> Document:
     if not title and headline and not is_metadata_line(lines[0]):  # a headline, or a Q&A page's question
         title = lines.pop(0)
     if title:
+        removed.steps["title"] += sum(len(line) for line in lines if line == title)
         lines = [line for line in lines if line != title]
     meta: dict[str, str] = dict(raw.meta)
     spans: dict[str, list[int]] = {}
@@ -324,4 +442,4 @@ def clean(raw: RawDocument) -> Document:
         else:
             record(meta_fields(line, head), offset)
         offset += len(line) + 1
-    return Document(raw.source, title, "\n".join(lines), meta, raw.fingerprint, spans)
+    return Document(raw.source, title, "\n".join(lines), meta, raw.fingerprint, spans), removed

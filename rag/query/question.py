@@ -2,19 +2,22 @@
 
 `question_kind` names the answer shape (see `KINDS`); `Query` carries a question in the forms the
 rankings need plus what the composer and the abstention step read from it: the key and focus terms,
-the two sides of a comparison, and the years, meetings, 《titles》 and names the answer must be about.
+the two sides of a comparison, and the numbers (years, numbered items), meetings, 《titles》 and names
+the answer must be about.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
 from rag.text.glossary import chinese_terms
-from rag.text.patterns import ASKED_YEAR, QUOTED_PHRASE, RELATIVE_YEAR, TITLE
+from rag.text.normalize import compact
+from rag.text.patterns import ASKED_YEAR, NUMBERED_ITEM, QUOTED_PHRASE, RELATIVE_YEAR, TITLE, numeral_value
 from rag.text.tokenize import entities, key_terms, strip_question_words
 
 #: Answer shapes, in the order `question_kind` tries them.
@@ -174,6 +177,40 @@ def ordinal_reference(text: str) -> int | None:
     return _NUMERAL.index(token[0]) + 1
 
 
+@dataclass(frozen=True)
+class Identifier:
+    """A number a question pins down: a year (`2021`, kind `年`) or a numbered item (`编号77`, kind
+    `编号`; `第十二条`, kind `条`, the unit of a 第N…), as the question writes it and by its value."""
+
+    text: str
+    kind: str
+    value: int
+
+
+def identifiers(text: str) -> list[Identifier]:
+    """The numbered items a text (matching form) names: `编号77`, `第45号`, `第十二条`, `第二批`."""
+    found = []
+    for match in NUMBERED_ITEM.finditer(text):
+        if match.group("id"):
+            found.append(Identifier(f"编号{match.group('id')}", "编号", int(match.group("id"))))
+        else:
+            found.append(Identifier(match.group(0), match.group("unit"), numeral_value(match.group("ordinal"))))
+    return found
+
+
+def _with_items(terms: list[str], items: Sequence[Identifier], add: bool) -> list[str]:
+    """`terms` with each numbered item in place of the words it is made of (`编号` `77` → `编号77`;
+    `第十` `十二` `十二条` → `第十二条`), and with every item when `add` (a one-digit number is no word
+    of its own): an item is matched by its number (`rag.answer.evidence.coverage`), not by its parts."""
+    out: list[str] = []
+    for term in terms:
+        item = next((i.text for i in items if term in i.text), None)
+        out.append(item or term)
+    if add:
+        out.extend(i.text for i in items)
+    return list(dict.fromkeys(out))
+
+
 @dataclass
 class Query:
     """A question in the forms each ranking needs, with what question analysis found in it."""
@@ -200,7 +237,7 @@ class Query:
     def key_terms(self) -> list[str]:
         """Distinct words of the question that carry its topic (modal verbs left out)."""
         terms = [t for t in key_terms(self.lexical) if t not in _MODALS]
-        return terms or key_terms(self.lexical)
+        return _with_items(terms or key_terms(self.lexical), self.items, add=True)
 
     @cached_property
     def focus_terms(self) -> list[str]:
@@ -212,7 +249,7 @@ class Query:
         after = _CLAUSE.split(self.normalized[match.end() :], 1)[0]
         before = _CLAUSE.split(self.normalized[: match.start()])[-1][-8:]
         segment = after if len(key_terms(strip_question_words(after))) else before
-        return [t for t in key_terms(strip_question_words(segment)) if t not in _MODALS]
+        return _with_items([t for t in key_terms(strip_question_words(segment)) if t not in _MODALS], self.items, add=False)
 
     @cached_property
     def chinese(self) -> bool:
@@ -236,9 +273,16 @@ class Query:
         return entities(self.lexical, _PLACE_TAGS)
 
     @cached_property
-    def years(self) -> tuple[str, ...]:
-        """Years the question names (`2021年`, `2018到2020年` → 2018, 2020)."""
-        return tuple(dict.fromkeys(ASKED_YEAR.findall(self.normalized)))
+    def identifiers(self) -> tuple[Identifier, ...]:
+        """The numbers the question pins down, which its answer must name: years (`2021年`,
+        `2018到2020年` → 2018, 2020), then numbered items (`编号77`, `第45号`, `第十二条`, `第二批`)."""
+        years = [Identifier(y, "年", int(y)) for y in dict.fromkeys(ASKED_YEAR.findall(self.normalized))]
+        return tuple(dict.fromkeys([*years, *self.items]))
+
+    @cached_property
+    def items(self) -> tuple[Identifier, ...]:
+        """The numbered items the question names (its `identifiers` other than years)."""
+        return tuple(dict.fromkeys(identifiers(compact(self.normalized))))
 
     @cached_property
     def relative_time(self) -> bool:

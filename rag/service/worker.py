@@ -7,9 +7,13 @@
 
 Questions keep being answered from the engine's current snapshot while a job runs. The job's thread
 embeds with `Settings.index_threads` OpenMP threads once the engine answers questions (a core stays
-free for them) and with all cores for a first build, when nothing can be answered yet. Every change
-is logged with time, user and file name, to the `rag.audit` logger and to `changes.jsonl` in the
-index folder.
+free for them) and with all cores for a first build, when nothing can be answered yet.
+
+The queue is durable: when `add` returns, the upload is in the corpus folder under a hidden name
+(`.upload-*`, never indexed) and the job is in the journal of `.queue/` beside it; a worker
+started after a killed process finishes (or reports) the jobs it left, under their users' names.
+Every change — queued, done, failed or refused — is one JSON line with time, user and file name, in
+the `rag.audit` logger and in `changes.jsonl` in the index folder (line breaks in names escaped).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -33,7 +38,14 @@ from rag.config import Settings
 from rag.index.layout import IndexUnavailable
 from rag.index.progress import OnProgress
 from rag.index.report import BuildReport
-from rag.service.corpus import DocumentError, os_reason, safe_filename
+from rag.service.corpus import (
+    UPLOAD_PREFIX,
+    CorpusFolder,
+    DocumentError,
+    Journal,
+    os_reason,
+    safe_filename,
+)
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("rag.audit")
@@ -42,7 +54,7 @@ AUDIT_FILE = "changes.jsonl"
 RECENT = 50
 """Finished jobs remembered for `status()`."""
 STALE_UPLOAD_SECONDS = 3600
-"""Temporary upload files (`.upload-*.tmp`) older than this are left over from a killed process."""
+"""Hidden upload files (`.upload-*`) older than this, of no queued job, are left over from a killed process."""
 
 
 @dataclass
@@ -71,6 +83,13 @@ class Job:
     queued_at: float = field(default_factory=time.time)
     started_at: float = 0.0
     finished_at: float = 0.0
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    """The job's key in the journal, kept across restarts."""
+    staged: str = ""
+    """add/replace: the upload's hidden file in the corpus folder while the job waits."""
+    resumed: bool = False
+    """Queued by a process that stopped before running it; `interrupted`: it was running then."""
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,19 +127,22 @@ class Indexer(Protocol):
 
 
 class IndexWorker:
-    """A thread that applies queued knowledge-base changes to one engine, one at a time."""
+    """A thread that applies queued knowledge-base changes to one engine, one at a time; on start it
+    takes over the jobs a stopped process left in the journal."""
 
     def __init__(self, engine: Indexer) -> None:
         self.engine = engine
+        self._corpus = CorpusFolder(engine.settings)
+        self._journal = Journal(Path(engine.settings.corpus_dir))
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Condition()
         self._jobs: dict[int, Job] = {}
-        self._actions: dict[int, Callable[[Job], Any]] = {}
-        self._cleanups: dict[int, Callable[[], None]] = {}
         self._next_id = 1
         self._pending = 0
         self._finished = 0
-        _remove_stale_uploads(Path(engine.settings.corpus_dir))
+        for entry in self._journal.adopt():
+            self._resume(entry)
+        _remove_stale_uploads(Path(engine.settings.corpus_dir), keep=self._journal.uploads())
         self._thread = threading.Thread(target=self._run, name="rag-index-worker", daemon=True)
         self._thread.start()
 
@@ -134,46 +156,79 @@ class IndexWorker:
         replace: bool = False,
         cleanup: Callable[[], None] | None = None,
     ) -> Job:
-        """Queue `Engine.add_document`; `cleanup` runs when the job has finished (e.g. delete the upload)."""
+        """Queue `Engine.add_document`. The upload is first copied into the corpus folder (hidden) and
+        the job written to the journal, so both survive a killed process; `cleanup` (e.g. delete the
+        uploaded file) runs once that copy is made. A refused upload (type, size, no room) gives a
+        failed job at once, logged as refused."""
         path = Path(path)
-        action = "replace" if replace else "add"
-        return self._submit(
-            action,
-            name or path.name,
-            user,
-            lambda job: self.engine.add_document(path, name, replace=replace, on_progress=self._progress(job)),
-            cleanup,
-        )
+        job = self._new("replace" if replace else "add", name or path.name, user)
+        try:
+            job.staged = self._corpus.stage(path, job.name)
+        except DocumentError as exc:
+            return self._refuse(job, str(exc))
+        finally:
+            if cleanup is not None:
+                with suppress(Exception):
+                    cleanup()
+        return self._submit(job)
 
     def remove(self, source: str, user: str = "") -> Job:
         """Queue `Engine.remove_document`."""
-        return self._submit(
-            "remove", source, user, lambda job: self.engine.remove_document(source, on_progress=self._progress(job))
-        )
+        return self._submit(self._new("remove", source, user))
 
     def build(self, user: str = "", rebuild: bool = False) -> Job:
         """Queue `Engine.build` (bring the index up to date with the corpus; `rebuild` re-embeds everything)."""
-        return self._submit(
-            "rebuild" if rebuild else "build",
-            "",
-            user,
-            lambda job: self.engine.build(rebuild=rebuild, progress=False, on_progress=self._progress(job)),
-        )
+        return self._submit(self._new("rebuild" if rebuild else "build", "", user))
 
-    def _submit(
-        self, action: str, name: str, user: str, run: Callable[[Job], Any], cleanup: Callable[[], None] | None = None
-    ) -> Job:
+    def refused(self, action: str, name: str, user: str, reason: str) -> None:
+        """Log an action refused before it reached the queue (a read-only user's upload or removal, an
+        upload that failed its checks): `action` is `add`, `replace` or `remove`, `reason` the message
+        the user saw."""
+        job = Job(0, action, name, user, state="failed", error=reason)
+        write_change(self.engine.settings.index_dir, _record(job, "refused"))
+
+    def _new(self, action: str, name: str, user: str) -> Job:
         with self._lock:
             job = Job(self._next_id, action, name, user)
             self._next_id += 1
+            return job
+
+    def _submit(self, job: Job) -> Job:
+        """Journal the job (a restart resumes it), log it as queued, queue it."""
+        try:
+            self._journal.put(_entry(job), quiet=job.action in ("build", "rebuild"))  # redone at start anyway
+        except OSError as exc:
+            self._unstage(job)
+            return self._refuse(job, f"没有加入处理队列：{os_reason(exc)}")
+        if job.action not in ("build", "rebuild"):
+            write_change(self.engine.settings.index_dir, _record(job, "queued"))
+        self._enqueue(job)
+        log.info("queued %s %r for %r (job %d)", job.action, job.name, job.user, job.id)
+        return dataclasses.replace(job)
+
+    def _resume(self, entry: dict[str, Any]) -> None:
+        """Queue again a job a stopped process left in the journal, under its user's name."""
+        job = self._new(entry["action"], entry["name"], entry["user"])
+        job.token, job.staged, job.queued_at = entry["token"], entry.get("staged", ""), entry["queued_at"]
+        job.resumed, job.interrupted = True, bool(entry.get("started"))
+        self._enqueue(job)
+        log.info("resuming %s %r of %r, left by a stopped process", job.action, job.name, job.user)
+
+    def _enqueue(self, job: Job) -> None:
+        with self._lock:
             self._jobs[job.id] = job
-            self._actions[job.id] = run
-            if cleanup is not None:
-                self._cleanups[job.id] = cleanup
             self._pending += 1
             self._forget_old()
         self._queue.put(job)
-        log.info("queued %s %s for %s (job %d)", action, name or "the corpus", user or "-", job.id)
+
+    def _refuse(self, job: Job, reason: str) -> Job:
+        """A job refused before it was queued: failed at once, logged as refused."""
+        with self._lock:
+            job.state, job.error, job.finished_at = "failed", reason, time.time()
+            self._jobs[job.id] = job
+            self._finished += 1
+            self._forget_old()
+        write_change(self.engine.settings.index_dir, _record(job, "refused"))
         return dataclasses.replace(job)
 
     # --- reading -----------------------------------------------------------------------------------
@@ -203,6 +258,7 @@ class IndexWorker:
         """Finish the queued jobs, then stop the thread."""
         self._queue.put(None)
         self._thread.join()
+        self._journal.close()
 
     # --- running -------------------------------------------------------------------------------
 
@@ -210,30 +266,47 @@ class IndexWorker:
         while (job := self._queue.get()) is not None:
             with self._lock:
                 job.state, job.started_at = "running", time.time()
-                run = self._actions.pop(job.id)
-                cleanup = self._cleanups.pop(job.id, None)
+            self._journal.put(_entry(job, started=True), quiet=True)
             limit_threads(self.engine.settings.index_threads if self.engine.ready else 0)
             report: BuildReport | None = None
             error = ""
             try:
-                report = run(job)
+                report = self._execute(job)
             except Exception as exc:
                 error = _reason(exc)
-            finally:
-                if cleanup is not None:
-                    with suppress(Exception):
-                        cleanup()
             with self._lock:
-                job.report = report
-                job.error = error
-                job.state = "failed" if error else "done"
-                job.finished_at = time.time()
-                job.source = _source(job, report)
+                job.report, job.error, job.finished_at = report, error, time.time()
+                job.state, job.source = "failed" if error else "done", _source(job, report)
             self._audit(job)
+            self._journal.drop(job.token)
+            self._unstage(job)
             with self._lock:  # `wait` returns once the change is logged too
                 self._pending -= 1
                 self._finished += 1
                 self._lock.notify_all()
+
+    def _execute(self, job: Job) -> BuildReport:
+        """Run a job. One a stopped process was running may have changed the corpus already: then
+        only the index is brought up to date."""
+        progress = self._progress(job)
+        engine = self.engine
+        if job.action in ("build", "rebuild"):
+            return engine.build(rebuild=job.action == "rebuild", progress=False, on_progress=progress)
+        if job.action == "remove":
+            if job.interrupted and self._corpus.find(job.name) is None:
+                return engine.build(progress=False, on_progress=progress)
+            return engine.remove_document(job.name, on_progress=progress)
+        staged = Path(engine.settings.corpus_dir) / job.staged
+        if not job.staged or not staged.is_file():
+            raise DocumentError("排队中的上传文件在服务重启后找不到了（可能已被删除），请重新上传。")
+        if job.interrupted and self._corpus.holds(job.staged, job.name):
+            return engine.build(progress=False, on_progress=progress)
+        return engine.add_document(staged, job.name, replace=job.action == "replace", on_progress=progress)
+
+    def _unstage(self, job: Job) -> None:
+        if job.staged:
+            with suppress(OSError):
+                (Path(self.engine.settings.corpus_dir) / job.staged).unlink(missing_ok=True)
 
     def _progress(self, job: Job) -> Callable[[str, int, int], None]:
         def update(stage: str, done: int, total: int) -> None:
@@ -252,32 +325,68 @@ class IndexWorker:
             del self._jobs[job_id]
 
     def _audit(self, job: Job) -> None:
-        """One line per change: time, user, action, file, outcome (and the kept previous version)."""
-        record: dict[str, Any] = {
-            "time": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "user": job.user or "-",
-            "action": job.action,
-            "file": job.source or job.name,
-            "ok": job.state == "done",
-        }
-        if job.name and job.name != record["file"]:
-            record["uploaded_as"] = job.name
-        if job.report is not None:
-            if job.report.kept:
-                record["kept"] = job.report.kept
-            record["chunks_embedded"] = job.report.embedded
-        if job.error:
-            record["error"] = job.error
+        """The outcome of a finished job (a build that changed nothing is not logged)."""
         if job.action == "build" and job.report is not None and not job.report.changed_anything:
-            return  # brought up to date, nothing changed
-        audit.info(json.dumps(record, ensure_ascii=False))
-        path = Path(self.engine.settings.index_dir) / AUDIT_FILE
+            return
+        write_change(self.engine.settings.index_dir, _record(job, job.state))
+
+
+# --- the change log ------------------------------------------------------------------------------
+
+
+_WRITING = threading.Lock()
+
+
+def write_change(index_dir: Path | str, record: dict[str, Any]) -> None:
+    """One change-log line: to the `rag.audit` logger and to `changes.jsonl` in the index folder."""
+    path = Path(index_dir) / AUDIT_FILE
+    with _WRITING:  # the logger and the file in the same order
+        line = _json_line({"time": datetime.now().astimezone().isoformat(timespec="seconds"), **record})
+        audit.info("%s", line)
+        if path.parent.exists() and not path.parent.is_dir():
+            return  # not an index folder: the command that ran says so
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as out:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.write(line + "\n")
         except OSError as exc:
             log.error("cannot write the change log %s: %s", path, exc)
+
+
+def _entry(job: Job, started: bool = False) -> dict[str, Any]:
+    """A job as the journal keeps it: enough to run it again after a restart."""
+    entry = {"token": job.token, "action": job.action, "name": job.name, "user": job.user}
+    return entry | {"staged": job.staged, "queued_at": job.queued_at, "started": started}
+
+
+def _record(job: Job, event: str) -> dict[str, Any]:
+    """A job's change-log record at `event` (`queued`, `done`, `failed`, `refused`)."""
+    record: dict[str, Any] = {"event": event, "user": job.user or "-", "action": job.action}
+    record["file"] = job.source or _source(job, None) or job.name  # the corpus name, once known
+    if event != "queued":
+        record["ok"] = event == "done"
+    if job.name and job.name != record["file"]:
+        record["uploaded_as"] = job.name
+    if job.resumed:
+        record["resumed"] = True
+    if job.report is not None:
+        if job.report.kept:
+            record["kept"] = job.report.kept
+        record["chunks_embedded"] = job.report.embedded
+    if job.error:
+        record["error"] = job.error
+    return record
+
+
+_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
+
+def _json_line(value: Any) -> str:
+    """JSON on one line: `json` escapes control characters; this also the line breaks it leaves as they are."""
+    text = json.dumps(value, ensure_ascii=False)
+    for character, escaped in _BREAKS.items():
+        text = text.replace(character, escaped)
+    return text
 
 
 def limit_threads(count: int) -> None:
@@ -306,7 +415,7 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, DocumentError):
         return str(exc)
     if isinstance(exc, IndexUnavailable):
-        log.error("knowledge-base job failed: %s", exc)
+        log.error("knowledge-base job failed: %r", str(exc))
         return "索引无法更新，知识库保持原样（原因已记入服务器日志，请联系管理员）。"
     log.error("knowledge-base job failed", exc_info=exc)
     if isinstance(exc, OSError) and exc.errno is not None:
@@ -323,13 +432,14 @@ def _source(job: Job, report: BuildReport | None) -> str:
     return job.name if job.action == "remove" else safe_filename(job.name)
 
 
-def _remove_stale_uploads(corpus: Path) -> None:
-    """Delete temporary upload files a killed process left in the corpus folder."""
+def _remove_stale_uploads(corpus: Path, keep: set[str]) -> None:
+    """Delete temporary upload files a killed process left in the corpus folder (never those of
+    queued jobs, named in `keep`)."""
     if not corpus.is_dir():
         return
     cutoff = time.time() - STALE_UPLOAD_SECONDS
-    for temporary in corpus.glob(".upload-*.tmp"):
+    for temporary in corpus.glob(f"{UPLOAD_PREFIX}*"):
         with suppress(OSError):
-            if temporary.stat().st_mtime < cutoff:
+            if temporary.name not in keep and temporary.stat().st_mtime < cutoff:
                 temporary.unlink()
                 log.info("removed a partial upload left by a stopped process: %s", temporary.name)

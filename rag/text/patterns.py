@@ -77,3 +77,35 @@ CHINESE_COUNT_FACT = re.compile(
     r"(?<![一二三四五六七八九十百千万亿两零〇第])([一二三四五六七八九十百千万亿两零〇]{1,6})"
     r"(?:个|项|名|条|次|人|家|批|年|天|倍|位|种|类|级|层|期|届|轮|大|张|起|件|份|篇|部|场|元|所|户|方面|分之[一二三四五六七八九十]+)"
 )
+
+# --- numbered items ----------------------------------------------------------------------------------
+
+#: Chinese numerals, as they write a number (`十二`, `一百零五`) or its digits (`二〇二二`).
+CHINESE_NUMERALS = "零〇一二两三四五六七八九十百千"
+#: An item a document numbers, as a question names it and a text gives it: `编号77` (`编号为7`, `编号：7`;
+#: group `id`), or 第 with a numeral and what it numbers (`第45号`, `第十二条`, `第二批`; groups `ordinal`, `unit`).
+#: Not an ordinal of speech: 第一种, 第三点, 第一次, 第一责任人 number no item of a document.
+NUMBERED_ITEM = re.compile(
+    rf"编号(?:为|是)?[:#]?(?P<id>\d+)|第(?P<ordinal>\d+|[{CHINESE_NUMERALS}]+)(?P<unit>号|批|条|款|章|节|期|轮|届|版)"
+)
+#: A session numbered without its 第 (`四届全国人大`, `十九届四中全会`), group 1 = the numeral: a text
+#: names 第四届 so as often as with it.
+BARE_SESSION = re.compile(rf"(?<![{CHINESE_NUMERALS}\d])(\d+|[{CHINESE_NUMERALS}]+)届")
+_DIGITS = {c: i for i, c in enumerate("〇一二三四五六七八九")} | {"零": 0, "两": 2}
+_TENS = {"十": 10, "百": 100, "千": 1000}
+
+
+def numeral_value(token: str) -> int:
+    """The number of Arabic digits or Chinese numerals: `77`, `十二`, `一百零五`, `二〇二二` → 77, 12, 105, 2022."""
+    if token.isdecimal():  # any script's digits (not ②, which is no decimal)
+        return int(token)
+    if not any(c in _TENS for c in token):  # digit by digit: 二〇二二
+        return int("".join(str(_DIGITS[c]) for c in token))
+    total, digit = 0, 0
+    for c in token:
+        if c in _TENS:
+            total += (digit or 1) * _TENS[c]
+            digit = 0
+        else:
+            digit = _DIGITS[c]
+    return total + digit

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
+    from rag.index.integrity import Problem
     from rag.model import Chunk
 
 
@@ -102,6 +103,12 @@ class Backend(Protocol):
     def open(self, folder: Path, manifest: dict[str, Any]) -> tuple[DenseSearch, dict[str, LexicalSearch]]:
         """The search structures of a build written by `write`; `Damaged` when they are damaged or
         gone, `IndexUnavailable` when the store cannot be reached."""
+        ...
+
+    def problems(self, folder: Path, manifest: dict[str, Any], depth: str) -> list[Problem]:
+        """Damage in what the store keeps of a build outside its folder (a Milvus Lite collection's
+        files), checked at `depth` as `rag.index.integrity.check_files` checks the folder's files,
+        without opening it: the store may change what it opens (Milvus Lite's recovery deletes files)."""
         ...
 
     def discard(self, meta: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from rag.index.layout import LEXICAL, reading
 
 if TYPE_CHECKING:
     from rag.config import Settings
+    from rag.index.integrity import Problem
 
 
 class LocalBackend:
@@ -43,6 +44,9 @@ class LocalBackend:
             with reading(folder, f"bm25_{name}"):
                 lexical[name] = BM25.load(folder / f"bm25_{name}", size, params["bm25_k1"], params["bm25_b"])
         return dense, lexical
+
+    def problems(self, folder: Path, manifest: dict[str, Any], depth: str) -> list[Problem]:
+        return []  # every file is in the build folder, checked with it
 
     def discard(self, meta: dict[str, Any]) -> None:
         pass  # everything is in the build folder

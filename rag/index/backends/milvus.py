@@ -23,17 +23,29 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.index import integrity
 from rag.index.backends.base import BuildInput, DenseSearch, LexicalSearch, TokenIds
-from rag.index.backends.milvus_collections import Rows, Target, client, drop_unused, row_count, switch_alias, write
+from rag.index.backends.milvus_collections import (
+    Rows,
+    Target,
+    client,
+    collection_files,
+    drop_unused,
+    row_count,
+    switch_alias,
+    write,
+)
 from rag.index.backends.milvus_search import MilvusDense, MilvusLexical
 from rag.index.bm25 import document_frequencies
 from rag.index.integrity import Damaged, Problem
-from rag.index.layout import LEXICAL, reading
+from rag.index.layout import LEXICAL, IndexUnavailable, reading
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -60,6 +72,15 @@ def shown_uri(target: Target, index_dir: Path) -> str:
     path = Path(target.uri).expanduser().resolve()
     try:
         return IN_INDEX + path.relative_to(Path(index_dir).expanduser().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def lite_folder(target: Target, index_dir: Path) -> str:
+    """A Milvus Lite file as messages name it: relative to the index folder when inside it."""
+    path = Path(target.uri).expanduser().resolve()
+    try:
+        return path.relative_to(Path(index_dir).expanduser().resolve()).as_posix()
     except ValueError:
         return str(path)
 
@@ -107,7 +128,7 @@ class MilvusBackend:
         )
         collection = write(self.target, build.name, kb_id, rows, s.bm25_k1, s.bm25_b, s.hnsw_min_vectors)
         write_lexicons(build.folder, build.tokens)
-        return {
+        meta = {
             "kind": self.kind,
             "uri": shown_uri(self.target, self.settings.index_dir),
             "name": self.target.name,
@@ -115,16 +136,37 @@ class MilvusBackend:
             "kb": kb_id,
             "dense": "FLAT" if len(chunks) < s.hnsw_min_vectors else "HNSW",
         }
+        if self.target.lite:  # flushed and indexed: Milvus Lite does not change these files again
+            meta["files"] = integrity.record_files(Path(self.target.uri), collection_files(self.target, collection))
+        return meta
+
+    def problems(self, folder: Path, manifest: dict[str, Any], depth: str) -> list[Problem]:
+        """A Milvus Lite build: its collection's files (vectors, parquet, Milvus's own manifest) against
+        the sizes and checksums recorded when it was written. A server keeps its own storage: the
+        collection's presence and row count are checked when it is opened."""
+        meta = manifest.get("store") or {}
+        if not self.target.lite or meta.get("kind") != self.kind:
+            return []
+        files = meta.get("files")
+        if not isinstance(files, dict) or not files:
+            if depth != "full":
+                return []
+            where = f"Milvus collection {meta.get('collection') or '(none)'}"
+            return [Problem(where, "no checksums of its Milvus Lite files recorded: cannot verify", "unverified")]
+        shown = f"Milvus {lite_folder(self.target, folder.parent)}/"
+        return integrity.check_recorded(Path(self.target.uri), files, depth, shown=shown, all_serve=True)
 
     def open(self, folder: Path, manifest: dict[str, Any]) -> tuple[DenseSearch, dict[str, LexicalSearch]]:
         meta = manifest.get("store") or {}
         collection = str(meta.get("collection", ""))
         milvus = client(self.target)
-        if meta.get("kind") != self.kind or not milvus.has_collection(collection):
-            where = f"Milvus collection {collection or '(none)'}"
-            raise Damaged(folder, [Problem(where, f"missing in {shown_uri(self.target, folder.parent)}", "missing")])
-        milvus.load_collection(collection)  # Milvus Lite starts with every collection released
-        dense = MilvusDense(self.target, collection, row_count(milvus, collection))
+        where = f"Milvus collection {collection or '(none)'}"
+        with _collection_errors(folder, where):
+            if meta.get("kind") != self.kind or not milvus.has_collection(collection):
+                missing = Problem(where, f"missing in {shown_uri(self.target, folder.parent)}", "missing")
+                raise Damaged(folder, [missing])
+            milvus.load_collection(collection)  # Milvus Lite starts with every collection released
+            dense = MilvusDense(self.target, collection, row_count(milvus, collection))
         lexical: dict[str, LexicalSearch] = {}
         for name in LEXICAL:
             with reading(folder, f"lexicon_{name}.json"):
@@ -148,6 +190,19 @@ class MilvusBackend:
         kb_id = knowledge_base_id(Path(self.settings.index_dir))
         for name in drop_unused(self.target, kb_id, keep):
             log.info("dropped Milvus collection %s (a removed or interrupted build)", name)
+
+
+@contextmanager
+def _collection_errors(folder: Path, where: str) -> Iterator[None]:
+    """What Milvus raises about one collection (a broken manifest or data file) as `Damaged` naming
+    it: the previous build answers, `rag index` writes a new collection; no traceback."""
+    try:
+        yield
+    except (Damaged, IndexUnavailable):
+        raise
+    except Exception as exc:  # pymilvus raises MilvusException, Milvus Lite its own errors
+        message = str(getattr(exc, "message", "") or exc).splitlines()[0][:200]
+        raise Damaged(folder, [Problem(where, f"unreadable ({type(exc).__name__}: {message})", "unreadable")]) from None
 
 
 def write_lexicons(folder: Path, tokens: dict[str, TokenIds]) -> None:

@@ -7,8 +7,11 @@ the server's `whitespace` analyzer and Milvus Lite's `standard` analyzer both cu
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import re
+import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +27,8 @@ log = logging.getLogger(__name__)
 VARCHAR_MAX = 65_535
 """Milvus limits a VARCHAR to this many bytes (UTF-8), not characters."""
 INSERT_BATCH = 500
+LITE_LOCK = "LOCK"
+"""The file Milvus Lite locks (`flock`) while a process has its data folder open."""
 _PLAIN = re.compile(r"[^\W_]+")
 
 
@@ -78,6 +83,8 @@ def _clip(text: str, limit: int) -> str:
 
 _clients: dict[tuple[str, str], Any] = {}
 _clients_lock = threading.Lock()
+_serving: set[str] = set()
+"""Milvus Lite files this process serves (Milvus Lite keeps the server, and its lock, until exit)."""
 
 
 def client(target: Target) -> Any:
@@ -95,6 +102,12 @@ def client(target: Target) -> Any:
             ) from exc
         if target.lite:
             Path(target.uri).parent.mkdir(parents=True, exist_ok=True)
+            if _lite_path(target) not in _serving:
+                _refuse_if_locked(Path(target.uri))
+        for name in _TRACEBACK_LOGGERS:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _OneLine) for f in logger.filters):
+                logger.addFilter(_OneLine())
         try:
             made = MilvusClient(uri=target.uri, token=target.token)
         except Exception as exc:
@@ -106,7 +119,82 @@ def client(target: Target) -> Any:
             )
             raise MilvusUnavailable(f"cannot open Milvus at {target.uri} ({exc}): {hint}") from exc
         _clients[key] = made
+        if target.lite:
+            _serving.add(_lite_path(target))
         return made
+
+
+_TRACEBACK_LOGGERS = ("pymilvus.decorators", "milvus_lite.adapter.grpc.servicer", "milvus_lite.server_manager")
+"""Loggers that log a failed request with its traceback; the failure reaches the user as one clear
+error (`MilvusUnavailable`, or `Damaged` naming the collection), so their records keep one line."""
+
+
+class _OneLine(logging.Filter):
+    """A log record without its traceback: the message's first line, no `exc_info`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info or "\n" in message:
+            record.msg, record.args = message.split("\n", 1)[0], None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def release(target: Target) -> None:
+    """Close this process's client of `target`, and stop its Milvus Lite server (the file is then free
+    for another process)."""
+    with _clients_lock:
+        found = _clients.pop((target.uri, target.token), None)
+        if found is not None:
+            found.close()
+        if target.lite and _lite_path(target) in _serving:
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(target.uri)
+            _serving.discard(_lite_path(target))
+
+
+def _lite_path(target: Target) -> str:
+    return os.path.abspath(target.uri)
+
+
+def _refuse_if_locked(data_dir: Path) -> None:
+    """One clear line when another process holds the Milvus Lite file (instead of the traceback its
+    server prints when it cannot take the lock): Milvus Lite takes an exclusive `flock` on `LOCK`."""
+    lock = data_dir / LITE_LOCK
+    if not lock.is_file():
+        return
+    try:
+        handle = os.open(lock, os.O_RDWR)
+    except OSError:
+        return  # Milvus Lite will say what is wrong with the file
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    except BlockingIOError:
+        raise MilvusUnavailable(
+            f"Milvus Lite 文件 {data_dir} 正被另一个进程使用 (the file is open in another process; Milvus Lite "
+            "allows one process per file): stop that process (another `python app.py` or `rag` command), or run "
+            f"`milvus-lite server --data-dir {data_dir}` and use --store milvus:http://127.0.0.1:19530"
+        ) from None
+    finally:
+        os.close(handle)
+
+
+def collection_files(target: Target, collection: str) -> list[Path]:
+    """The files Milvus Lite keeps one collection in once it is flushed: its manifest and schema, the
+    parquet data and the index files (the vectors); not the write-ahead log nor the manifest's backup."""
+    folder = Path(target.uri) / "collections" / collection
+    if not folder.is_dir():
+        log.warning(
+            "Milvus Lite keeps collection %s elsewhere than %s: its files are not checksummed", collection, folder
+        )
+        return []
+    return [
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and "wal" not in p.relative_to(folder).parts[:-1] and not p.name.endswith((".prev", ".tmp"))
+    ]
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -270,12 +358,27 @@ def switch_alias(target: Target, collection: str, kb_id: str) -> None:
 
 
 def drop_unused(target: Target, kb_id: str, keep: set[str]) -> list[str]:
-    """Drop this knowledge base's collections that no build folder names (builds removed or interrupted)."""
+    """Drop this knowledge base's collections that no build folder names (builds removed or interrupted).
+
+    Milvus Lite's collections are listed from its folder (listing them through Milvus fails while one
+    is damaged), and one too damaged to drop has its folder removed."""
     milvus = client(target)
     prefix = _prefix(target, kb_id)
     dropped = []
-    for name in milvus.list_collections():
+    for name in _lite_collections(target) if target.lite else milvus.list_collections():
         if name.startswith(prefix) and name not in keep:
-            milvus.drop_collection(name)
+            try:
+                milvus.drop_collection(name)
+            except Exception as exc:  # pymilvus's MilvusException: the collection cannot be read
+                folder = Path(target.uri) / "collections" / name
+                if not (target.lite and folder.is_dir()):
+                    raise
+                log.warning("Milvus collection %s cannot be dropped (%s): removing its folder", name, exc)
+                shutil.rmtree(folder)
             dropped.append(name)
     return dropped
+
+
+def _lite_collections(target: Target) -> list[str]:
+    folder = Path(target.uri) / "collections"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
