@@ -36,6 +36,7 @@ _LAZY = {  # heavy imports (torch, faiss) only when the engine is used
     "WorkerStatus": "rag.service.worker",
     "IndexUnavailable": "rag.index.layout",
     "ModelError": "rag.embedding.embedder",
+    "log_audit": "rag.service.audit",
     "check_index": "rag.index.knowledge_base:check",
     "evaluate": "rag.service.evaluate",
     "load_questions": "rag.service.evaluate",

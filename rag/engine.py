@@ -43,8 +43,9 @@ from rag.ingest.chunk import sentence_spans
 from rag.model import Document, Passage
 from rag.query.followup import resolve
 from rag.retrieval.retriever import Retriever
+from rag.service.audit import write_change
 from rag.service.corpus import CorpusFolder, DocumentError
-from rag.service.worker import IndexWorker, write_change
+from rag.service.worker import IndexWorker
 
 __all__ = ["DocumentInfo", "Engine", "Health", "QuestionError", "Turn"]
 

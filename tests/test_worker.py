@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from rag import Engine
-from rag.service.worker import AUDIT_FILE, STALE_UPLOAD_SECONDS, _openmp_libraries, limit_threads
+from rag.service.audit import AUDIT_FILE
+from rag.service.worker import STALE_UPLOAD_SECONDS, _openmp_libraries, limit_threads
 
 FACT = "青山县纪委在2024年开展了“清风行动”专项检查，共检查单位37家。"
 

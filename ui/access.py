@@ -20,13 +20,11 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
-import logging
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +51,6 @@ LOGIN_BODY_BYTES = 64 * 1024
 UPLOAD_REQUEST_FILES = 10
 """An upload request may hold this many largest files' worth of bytes (the page sends a selection of
 several files in one request); each file is also bounded by `Settings.max_upload_bytes`."""
-_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-"""Characters a log reader may take for a line break that JSON leaves as they are."""
-audit = logging.getLogger("rag.audit")
 
 
 class AccessError(ValueError):
@@ -134,17 +129,9 @@ def parse_proxies(spec: str | None) -> str:
 def audit_event(event: str, user: str, ok: bool, **fields: Any) -> None:
     """One line of the `rag.audit` log, shaped as the change log's (`event`: `login`, `refused`; user,
     outcome, then `fields`), as JSON on a single line: a name holding a line break cannot forge a line."""
-    record = {
-        "time": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "event": event,
-        "user": _short(user) or "-",
-        "ok": ok,
-        **fields,
-    }
-    line = json.dumps(record, ensure_ascii=False)
-    for char, escaped in _LINE_BREAKS.items():
-        line = line.replace(char, escaped)
-    audit.info("%s", line)
+    from rag import log_audit
+
+    log_audit({"event": event, "user": _short(user) or "-", "ok": ok, **fields})
 
 
 def _short(text: str | None, limit: int = 200) -> str:

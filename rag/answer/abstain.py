@@ -139,6 +139,8 @@ class Quote:
     document: str = ""
     about: str = ""
     """The document's title and metadata (author, unit, byline): names there say what it is about."""
+    start: int = -1
+    """Where the quote stands in `document` (-1: not given, looked up by its text)."""
 
 
 def evidence(reading: Reading, hits: Sequence[Hit]) -> float:
@@ -299,7 +301,9 @@ def _lead_ins(quotes: Sequence[Quote]) -> list[str]:
 
 def _position(quote: Quote) -> int:
     """Where a quote stands in its document (-1 when its document is not known)."""
-    return quote.document.find(quote.text) if quote.document else -1
+    if quote.start >= 0 or not quote.document:
+        return quote.start
+    return quote.document.find(quote.text)
 
 
 def _missing_identifier(identifier: Identifier) -> tuple[str, str]:

@@ -146,5 +146,5 @@ def _quotes(kb: KnowledgeBase, blocks: list[Block]) -> list[Quote]:
             chunk = next((c for c in kb.chunks_of(s.source) if c.start <= s.start < c.end), None)
             context = f"{document.title}\n{chunk.heading}\n{chunk.text}" if chunk else document.title
             quote = document.text[s.start : s.end]
-            quotes.append(Quote(quote, f"{context}\n{quote}", document.text, document_about(document)))
+            quotes.append(Quote(quote, f"{context}\n{quote}", document.text, document_about(document), s.start))
     return quotes

@@ -249,10 +249,11 @@ class _Draft:
         is neither checked nor shown again."""
         if piece.is_reference:
             return None
-        if compact(piece.claim) in self.seen:
+        key = compact(piece.claim)
+        if key in self.seen:
             self.repeated += 1
             return None
-        self.seen.add(compact(piece.claim))
+        self.seen.add(key)
         verdict = Verdict(piece, reason="not_found") if refuses(piece.claim) else verifier.check(piece, self.sources)
         self.verdicts.append(verdict)
         if not verdict.kept:

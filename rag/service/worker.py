@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import json
 import logging
 import os
 import queue
@@ -30,7 +29,6 @@ import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,6 +36,7 @@ from rag.config import Settings
 from rag.index.layout import IndexUnavailable
 from rag.index.progress import OnProgress
 from rag.index.report import BuildReport
+from rag.service.audit import write_change
 from rag.service.corpus import (
     UPLOAD_PREFIX,
     CorpusFolder,
@@ -48,9 +47,7 @@ from rag.service.corpus import (
 )
 
 log = logging.getLogger(__name__)
-audit = logging.getLogger("rag.audit")
 
-AUDIT_FILE = "changes.jsonl"
 RECENT = 50
 """Finished jobs remembered for `status()`."""
 STALE_UPLOAD_SECONDS = 3600
@@ -334,25 +331,6 @@ class IndexWorker:
 # --- the change log ------------------------------------------------------------------------------
 
 
-_WRITING = threading.Lock()
-
-
-def write_change(index_dir: Path | str, record: dict[str, Any]) -> None:
-    """One change-log line: to the `rag.audit` logger and to `changes.jsonl` in the index folder."""
-    path = Path(index_dir) / AUDIT_FILE
-    with _WRITING:  # the logger and the file in the same order
-        line = _json_line({"time": datetime.now().astimezone().isoformat(timespec="seconds"), **record})
-        audit.info("%s", line)
-        if path.parent.exists() and not path.parent.is_dir():
-            return  # not an index folder: the command that ran says so
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as out:
-                out.write(line + "\n")
-        except OSError as exc:
-            log.error("cannot write the change log %s: %s", path, exc)
-
-
 def _entry(job: Job, started: bool = False) -> dict[str, Any]:
     """A job as the journal keeps it: enough to run it again after a restart."""
     entry = {"token": job.token, "action": job.action, "name": job.name, "user": job.user}
@@ -376,17 +354,6 @@ def _record(job: Job, event: str) -> dict[str, Any]:
     if job.error:
         record["error"] = job.error
     return record
-
-
-_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
-
-
-def _json_line(value: Any) -> str:
-    """JSON on one line: `json` escapes control characters; this also the line breaks it leaves as they are."""
-    text = json.dumps(value, ensure_ascii=False)
-    for character, escaped in _BREAKS.items():
-        text = text.replace(character, escaped)
-    return text
 
 
 def limit_threads(count: int) -> None:
