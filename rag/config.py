@@ -1,7 +1,7 @@
 """Every tunable of the product in one place, with defaults that work offline.
 
 `Settings` is a frozen dataclass: make a variant with `settings.replace(...)`.
-`Settings.from_env()` also reads `RAG_CORPUS`, `RAG_INDEX`, `RAG_MODEL` and `RAG_MODEL_CACHE`, for the
+`Settings.from_env()` also reads `RAG_DATA`, `RAG_CORPUS`, `RAG_INDEX`, `RAG_MODEL` and `RAG_MODEL_CACHE`, for the
 Milvus store `RAG_STORE`, `RAG_MILVUS_COLLECTION` and `RAG_MILVUS_TOKEN`, and for written answers
 `RAG_LLM_BASE_URL`, `RAG_LLM_MODEL`, `RAG_LLM_API_KEY` and `RAG_LLM_TIMEOUT`, and for the chat page
 `RAG_TRUSTED_PROXIES`.
@@ -32,6 +32,7 @@ PROJECT_ROOT = _project_root()
 """Where `corpus/` and `index/` are by default: the checkout, or the working folder of an installed package."""
 
 _ENVIRONMENT = (
+    ("data_dir", "RAG_DATA"),
     ("corpus_dir", "RAG_CORPUS"),
     ("index_dir", "RAG_INDEX"),
     ("model", "RAG_MODEL"),
@@ -143,7 +144,11 @@ class Settings:
     corpus_dir: Path = PROJECT_ROOT / "corpus"
     """Folder (or one `.jsonl` file) of source documents; a file's name is its source id."""
     index_dir: Path = PROJECT_ROOT / "index"
-    """Folder that holds the built index (several knowledge bases = several folders)."""
+    """Folder that holds the built index. With `corpus_dir`, the knowledge base `default`."""
+    data_dir: Path | None = None
+    """Where the other knowledge bases live: `<data_dir>/kbs/<name>/corpus` and `…/index`
+    (`rag.service.kbs`); None = beside the index folder (its parent). `from_env(data_dir=D)` without a
+    corpus or index folder given puts `default` in `D/corpus` and `D/index` too."""
     store: str = "local"
     """Where search structures live: `local` (FAISS + bm25s files in the index folder), `milvus`
     (a Milvus Lite file `milvus.db` in the index folder), `milvus:<path>.db` (a Milvus Lite file) or
@@ -245,6 +250,30 @@ class Settings:
     abstain_crosslingual_center: float = 0.75
     """Centre of the cosine for a question not written in Chinese (its key words cannot match a
     Chinese passage, so its confidence is abstain_below + weight × (best cosine − this centre))."""
+    judge: bool = True
+    """Rank passages and sentences and decide refusals with the trained answer judge
+    (`rag.answer.judge`; it loads in the background, the rules answer until it has); False = the rules alone."""
+    judge_files: Path | None = None
+    """Folder of a trained judge (`training/train_judge.py --out`); None = the one shipped in `rag/answer/judge_files/`."""
+    judge_threshold: float = 0.05
+    """Refuse when no judged sentence answers with at least this probability (docs/tuning.md, how chosen)."""
+    judge_passages: int = 8
+    """The first passages whose best sentence by the rules the judge reads (and which it reorders)…"""
+    judge_per_passage: int = 3
+    """…then the next best sentences overall, at most this many of one passage…"""
+    judge_candidates: int = 10
+    """…up to this many sentences in all (one batch: the judge's time grows with it)."""
+    judge_max_tokens: int = 96
+    """Tokens the judge reads of a (question, sentence) pair; the sentence's context is cut first (trained on 128)."""
+    judge_context_chars: int = 40
+    """Characters before a sentence (its paragraph's preceding text) the judge reads with it."""
+    judge_ranks: bool = False
+    """Also order the passages and choose the sentences by the judge (off: on the policy dev sets it ranked
+    worse than the rules, docs/tuning.md; it then only decides refusals)."""
+    judge_rule_weight: float = 0.3
+    """A sentence is chosen by the judge's probability plus this × its score by the rules (as a share of the best)."""
+    judge_rank_weight: float = 0.1
+    """A judged passage ranks by its best sentence's probability plus this / its retrieval rank."""
     strong_match_coverage: float = 0.6
     """The top passage is a strong match when it is among the dense ranking's first `strong_match_rank`
     and covers this share of the question's key terms other than names; a name the knowledge base knows
@@ -334,7 +363,11 @@ class Settings:
                     f"RAG_LLM_TIMEOUT must be a number of seconds, not {values['llm_timeout']!r}"
                 ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("corpus_dir", "index_dir", "model_cache"):
+        if values.get("data_dir"):  # one data root: `default` inside it unless its folders are named
+            data = Path(values["data_dir"]).expanduser()
+            values.setdefault("corpus_dir", data / "corpus")
+            values.setdefault("index_dir", data / "index")
+        for name in ("data_dir", "corpus_dir", "index_dir", "model_cache", "judge_files"):
             if values.get(name):
                 values[name] = Path(values[name]).expanduser()
         return cls(**values)

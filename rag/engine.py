@@ -24,27 +24,30 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from rag.answer.compose import Composer
+from rag.answer.judge import shared_judge
 from rag.answer.llm_client import ChatClient
-from rag.answer.types import Answer, Citation
+from rag.answer.types import Answer
 from rag.answer.verify import Verifier
 from rag.answer.writer import Event, Final, Writer
 from rag.config import Settings
-from rag.embedding.embedder import Embedder, load_embedder, model_cache_dir
+from rag.embedding.embedder import Embedder, default_model_folder, load_embedder, model_cache_dir
 from rag.index.build import build
 from rag.index.knowledge_base import IndexDamaged, KnowledgeBase, load, on_store
 from rag.index.layout import CURRENT, IndexUnavailable, current_build
 from rag.index.progress import OnProgress
 from rag.index.report import BuildReport
-from rag.ingest.chunk import sentence_spans
-from rag.model import Document, Passage
-from rag.query.followup import resolve
+from rag.library import DocumentInfo, Library
+from rag.model import Passage
+from rag.retrieval.filters import FilterError, Filters
 from rag.retrieval.retriever import Retriever
+from rag.service import federation
 from rag.service.audit import write_change
-from rag.service.corpus import CorpusFolder, DocumentError
+from rag.service.corpus import CorpusFolder
+from rag.service.federation import Asked, Part
+from rag.service.kbs import DEFAULT_KB, KnowledgeBases, OpenEngines
 from rag.service.worker import IndexWorker
 
 __all__ = ["DocumentInfo", "Engine", "Health", "QuestionError", "Turn"]
@@ -56,18 +59,7 @@ Turn = str | Answer | dict
 
 
 class QuestionError(ValueError):
-    """A question that cannot be asked (empty); the message says what to do."""
-
-
-@dataclass(frozen=True)
-class DocumentInfo:
-    """One indexed document, as listed on the knowledge-base tab."""
-
-    source: str
-    title: str
-    date: str
-    chunks: int
-    characters: int
+    """A question that cannot be asked (empty, a filter's date not `YYYY-MM-DD`); the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +81,10 @@ class _Snapshot:
     composer: Composer
 
 
-class Engine:
-    """Index, search and answer over one knowledge base (an index folder and its corpus)."""
+class Engine(Library):
+    """Index, search and answer over a knowledge base (an index folder and its corpus): `default`, the
+    configured folders; the others (`knowledge_bases()`, `rag.service.kbs`) open as sibling engines sharing
+    this one's model, and a question can be asked in several (`kbs=`)."""
 
     def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
         self.settings = settings or Settings.from_env()
@@ -103,6 +97,9 @@ class Engine:
             model_cache_dir(self.settings.model_cache, Path(self.settings.index_dir)),
         )
         self._index_embedder = _own_lock(self.embedder)
+        cache = model_cache_dir(self.settings.model_cache, Path(self.settings.index_dir))
+        self.judge = shared_judge(cache, lambda: default_model_folder(cache)[0], self.settings.judge_files)
+        """The answer judge (loads in the background when first wanted; `Settings.judge` switches it off)."""
         self._snapshot: _Snapshot | None = None
         self._write_lock = threading.RLock()
         self._pointer: tuple[object, ...] | None = None
@@ -116,16 +113,25 @@ class Engine:
         self._worker: IndexWorker | None = None
         self._worker_lock = threading.Lock()
         self._corpus = CorpusFolder(self.settings)
+        self.name = DEFAULT_KB
+        """The knowledge base this engine serves."""
+        self._library = OpenEngines(KnowledgeBases(self.settings), self, self._sibling)
 
     @classmethod
-    def open(cls, settings: Settings | None = None, build: bool = False, progress: bool = False) -> Engine:
+    def open(
+        cls,
+        settings: Settings | None = None,
+        build: bool = False,
+        progress: bool = False,
+        embedder: Embedder | None = None,
+    ) -> Engine:
         """An engine on `settings.index_dir`, built from the corpus when there is no index yet.
 
         With `build`, the index is first brought up to date with the corpus (only changes are embedded).
         An index on another store than `settings.store` is written to that store first (nothing is
         re-embedded).
         """
-        engine = cls(settings)
+        engine = cls(settings, embedder)
         if build or current_build(Path(engine.settings.index_dir)) is None or not on_store(engine.settings):
             engine.build(progress=progress)
             return engine
@@ -228,6 +234,11 @@ class Engine:
         """Whether an index is loaded (questions can be answered)."""
         return self._snapshot is not None
 
+    def wait_for_judge(self, timeout: float | None = None) -> bool:
+        """Load the answer judge (in the background, once) and wait up to `timeout` seconds; whether it
+        is in use. Until it is, answers follow the rules alone (`Settings.judge`)."""
+        return self.settings.judge and self.judge.wait(timeout)
+
     @property
     def kb(self) -> KnowledgeBase:
         """The loaded knowledge base (`IndexUnavailable` when none is)."""
@@ -242,7 +253,9 @@ class Engine:
                 f"model is {self.embedder.describe()!r}: run `rag index --rebuild` or configure that model"
             )
         retriever = Retriever(kb, self.embedder, self.settings)
-        self._snapshot = _Snapshot(kb, retriever, Composer(kb, self.settings, retriever))
+        if self.settings.judge:
+            self.judge.start()
+        self._snapshot = _Snapshot(kb, retriever, Composer(kb, self.settings, retriever, self.judge))
         self._stale = ""
 
     def _state(self) -> _Snapshot:
@@ -254,54 +267,91 @@ class Engine:
 
     # --- questions -----------------------------------------------------------------------------
 
-    def search(self, question: str, k: int | None = None) -> list[Passage]:
-        """The `k` best passages for a question, best first."""
-        state = self._state()
-        return [Passage.from_hit(hit) for hit in state.retriever.search(_checked(question), k)]
+    def search(
+        self,
+        question: str,
+        k: int | None = None,
+        *,
+        kbs: Sequence[str] | None = None,
+        source: Sequence[str] | str | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+    ) -> list[Passage]:
+        """The `k` best passages for a question, best first, in the knowledge bases `kbs` (default: this
+        engine's), from the documents the filters allow (see `ask`)."""
+        question = _checked(question)
+        parts = self._parts(kbs, _filters(source, date_from, date_to))
+        return federation.search(parts, question, self.settings.top_k if k is None else k, self.settings)
 
     def ask(
-        self, question: str, history: Sequence[Turn] | None = None, k: int | None = None, generate: bool | None = None
+        self,
+        question: str,
+        history: Sequence[Turn] | None = None,
+        k: int | None = None,
+        generate: bool | None = None,
+        *,
+        kbs: Sequence[str] | None = None,
+        source: Sequence[str] | str | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
     ) -> Answer:
         """A cited answer to `question`; `history` holds earlier turns (questions, answers or their
         JSON form), oldest first. A follow-up (`还有呢`, `那上海呢`, `第二点…`) is completed from the
         previous turn; `Answer.standalone_question` is the question as searched.
 
+        `kbs`: the knowledge bases to answer from (default: this engine's); with several, their passages
+        compete by score and each citation's `kb` says where it is from. `source`: document ids or title
+        words; `date_from`/`date_to`: `YYYY-MM-DD`, inclusive, on the document's date (a document with no
+        date is left out) — only the documents they allow are searched (`QuestionError` for a bad date).
+
         With a language model configured (or `generate=True`) the answer is written by the model and
         checked sentence by sentence (`answer.mode == "generated"`); on any failure of the model it is
         the extractive answer with `answer.generation.note` saying why.
         """
-        question = _checked(question)
-        state = self._state()
-        previous = self._previous_answer(history, state)
-        follow = resolve(question, previous.standalone_question or previous.question if previous else None)
-        standalone = follow.standalone
-        exclude: set[tuple[str, int]] = set()
-        item: Citation | None = None
-        if previous is not None and follow.continues:
-            exclude = _quoted_sentences(previous, state.kb)
-        if follow.mode == "ordinal" and previous is not None and 0 < (follow.ordinal or 0) <= len(previous.citations):
-            item = previous.citations[(follow.ordinal or 1) - 1]
-            standalone = f"{item.quote} {question}"
-        query = state.retriever.query(standalone)
-        hits = state.retriever.search(query, max(k or self.settings.top_k, self.settings.answer_passages))
-        answer = state.composer.compose(question, query, hits, exclude, item)
-        answer.passages = answer.passages[: k or self.settings.top_k]
+        asked = self._asked(question, history, k, kbs, _filters(source, date_from, date_to))
         if self._writes(generate):
-            return self._writer().answer(answer, state.kb.documents)
-        return answer
+            return asked.restore(self._writer().answer(asked.answer, asked.documents))
+        return asked.restore(asked.answer)
 
     def ask_stream(
-        self, question: str, history: Sequence[Turn] | None = None, k: int | None = None, generate: bool | None = None
+        self,
+        question: str,
+        history: Sequence[Turn] | None = None,
+        k: int | None = None,
+        generate: bool | None = None,
+        *,
+        kbs: Sequence[str] | None = None,
+        source: Sequence[str] | str | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
     ) -> Iterator[Event]:
         """`ask` for a page that shows the answer as it is written: `Delta`s of verified text (each
         sentence once it passed the checks), then `Final(answer)` — the answer `ask` would give, which
         replaces the streamed text (it is the extractive answer when the written one fell back).
         Without a language model it is just the `Final` extractive answer. A `QuestionError` is raised
         at once, before iterating."""
-        answer = self.ask(question, history, k, generate=False)
+        asked = self._asked(question, history, k, kbs, _filters(source, date_from, date_to))
         if not self._writes(generate):
-            return iter([Final(answer)])
-        return self._writer().stream(answer, self._state().kb.documents)
+            return iter([Final(asked.restore(asked.answer))])
+        events = self._writer().stream(asked.answer, asked.documents)
+        return (federation.restore_event(asked, event) for event in events)
+
+    def _asked(
+        self, question: str, history: Sequence[Turn] | None, k: int | None, kbs: Sequence[str] | None, filters: Filters
+    ) -> Asked:
+        question = _checked(question)
+        parts = self._parts(kbs, filters)
+        previous = self._previous_answer(history, kbs, filters)
+        return federation.ask(parts, question, previous, k, self.settings)
+
+    def _parts(self, kbs: Sequence[str] | None, filters: Filters) -> list[Part]:
+        """The live build of each knowledge base asked (this engine's by default), narrowed by the filters."""
+        names = [self.name] if not kbs else list(dict.fromkeys(self._library.kbs.resolve(n) for n in kbs))
+        parts = []
+        for name in names:
+            state = self.engine_for(name)._state()
+            parts.append(Part(name, state.kb, state.retriever.narrowed(filters), state.composer))
+        return parts
 
     def _writes(self, generate: bool | None) -> bool:
         if generate is None:
@@ -316,7 +366,9 @@ class Engine:
             self._verifier = Verifier(self.embedder, self.settings)
         return Writer(self.llm, self._verifier, self.settings)
 
-    def _previous_answer(self, history: Sequence[Turn] | None, state: _Snapshot) -> Answer | None:
+    def _previous_answer(
+        self, history: Sequence[Turn] | None, kbs: Sequence[str] | None, filters: Filters
+    ) -> Answer | None:
         """The answer of the last turn: given, read from its JSON form, or rebuilt by asking the
         last question again with the turns before it (`settings.followup_rebuild` turns in all)."""
         turns = [t for t in history or [] if not (isinstance(t, str) and not t.strip())]
@@ -329,58 +381,8 @@ class Engine:
             return Answer.from_dict(last)
         keep = self.settings.followup_rebuild
         earlier = turns[-keep:-1] if keep > 1 else []
-        return self.ask(str(last), history=earlier, generate=False)
-
-    # --- documents -----------------------------------------------------------------------------
-
-    def documents(self) -> list[DocumentInfo]:
-        """The indexed documents, in corpus order."""
-        kb = self._state().kb
-        return [
-            DocumentInfo(d.source, d.title, d.meta.get("date", ""), len(kb.chunks_of(d.source)), len(d.text))
-            for d in kb.documents.values()
-        ]
-
-    def document(self, source: str) -> Document:
-        """One indexed document (its cleaned text is what citations point into)."""
-        try:
-            return self._state().kb.documents[source]
-        except KeyError:
-            raise DocumentError(f"知识库中没有文档“{source}”。") from None
-
-    def check_upload(self, path: Path, name: str | None = None) -> tuple[str, str | None]:
-        """Quick checks of an upload (type, size, name) before it is queued.
-
-        Returns the corpus file name it gets and the document it would replace (a corpus file of the
-        same name once sanitized, ignoring case), or None. Raises `DocumentError` with the reason.
-        """
-        return self._corpus.check_upload(path, name)
-
-    def add_document(
-        self, path: Path, name: str | None = None, replace: bool = False, on_progress: OnProgress | None = None
-    ) -> BuildReport:
-        """Copy a file into the corpus folder under a safe name and index it (incrementally).
-
-        The file is written beside the corpus under a hidden temporary name and renamed into place when
-        complete, so a failed write leaves nothing behind. A document of the same name (ignoring case)
-        is replaced only with `replace`; the replaced file is kept in the corpus's `.versions/` folder
-        (`BuildReport.kept`). If indexing fails, the corpus is restored as it was.
-        """
-        reindex = partial(self.build, progress=False, on_progress=on_progress)
-        return self._corpus.add(path, name, replace, reindex, self._write_lock)
-
-    def remove_document(self, source: str, on_progress: OnProgress | None = None) -> BuildReport:
-        """Delete a document from the corpus folder (it is kept in `.versions/`) and from the index."""
-        reindex = partial(self.build, progress=False, on_progress=on_progress)
-        return self._corpus.remove(source, reindex, self._write_lock)
-
-    @property
-    def worker(self) -> IndexWorker:
-        """The background indexer: uploads, removals and builds queued and run one at a time, with progress."""
-        with self._worker_lock:  # not the write lock, which a running build holds
-            if self._worker is None:
-                self._worker = IndexWorker(self)
-            return self._worker
+        asked = self._asked(str(last), earlier, None, kbs, filters)
+        return asked.restore(asked.answer)
 
 
 def _pointer_of(index_dir: Path) -> tuple[object, ...]:
@@ -428,12 +430,8 @@ def _checked(question: str) -> str:
     return question.strip()
 
 
-def _quoted_sentences(answer: Answer, kb: KnowledgeBase) -> set[tuple[str, int]]:
-    quoted: set[tuple[str, int]] = set()
-    for citation in answer.citations:
-        document = kb.documents.get(citation.source)
-        if document is None:
-            continue
-        for span in sentence_spans(document.text, citation.start, citation.end):
-            quoted.add((citation.source, span.start))
-    return quoted
+def _filters(source: Sequence[str] | str | None, date_from: str | None, date_to: str | None) -> Filters:
+    try:
+        return Filters.of(source, date_from, date_to)
+    except FilterError as exc:
+        raise QuestionError(str(exc)) from None

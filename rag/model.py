@@ -81,6 +81,8 @@ class Passage:
     text: str
     start: int
     end: int
+    kb: str = "default"
+    """The knowledge base the document is in."""
 
     @classmethod
     def from_hit(cls, hit: Hit) -> Passage:
@@ -97,4 +99,5 @@ class Passage:
             "heading": self.heading,
             "score": round(self.score, 6),
             "text": self.text,
+            "kb": self.kb,
         }

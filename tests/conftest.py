@@ -60,6 +60,7 @@ SMALL_DOCS = {
 """Three one-line documents, for tests of indexing mechanics."""
 ANSWER_KEYS = {
     "question",
+    "judged",
     "standalone_question",
     "answer",
     "abstained",
@@ -70,7 +71,7 @@ ANSWER_KEYS = {
     "generation",
 }
 """The keys of an answer's documented JSON form."""
-CITATION_KEYS = {"id", "source", "title", "quote", "start", "end"}
+CITATION_KEYS = {"id", "source", "title", "quote", "start", "end", "kb"}
 
 
 @pytest.fixture
@@ -131,6 +132,7 @@ def make_engine(tmp_path: Path, fake_embedder: FakeEmbedder):
     from rag.engine import Engine
 
     def make(files: dict[str, str], **settings) -> Engine:
+        settings.setdefault("judge", False)  # the fake embedder's engines answer by the rules alone
         corpus = tmp_path / f"corpus{len(list(tmp_path.iterdir()))}"
         corpus.mkdir()
         for name, text in files.items():
@@ -166,6 +168,7 @@ def engine(kb_settings: Settings, embedder):
 
     engine = Engine(kb_settings, embedder)
     engine.build(progress=False)
+    assert engine.wait_for_judge(), engine.judge.error
     return engine
 
 
@@ -234,3 +237,37 @@ def chunk_texts(engine) -> list[str]:
     from rag.ingest.chunk import index_text
 
     return [index_text(c, engine.kb.documents[c.source]) for c in engine.kb.chunks]
+
+
+# --- knowledge bases (rag.service.kbs, rag.service.federation) ----------------------------------
+
+KB_DOCUMENTS = {
+    "default": ("000_9bcc8b3cecb20cc5.txt", "004_9af9869cdca38ca3.txt"),
+    "主体责任": ("001_3c3daffbd3ff1c74.txt", "003_f1c9c6d7a3f56b9a.txt"),
+}
+"""Two knowledge bases from different documents of the real corpus: the 全总 group and the Q&A on 两个责任
+(`default`), the essay on 主体责任 and Shanghai's report (`主体责任`)."""
+
+
+@pytest.fixture(scope="session")
+def two_kbs(tmp_path_factory: pytest.TempPathFactory, engine, embedder):
+    """The engine of a data root holding the two knowledge bases of `KB_DOCUMENTS` (real model). Their
+    indexes start as copies of the session's index, so building them only drops documents (no embedding)."""
+    from rag.engine import Engine
+
+    root = tmp_path_factory.mktemp("data")
+    settings = Settings(data_dir=root, corpus_dir=root / "corpus", index_dir=root / "index")
+    library = Engine(settings, embedder)
+    for name, documents in KB_DOCUMENTS.items():
+        if name == "default":
+            corpus, index = Path(settings.corpus_dir), Path(settings.index_dir)
+            corpus.mkdir()
+        else:
+            info = library.create_kb(name)
+            corpus, index = info.corpus_dir, info.index_dir
+        shutil.copytree(engine.settings.index_dir, index, dirs_exist_ok=True)
+        for document in documents:
+            shutil.copy2(CORPUS / document, corpus / document)
+    library.build(progress=False)
+    library.engine_for("主体责任").build(progress=False)
+    return library

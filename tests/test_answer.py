@@ -117,5 +117,5 @@ def test_answer_json_is_the_documented_schema(engine):
     payload = engine.ask("纪委监督责任包括什么").to_dict()
     assert set(payload) == ANSWER_KEYS
     assert set(payload["citations"][0]) == CITATION_KEYS
-    assert set(payload["passages"][0]) == {"rank", "source", "chunk_id", "title", "heading", "score", "text"}
+    assert set(payload["passages"][0]) == {"rank", "source", "chunk_id", "title", "heading", "score", "text", "kb"}
     assert [c["id"] for c in payload["citations"]] == list(range(1, len(payload["citations"]) + 1))

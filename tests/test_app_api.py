@@ -257,7 +257,7 @@ def _remove_through_the_page(url: str, source: str, headers: dict[str, str]) -> 
 
     config = httpx.get(f"{url}config", timeout=60).json()
     remove = next(d["id"] for d in config["dependencies"] if "从知识库删除" in (d.get("js") or ""))
-    body = {"data": [source, [], ""], "fn_index": remove, "session_hash": "audit-user-test"}
+    body = {"data": [source, [], "", "default"], "fn_index": remove, "session_hash": "audit-user-test"}  # in `default`
     reply = httpx.post(f"{url}gradio_api/run/predict", json=body, headers=headers, timeout=60)
     assert reply.status_code == 200 and "已加入处理队列" in json.dumps(reply.json(), ensure_ascii=False)
 

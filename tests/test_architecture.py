@@ -189,3 +189,4 @@ def test_the_wheel_ships_every_package(tmp_path):
     shipped = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("rag/")}
     packages = {p.relative_to(ROOT).as_posix() for p in ROOT.glob("rag/**/*.py")}
     assert sorted(packages - shipped) == []
+    assert {"rag/answer/judge_files/judge.safetensors", "rag/answer/judge_files/judge.json"} <= shipped  # the trained judge

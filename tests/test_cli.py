@@ -11,7 +11,7 @@ from llm_server import citing, unused_url
 
 from rag.cli import main
 
-PASSAGE_KEYS = {"rank", "source", "chunk_id", "title", "heading", "score", "text"}
+PASSAGE_KEYS = {"rank", "source", "chunk_id", "title", "heading", "score", "text", "kb"}
 
 
 def _run(capsys, *argv):
@@ -205,3 +205,54 @@ def test_index_runs_are_in_the_change_log_under_the_os_user(capsys, small_kb):
     assert (records[0]["added"], records[0]["removed"]) == (sorted(SMALL_DOCS), [])
     assert (records[1]["added"], records[1]["removed"]) == (["d.txt"], ["a.txt"])
     assert records[2]["chunks_embedded"] >= 3
+
+
+# --- knowledge bases and filters ------------------------------------------------------------------
+
+
+def test_kb_commands_create_list_rename_and_delete(capsys, tmp_path):
+    data = ["--data", str(tmp_path / "data")]
+    code, out, _ = _run(capsys, "kb", "create", "疫情政策", *data)
+    assert code == 0 and "kbs/疫情政策/corpus" in out
+    (tmp_path / "data/kbs/疫情政策/corpus/防疫.txt").write_text("疫情防控\n做好隔离。", encoding="utf-8")
+    code, out, _ = _run(capsys, "kb", "list", "--json", *data)
+    assert json.loads(out)["kbs"][1] | {"created": ""} == {
+        "name": "疫情政策", "documents": 1, "store": "local", "created": ""
+    }  # fmt: skip
+    assert _run(capsys, "kb", "rename", "疫情政策", "防疫", *data)[0] == 0
+    code, out, _ = _run(capsys, "kb", "list", *data)
+    assert [line.split("\t")[0] for line in out.splitlines()] == ["default", "防疫"]
+    code, out, _ = _run(capsys, "kb", "delete", "防疫", *data)
+    assert code == 0 and ".archive" in out
+    assert list((tmp_path / "data/kbs/.archive").glob("防疫.*/corpus/防疫.txt"))
+    code, _, err = _run(capsys, "kb", "create", "a/b", *data)
+    assert code == 2 and "知识库名称" in err
+    code, _, err = _run(capsys, "kb", "delete", "default", *data)
+    assert code == 2 and "不能删除" in err
+
+
+def test_ask_in_a_named_knowledge_base(capsys, two_kbs):
+    data = str(two_kbs.settings.data_dir)
+    code, out, _ = _run(capsys, "ask", "上海市如何落实管党治党政治责任", "--kb", "主体责任", "--data", data, "--json")
+    assert code == 0
+    payload = json.loads(out)
+    assert {(c["kb"], c["source"]) for c in payload["citations"]} == {("主体责任", "003_f1c9c6d7a3f56b9a.txt")}
+    code, out, _ = _run(capsys, "search", "全面从严治党主体责任", "--kb", "default,主体责任", "--data", data, "--json")
+    assert {p["kb"] for p in json.loads(out)["passages"]} == {"default", "主体责任"}
+    code, out, _ = _run(capsys, "docs", "--kb", "主体责任", "--data", data)
+    assert [line.split("\t")[0] for line in out.splitlines()] == [
+        "001_3c3daffbd3ff1c74.txt",
+        "003_f1c9c6d7a3f56b9a.txt",
+    ]
+    code, _, err = _run(capsys, "ask", "问题", "--kb", "没有这个", "--data", data)
+    assert code == 2 and "没有名为“没有这个”的知识库" in err
+
+
+def test_source_and_date_filters(capsys, engine, kb_settings):
+    index = ["--index", str(kb_settings.index_dir)]
+    code, out, _ = _run(capsys, "search", "纪委监督责任", "--source", "主体责任", "--json", *index)
+    assert code == 0 and {p["source"] for p in json.loads(out)["passages"]} == {"001_3c3daffbd3ff1c74.txt"}
+    code, out, _ = _run(capsys, "search", "纪委监督责任", "--date-from", "2023-01-01", "--json", *index)
+    assert {p["source"] for p in json.loads(out)["passages"]} == {"004_9af9869cdca38ca3.txt"}
+    code, _, err = _run(capsys, "ask", "纪委监督责任包括什么", "--date-to", "2022/12/31", *index)
+    assert code == 2 and "YYYY-MM-DD" in err

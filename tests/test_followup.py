@@ -84,6 +84,17 @@ def test_more_gives_what_was_not_quoted_yet_with_any_form_of_history(engine):
         assert all((c.source, c.start) not in earlier for c in more.citations)
 
 
+def test_a_second_more_never_repeats_what_either_earlier_answer_gave(engine):
+    first = engine.ask("纪委监督责任包括什么")
+    second = engine.ask("还有呢", history=[first])
+    third = engine.ask("还有吗", history=[first, second])
+    given = {(c.source, c.start) for c in [*first.citations, *second.citations]}
+    assert second.citations and not given & {(c.source, c.start) for c in third.citations}
+    assert third.abstained or third.answer != first.answer
+    if third.abstained:  # nothing more that answers: it says so, it does not start over
+        assert third.reason == "no_more" and "没有更多" in third.answer
+
+
 def test_unrelated_question_after_two_turns_abstains_as_in_a_fresh_conversation(engine):
     first = engine.ask("纪委监督责任包括什么")
     second = engine.ask("那上海呢?", history=[first])

@@ -338,3 +338,58 @@ def test_engine_warnings_are_shown_above_the_chat_in_chinese(engine, monkeypatch
     banner = page.banner(engine, engine.worker.status())
     assert "注意：向量文件已损坏，正在使用上一次完好的索引" in banner and "dense.faiss" not in banner
     assert "bad manifest" not in banner and "请联系管理员" in banner
+
+
+# --- knowledge bases on the page (ui.library, ui.chat, ui.search) ------------------------------------
+
+
+def test_knowledge_bases_are_created_and_deleted_only_by_those_who_may_edit(small_kb, fake_embedder) -> None:
+    from page_driver import USERS
+
+    from rag import Engine
+
+    engine = Engine(small_kb, fake_embedder)
+    engine.build(progress=False)
+    locked = _library(engine, Access.from_spec(USERS, read_only=True))
+    status, *_ = locked.on_create("疫情政策", "", _request("张三"))
+    assert "只读" in status and [i.name for i in engine.knowledge_bases()] == ["default"]
+    status, name, managed, menu = locked.on_create("疫情政策", "", _request("admin"))
+    assert "**已新建知识库** 疫情政策" in status and name == "" and managed.value == "疫情政策"
+    assert ("疫情政策", "疫情政策") in menu.choices and ("默认", "default") in menu.choices
+    status, *_ = locked.on_create("a/b", status, _request("admin"))
+    assert "未能新建知识库" in status and "不可用" in status
+    status, *_ = locked.on_delete("疫情政策", "", _request("张三"))
+    assert "只读" in status and "疫情政策" in [i.name for i in engine.knowledge_bases()]
+    status, *_ = locked.on_delete("default", "", _request("admin"))
+    assert "不能删除" in status
+    status, managed, menu = locked.on_delete("疫情政策", "", _request("admin"))
+    assert "**已删除知识库** 疫情政策" in status and managed.value == "default"
+    assert [i.name for i in engine.knowledge_bases()] == ["default"]
+
+
+def test_the_knowledge_base_tab_lists_uploads_to_and_asks_in_the_chosen_one(small_kb, fake_embedder, tmp_path) -> None:
+    from rag import Engine
+
+    engine = Engine(small_kb, fake_embedder)
+    engine.build(progress=False)
+    engine.create_kb("疫情政策")
+    library = _library(engine)
+    status, _, jobs, *_ = library.on_upload(
+        [str(_upload(tmp_path, "防疫.txt", "疫情防控\n疫情防控要做好核酸检测和隔离管控。"))],
+        [],
+        "",
+        _request(),
+        "疫情政策",
+    )
+    assert jobs == [["疫情政策", jobs[0][1]]]
+    assert engine.engine_for("疫情政策").worker.wait(60)
+    *_, table, _, _, still, menu, _, reported = library.on_tick(None, jobs, status, "疫情政策")
+    assert "已添加" in reported and still == []
+    assert [row[1] for row in table] == ["防疫.txt"]  # the managed knowledge base's documents, not default's
+    assert ("疫情政策", "疫情政策") in menu.choices
+    html = _search(engine).on_search("疫情防控", 3, ["疫情政策"])
+    assert "疫情防控" in html and "知识库：疫情政策" in html
+    *_, (_, _, turns, sources, *_) = _chat(engine).on_ask("疫情防控要做什么", [], [], ["疫情政策"])
+    assert all(c.kb == "疫情政策" for c in turns[-1].citations) and turns[-1].passages[0].source == "防疫.txt"
+    assert "隔离管控" in sources or turns[-1].abstained
+    assert "YYYY-MM-DD" in _search(engine).on_search("疫情防控", 3, None, "", "2022-1-1")

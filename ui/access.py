@@ -51,6 +51,8 @@ LOGIN_BODY_BYTES = 64 * 1024
 UPLOAD_REQUEST_FILES = 10
 """An upload request may hold this many largest files' worth of bytes (the page sends a selection of
 several files in one request); each file is also bounded by `Settings.max_upload_bytes`."""
+API_PREFIXES = ("/api/v1", "/v1")
+"""The REST and OpenAI-compatible APIs: their logins, rules and uploads are `ui.rest_auth.ApiGuard`'s."""
 
 
 class AccessError(ValueError):
@@ -231,7 +233,7 @@ class Guard:
         self.upload_limit = max_upload_bytes * UPLOAD_REQUEST_FILES + 64 * 1024  # the form's own lines
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
+        if scope["type"] != "http" or scope.get("method") != "POST" or is_api(scope.get("path", "")):
             await self.app(scope, receive, send)
         elif scope.get("path", "").rstrip("/").endswith("/login"):
             await (self._login if self.access.login_required else self.app)(scope, receive, send)
@@ -284,6 +286,11 @@ class Guard:
 def refused_upload(user: str, address: str, reason: str, message: str, **fields: Any) -> None:
     """An upload the server refused, in the audit log: who, from where, why (`reason`) and what they were told."""
     audit_event("refused", user, False, action="upload", address=address, reason=reason, error=message, **fields)
+
+
+def is_api(path: str) -> bool:
+    """Whether a path is the REST or the OpenAI-compatible API's (not the page's)."""
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in API_PREFIXES)
 
 
 def _is_upload(scope: dict[str, Any]) -> bool:
@@ -356,9 +363,12 @@ async def _forward(app: Any, scope: dict[str, Any], receive: Any, send: Any) -> 
 
 
 async def _reply(send: Any, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    """A JSON error (`{"detail": …}`, as Gradio's own); the connection is closed after it, so a body the
-    client is still sending is not read."""
-    body = json.dumps({"detail": detail}, ensure_ascii=False).encode()
+    """A JSON error (`{"detail": …}`, as Gradio's own); see `send_closing`."""
+    await send_closing(send, status, json.dumps({"detail": detail}, ensure_ascii=False).encode(), headers)
+
+
+async def send_closing(send: Any, status: int, body: bytes, headers: list[Any] | None = None) -> None:
+    """A JSON response; the connection is closed after it, so a body the client is still sending is not read."""
     start_headers = [
         (b"content-type", b"application/json; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),

@@ -1,7 +1,8 @@
 """The 问答 tab's handlers: a question answered in the context of the session's earlier answers, the
 answer streamed as it is written and verified, and its sources and export shown beside it.
 
-`chat` holds the Chatbot's messages, `turns` each exchange's Answer (None after an error).
+`chat` holds the Chatbot's messages, `turns` each exchange's Answer (None after an error), `kbs` the knowledge
+bases chosen at the top of the page (none: `default`); each citation says which one it is from.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def recent(turns: list[Any], keep: int) -> list[Answer]:
 class Chat(Page):
     """Asking, following up, showing an earlier answer's sources, and clearing the conversation."""
 
-    def on_ask(self, question: str, chat: list[dict], turns: list[Any]) -> Iterator[tuple[Any, ...]]:
+    def on_ask(
+        self, question: str, chat: list[dict], turns: list[Any], kbs: list[str] | None = None
+    ) -> Iterator[tuple[Any, ...]]:
         """Answer a question in the context of the session's earlier answers (a generator: it may first
         say that it waits for the engine, and a streamed answer can yield as it grows)."""
         question = clean_text(question).strip()
@@ -48,7 +51,7 @@ class Chat(Page):
         turn = len(turns)
         try:
             history = recent(turns, engine.settings.followup_history)
-            events = engine.ask_stream(question, history=history)
+            events = engine.ask_stream(question, history=history, kbs=list(kbs or []) or None)
             if getattr(engine, "llm", None) is not None:  # the model may take a while: say it is writing
                 yield (
                     "",
@@ -57,7 +60,7 @@ class Chat(Page):
                     *self.writing(),
                 )
             answer = None
-            for update in self.streamed(engine, question, events, turn):
+            for update in self.streamed(engine, question, events, turn, kbs):
                 if isinstance(update, tuple):
                     message, sources = update
                     yield "", [*chat, {"role": "assistant", "content": message}], turns, sources, *self.writing()[1:]
@@ -71,7 +74,9 @@ class Chat(Page):
         chat.append({"role": "assistant", "content": chat_text(answer, turn)})
         yield "", chat, [*turns, answer], *self.answer_panels(engine, answer, turn)
 
-    def streamed(self, engine: Engine, question: str, events: Iterator[Any], turn: int) -> Iterator[Any]:
+    def streamed(
+        self, engine: Engine, question: str, events: Iterator[Any], turn: int, kbs: list[str] | None = None
+    ) -> Iterator[Any]:
         """`engine.ask_stream`'s events as the page shows them: (message, sources panel) for the verified
         sentences so far, then the final `Answer` (which replaces them)."""
         from rag import Answer, Delta
@@ -83,17 +88,19 @@ class Chat(Page):
                 return
             text, citations = text + event.text, [*citations, *event.citations]
             partial = Answer(question, text.strip(), False, list(citations), standalone_question=question)
-            yield streaming_text(text, citations, turn), sources_html(self.lookup(engine), partial, turn)
+            yield streaming_text(text, citations, turn), sources_html(self.lookup(engine, kbs), partial, turn)
 
     @staticmethod
     def writing() -> tuple[Any, Any, Any]:
         """Sources panel, export and download while an answer is being written (its sources come with it)."""
         return gr.skip(), "", gr.Button(interactive=False)
 
-    def on_example(self, chat: list[dict], turns: list[Any], evt: gr.SelectData) -> Iterator[tuple[Any, ...]]:
+    def on_example(
+        self, chat: list[dict], turns: list[Any], evt: gr.SelectData, kbs: list[str] | None = None
+    ) -> Iterator[tuple[Any, ...]]:
         """Ask an example question clicked in the empty chat."""
         value = evt.value if isinstance(evt.value, dict) else {"text": str(evt.value)}
-        yield from self.on_ask(str(value.get("text", "")), chat, turns)
+        yield from self.on_ask(str(value.get("text", "")), chat, turns, kbs)
 
     def on_select(self, turns: list[Any], evt: gr.SelectData) -> tuple[Any, ...]:
         """Show the sources of an earlier answer when its message (or one of its `[n]` links) is clicked."""
@@ -111,5 +118,5 @@ class Chat(Page):
 
     def answer_panels(self, engine: Engine, answer: Answer, turn: int) -> tuple[str, str, Any]:
         """Sources panel, export Markdown and the download button for one answer."""
-        lookup = self.lookup(engine)
+        lookup = self.lookup(engine, [*(c.kb for c in answer.citations), *(p.kb for p in answer.passages)])
         return sources_html(lookup, answer, turn), export_markdown(answer, lookup), gr.Button(interactive=True)

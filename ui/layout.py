@@ -3,8 +3,10 @@
 `[n]` link script).
 
 Tabs: 问答 (multi-turn chat, sources grouped by document, Markdown export), 检索 (top passages by
-rank), 知识库 (documents, progress of background indexing, upload and removal). HTTP API
-(gradio_client): `/ask`, `/search`, `/documents`.
+rank, filtered by document and date), 知识库 (knowledge bases created and deleted; documents, progress of
+background indexing, upload and removal); above them the knowledge bases 问答 and 检索 ask in. HTTP API
+(gradio_client): `/ask`, `/search`, `/documents`. Beside the page, on the same server: the REST API
+(`/api/v1/`, `ui.rest`) and the OpenAI-compatible endpoint (`/v1/`, `ui.openai_compat`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 from starlette.middleware import Middleware
 
-from ui.access import LOGIN_FREE_TRIES, Access, Guard
+from ui.access import LOGIN_FREE_TRIES, Access, Guard, Throttle
 from ui.api import Api
 from ui.chat import Chat
-from ui.library import Library
+from ui.library import Library, kb_choices
 from ui.search import Search
 from ui.startup import EngineLoader
-from ui.tabs import QUICK, chat_tab, library_tab, pool, search_tab
+from ui.tabs import QUICK, chat_tab, kb_menu, library_tab, pool, search_tab
 
 if TYPE_CHECKING:
     from rag import Engine
@@ -223,22 +225,35 @@ def build_app(
         banner = gr.HTML(visible=False, elem_id="chat-banner")
         seen = gr.State(None)
         jobs = gr.State([])
+        choices = kb_choices(_kb_names(loader, settings))
+        kbs = kb_menu(choices)
         with gr.Tabs():
-            chat_tab(chat, written)
-            search_tab(search)
-            kb = library_tab(library, jobs, max_mb)
+            chat_tab(chat, written, kbs)
+            search_tab(search, kbs)
+            kb = library_tab(library, jobs, max_mb, choices, kbs)
 
         timer = gr.Timer(TICK_SECONDS)
-        tick_outputs = [banner, kb.progress, kb.table, kb.choice, seen, jobs, kb.status]
-        timer.tick(library.on_tick, [seen, jobs, kb.status], tick_outputs, **QUICK)
-        demo.load(library.on_tick, [seen, jobs, kb.status], tick_outputs, **QUICK)
+        tick_outputs = [banner, kb.progress, kb.table, kb.choice, seen, jobs, kbs, kb.managed, kb.status]
+        timer.tick(library.on_tick, [seen, jobs, kb.status, kb.managed], tick_outputs, **QUICK)
+        demo.load(library.on_tick, [seen, jobs, kb.status, kb.managed], tick_outputs, **QUICK)
+        kb.managed.change(lambda: None, None, seen, **QUICK)  # another knowledge base: list its documents
         if access.read_only and access.login_required:
             demo.load(library.on_load, None, [kb.edit], **QUICK)
 
         gr.api(api.api_ask, api_name="ask", **pool(written))
         gr.api(api.api_search, api_name="search", **pool(False))
         gr.api(api.api_documents, api_name="documents", **pool(False))
+    demo.rag_loader = loader  # type: ignore[attr-defined]  # for `launch`: the REST and OpenAI APIs use it too
     return demo
+
+
+def _kb_names(loader: EngineLoader, settings: Settings | None) -> list[str]:
+    """The knowledge bases when the page is built (the engine may still be opening: from the settings)."""
+    from rag import KnowledgeBases
+
+    if loader.engine is not None:
+        return [info.name for info in loader.engine.knowledge_bases()]
+    return KnowledgeBases(settings).names() if settings is not None else ["default"]
 
 
 def launch(
@@ -251,11 +266,21 @@ def launch(
 ) -> Any:
     """Serve the page (behind a login when `access` has users); `kwargs` go to `Blocks.launch`. Logins
     are throttled, uploads bounded (`ui.access.Guard`; each file by `Settings.max_upload_bytes`), and
-    `X-Forwarded-For` believed only from `Settings.trusted_proxies`."""
+    `X-Forwarded-For` believed only from `Settings.trusted_proxies`. The REST API (`/api/v1/`, `ui.rest`)
+    and the OpenAI-compatible one (`/v1/`, `ui.openai_compat`) are served beside it, behind the same
+    users, rules and login throttle (`ui.rest_auth.ApiGuard`)."""
+    from ui.rest import mounts, record_refusal
+    from ui.rest_auth import ApiGuard
+
     access = access or Access()
     app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
-    guard = Middleware(Guard, access=access, max_upload_bytes=settings.max_upload_bytes)
-    app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(ChineseFirst), guard]
+    loader, throttle, limit = demo.rag_loader, Throttle(), settings.max_upload_bytes  # type: ignore[attr-defined]
+    guard = Middleware(Guard, access=access, max_upload_bytes=limit, throttle=throttle)
+    api_guard = Middleware(
+        ApiGuard, access=access, throttle=throttle, max_upload_bytes=limit, refused=record_refusal(loader)
+    )
+    app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(ChineseFirst), guard, api_guard]
+    app_kwargs["routes"] = [*app_kwargs.get("routes", []), *mounts(loader)]  # /api/v1 and /v1, before the page's
     with trusting(settings.trusted_proxies):
         return demo.launch(
             server_name=host,

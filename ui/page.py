@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ui.access import Access
@@ -31,9 +32,9 @@ STARTING = "正在启动：模型和知识库加载中，加载完成后立即�
 
 def friendly(exc: Exception) -> str:
     """A Chinese message for the page: the engine's own for expected errors, a generic one (logged) otherwise."""
-    from rag import DocumentError, IndexUnavailable, QuestionError
+    from rag import DocumentError, IndexUnavailable, KnowledgeBaseError, QuestionError
 
-    if isinstance(exc, (QuestionError, DocumentError)):
+    if isinstance(exc, (QuestionError, DocumentError, KnowledgeBaseError)):
         return chinese(str(exc), GENERIC_ERROR)
     if isinstance(exc, IndexUnavailable):
         log.error("index unavailable: %s", exc)
@@ -55,15 +56,20 @@ class Page:
         self.access = access or Access()
 
     @staticmethod
-    def lookup(engine: Engine) -> Any:
-        """`source -> Document | None` over the engine's current snapshot."""
-        from rag import DocumentError
+    def lookup(engine: Engine, kbs: Iterable[str] | None = None) -> Any:
+        """`source -> Document | None` over the engine's current snapshot, or over those of the knowledge
+        bases `kbs` (the first that holds it)."""
+        from rag import DocumentError, IndexUnavailable, KnowledgeBaseError
+
+        names = list(dict.fromkeys(kbs or [])) or [None]
 
         def find(source: str) -> Document | None:
-            try:
-                return engine.document(source)
-            except DocumentError:
-                return None
+            for kb in names:
+                try:
+                    return engine.document(source, kb=kb)
+                except (DocumentError, KnowledgeBaseError, IndexUnavailable):
+                    continue
+            return None
 
         return find
 

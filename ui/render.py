@@ -172,11 +172,11 @@ def sources_html(lookup: Lookup, answer: Answer | None, turn: int = 0) -> str:
             )
         note = "知识库中没有找到答案。以下段落按相关程度排列，可能相关（不是答案，仅供参考）："
         return f'<div class="src-note">{question}<br>{note}</div>' + "".join(rows)
-    groups: dict[str, list[Any]] = {}
+    groups: dict[tuple[str, str], list[Any]] = {}
     for c in answer.citations:
-        groups.setdefault(c.source, []).append(c)
+        groups.setdefault((getattr(c, "kb", "default"), c.source), []).append(c)
     rows = []
-    for source, citations in groups.items():
+    for (kb, source), citations in groups.items():
         items = []
         for c in citations:
             body = _in_context(lookup, c.source, c.start, c.end, c.quote)
@@ -186,11 +186,16 @@ def sources_html(lookup: Lookup, answer: Answer | None, turn: int = 0) -> str:
             )
         rows.append(
             f'<div class="doc"><div class="doc-title">《{html.escape(_title(lookup, source, citations[0].title))}》'
-            f"{_date(lookup, source)}</div>{''.join(items)}</div>"
+            f"{_date(lookup, source)}{_kb(kb)}</div>{''.join(items)}</div>"
         )
     count = len(answer.citations)
     note = f"回答引用了 {len(groups)} 篇文档中的 {count} 处原文（点击一句查看上下文）："
     return f'<div class="src-note">{question}<br>{note}</div>' + "".join(rows)
+
+
+def _kb(kb: str) -> str:
+    """Which knowledge base a document is in (said only for one other than `default`)."""
+    return f' <span class="meta kb">知识库：{html.escape(kb)}</span>' if kb and kb != "default" else ""
 
 
 def _heading(heading: str) -> str:
@@ -218,7 +223,7 @@ def search_html(lookup: Lookup, question: str, passages: Sequence[Passage]) -> s
     for p in passages:
         document = lookup(p.source)
         context = highlight(document.text, p.start, p.end) if document else ""
-        meta = _heading(p.heading)
+        meta = _heading(p.heading) + _kb(getattr(p, "kb", "default"))
         rows.append(
             f'<div class="hit"><b><span class="rank">{p.rank}</span> 《{html.escape(_title(lookup, p.source, p.title))}》</b>'
             f'<div>{meta}</div><div class="hit-text">{html.escape(p.text)}</div>'
@@ -242,19 +247,31 @@ def export_markdown(answer: Answer, lookup: Lookup | None = None) -> str:
         note = f"；{generation.note}" if generation is not None and generation.note else ""
         lines += [f"*{md_plain(GENERATED + note)}*", ""]
     lines += ["\n\n".join(md_plain(line) for line in answer.answer.splitlines() if line.strip()), ""]
+    lines += sources_markdown(answer, lookup, "## ")
+    lines.append(f"*导出自“政策问答”，{time.strftime('%Y-%m-%d %H:%M')}*")
+    return "\n".join(lines) + "\n"
+
+
+def sources_markdown(answer: Answer, lookup: Lookup | None = None, heading: str = "## ") -> list[str]:
+    """The Markdown lines of an answer's sources (`[n] 《title》` and its quote), or, for an abstention, of
+    the closest passages; `heading` starts the section's title line (`**` for bold)."""
+    lookup = lookup or (lambda source: None)
+    close = "**" if heading == "**" else ""
+    lines: list[str] = []
     if answer.citations:
-        lines += ["## 来源", ""]
+        lines += [f"{heading}来源{close}", ""]
         for c in answer.citations:
             where = f"（{md_plain(c.heading)}）" if c.heading else ""
+            kb = getattr(c, "kb", "default")
+            where += f"（知识库：{md_plain(kb)}）" if kb and kb != "default" else ""
             lines += [f"[{c.id}] 《{md_plain(_title(lookup, c.source, c.title))}》{where}", ""]
             lines += [*(f"> {md_plain(q)}" for q in c.quote.splitlines()), ""]
     elif answer.passages:
-        lines += ["## 可能相关的段落（不是答案，仅供参考）", ""]
+        lines += [f"{heading}可能相关的段落（不是答案，仅供参考）{close}", ""]
         for p in answer.passages:
             lines += [f"{p.rank}. 《{md_plain(_title(lookup, p.source, p.title))}》", ""]
             lines += [*(f"> {md_plain(q)}" for q in p.text.splitlines() if q.strip()), ""]
-    lines.append(f"*导出自“政策问答”，{time.strftime('%Y-%m-%d %H:%M')}*")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 # --- the knowledge base --------------------------------------------------------------------------

@@ -40,6 +40,8 @@ from rag.text.patterns import RELATIVE_YEARS
 #: Why an answer abstained, as the user reads it (`{}` = the missing detail).
 REASONS = {
     "no_passages": "",
+    "judge": "找到的段落都没有回答这个问题。",
+    "no_more": "前面的回答已经给出了找到的相关内容，没有更多了。",
     "low_confidence": "",
     "missing_name": "知识库中没有提到“{}”。",
     "missing_year": "找到的内容没有提到{}年。",

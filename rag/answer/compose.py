@@ -16,6 +16,8 @@ from rag.answer import abstain, shapes
 from rag.answer.abstain import Quote, Verdict
 from rag.answer.enumerations import Enumerations
 from rag.answer.evidence import answers_count, has_time
+from rag.answer.judge import Judge
+from rag.answer.judging import Judgement, judge_passages
 from rag.answer.metadata import document_about
 from rag.answer.render import render
 from rag.answer.scoring import Reading, select
@@ -34,12 +36,23 @@ class Composer:
     """Builds `Answer`s from retrieved hits of one knowledge base.
 
     With a `retriever`, a comparison searches each side on its own and a question not written in
-    Chinese has its candidate sentences embedded to rank them.
+    Chinese has its candidate sentences embedded to rank them. With a loaded `judge` (and
+    `Settings.judge`), the judge orders the passages, chooses the sentences and decides refusals.
     """
 
-    def __init__(self, kb: KnowledgeBase, settings: Settings, retriever: Retriever | None = None) -> None:
+    def __init__(
+        self, kb: KnowledgeBase, settings: Settings, retriever: Retriever | None = None, judge: Judge | None = None
+    ) -> None:
         self.kb, self.settings, self.retriever = kb, settings, retriever
+        self.judge = judge if settings.judge else None
         self.enumerations = Enumerations()
+
+    def rerank(self, query: Query, hits: list[Hit]) -> list[Hit]:
+        """`hits` in the judge's order (unchanged while it is not loaded, is off or does not rank)."""
+        if self.judge is None or not hits or not self.settings.judge_ranks:
+            return hits
+        judgement = judge_passages(Reading(self.kb, self.settings, query, self._embedder(query)), hits, self.judge)
+        return hits if judgement is None else judgement.hits
 
     def compose(
         self,
@@ -52,22 +65,29 @@ class Composer:
         """The answer to `query` from `hits`; `exclude` holds (source, start) of sentences already
         quoted in the conversation; `item` is an earlier answer's list item a follow-up asks about."""
         exclude = exclude or set()
-        passages = [Passage.from_hit(h) for h in hits]
         reading = Reading(self.kb, self.settings, query, self._embedder(query))
+        judgement = None
+        if self.judge is not None and item is None and _judged(query):
+            judgement = judge_passages(reading, hits, self.judge, exclude)
+            if judgement is not None and self.settings.judge_ranks:
+                hits = judgement.hits
+        passages = [Passage.from_hit(h) for h in hits]
         verdict = abstain.assess(reading, hits)
+
+        judged = None if judgement is None else judgement.best
 
         def answer(blocks: list[Block], verdict: Verdict) -> Answer:
             text, citations, truncated = render(self.kb, self.settings, blocks, is_traditional(question))
             return Answer(
                 question, text, False, citations, passages, query.text, query.kind, truncated,
-                verdict.evidence, verdict.confidence,
+                verdict.evidence, verdict.confidence, judged=judged,
             )  # fmt: skip
 
         def abstained(verdict: Verdict) -> Answer:
             text = abstain.abstention_text(passages, self.settings, verdict)
             return Answer(
                 question, text, True, [], passages, query.text, query.kind, False,
-                verdict.evidence, verdict.confidence, verdict.reason,
+                verdict.evidence, verdict.confidence, verdict.reason, judged=judged,
             )  # fmt: skip
 
         if item is not None:
@@ -76,16 +96,27 @@ class Composer:
                 return answer([Block(sentences)], Verdict(False, "", "", verdict.evidence, verdict.confidence))
         if verdict.abstain:
             return abstained(verdict)
-        blocks = self._shape(reading, hits, exclude)
+        blocks = self._shape(reading, hits, exclude, judgement)
         if blocks is None:
             reason = "no_metadata" if query.kind == "metadata" else "no_quotes"
             return abstained(Verdict(True, reason, "", verdict.evidence, verdict.confidence))
         checked = abstain.check_answer(query, _quotes(self.kb, blocks), self.kb, self.settings, verdict)
+        listed = any(block.as_list for block in blocks)  # an enumerated list: items are no answer sentences
+        if (
+            not checked.abstain
+            and judgement is not None
+            and not listed
+            and judgement.best < self.settings.judge_threshold
+        ):
+            # the rules found nothing wrong, but no sentence found answers by the judge
+            checked = Verdict(True, "no_more" if exclude else "judge", "", verdict.evidence, judgement.best)
         if checked.abstain:
             return abstained(checked)
         return answer(blocks, checked)
 
-    def _shape(self, reading: Reading, hits: list[Hit], exclude: set[tuple[str, int]]) -> list[Block] | None:
+    def _shape(
+        self, reading: Reading, hits: list[Hit], exclude: set[tuple[str, int]], judgement: Judgement | None = None
+    ) -> list[Block] | None:
         """The blocks that answer the question: its kind's shape, else the best sentences or list."""
         query = reading.query
         kind = query.kind
@@ -112,6 +143,8 @@ class Composer:
             items = self.enumerations.answer(scorer, top, exclude, ranked[0].score)
             if items is not None:
                 return [Block(items, as_list=True)]
+        if judgement is not None and self.settings.judge_ranks:
+            ranked = judgement.rescored(ranked, self.settings.judge_rule_weight)
         picked = select(ranked, kind, top, self.settings, query.chinese)
         if kind == "how":
             picked = shapes.extend_methods(reading, picked)
@@ -135,6 +168,17 @@ class Composer:
             return (encode(texts) @ np.asarray(query.vector, dtype=np.float32)).tolist()
 
         return cosines
+
+
+_RULED = ("metadata", "comparison", "summary", "yes_no")
+
+
+def _judged(query: Query) -> bool:
+    """Whether the judge decides for this question: one in Chinese that asks something, of a kind whose
+    answer is a sentence that holds it. A document's metadata, a comparison's two sides, a summary's
+    outline are found by their own rules; a yes/no question's answer is no span (the judge never saw one);
+    a question in English or a bare list of keywords is not what the judge was trained on."""
+    return query.chinese and query.asks and query.kind not in _RULED
 
 
 def _quotes(kb: KnowledgeBase, blocks: list[Block]) -> list[Quote]:

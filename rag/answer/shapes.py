@@ -295,7 +295,9 @@ def metadata(reading: Reading, hits: list[Hit]) -> list[Block] | None:
     if not keys:
         return None
     documents = [d for d in kb.documents.values() if any(compact(t) in compact(d.title) for t in query.titles)]
-    documents += [kb.documents[s] for s in dict.fromkeys(h.chunk.source for h in hits[: reading.settings.evidence_passages])]
+    documents += [
+        kb.documents[s] for s in dict.fromkeys(h.chunk.source for h in hits[: reading.settings.evidence_passages])
+    ]
     for document in {d.source: d for d in documents}.values():
         spans = meta_spans(document)
         found = [(key, spans[key]) for key in keys if key in spans]

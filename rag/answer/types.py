@@ -32,6 +32,8 @@ class Citation:
     start: int
     end: int
     chunk_id: str = ""
+    kb: str = "default"
+    """The knowledge base the document is in."""
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON form (README, “JSON output”)."""
@@ -42,10 +44,12 @@ class Citation:
             "quote": self.quote,
             "start": self.start,
             "end": self.end,
+            "kb": self.kb,
         }
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Citation:
+        """A citation back from its JSON form (one written before knowledge bases is in `default`)."""
         return cls(
             int(record["id"]),
             str(record["source"]),
@@ -55,6 +59,7 @@ class Citation:
             int(record["start"]),
             int(record["end"]),
             str(record.get("chunk_id", "")),
+            str(record.get("kb") or "default"),
         )
 
 
@@ -81,6 +86,12 @@ class Answer:
     """`generated` (written by the language model, every sentence verified) or `extractive`."""
     generation: Generation | None = None
     """What happened with the language model, when one is configured (`rag.answer.writer`)."""
+    earlier: list[Citation] = field(default_factory=list, repr=False)
+    """What earlier answers to the same question gave, when this one continues them (还有呢): the next
+    continuation leaves those out too. Kept with the conversation, not in the JSON form."""
+    judged: float | None = None
+    """The answer judge's highest probability that a found sentence answers the question (None: the
+    judge did not read this question: off, still loading, or a kind its rules decide)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON form (README, “JSON output”)."""
@@ -94,6 +105,7 @@ class Answer:
             "passages": [p.to_dict() for p in self.passages],
             "mode": self.mode,
             "generation": self.generation.to_dict() if self.generation is not None else None,
+            "judged": None if self.judged is None else round(self.judged, 4),
         }
 
     @classmethod

@@ -252,6 +252,11 @@ class Query:
         return _with_items([t for t in key_terms(strip_question_words(segment)) if t not in _MODALS], self.items, add=False)
 
     @cached_property
+    def asks(self) -> bool:
+        """Whether the text asks something (a question word or mark), not only names a topic (`两张网 上海`)."""
+        return bool(_ASKING.search(self.normalized)) or self.normalized.rstrip().endswith(("?", "？"))
+
+    @cached_property
     def chinese(self) -> bool:
         """Whether the question is written in Chinese (else dense retrieval carries it)."""
         return is_chinese(self.normalized)

@@ -27,6 +27,9 @@ class Ranking:
     scores: np.ndarray
     ideal: float | None = None
     """For BM25: the question's ideal score (sum of its distinct terms' IDF); None for dense cosines."""
+    scale: tuple[float, float] | None = None
+    """For cosines: the mean and standard deviation to z-score them with; None = their own. Several
+    knowledge bases searched for one question share one (`dense_scale`), so their scores compare."""
 
 
 def normalized(ranking: Ranking) -> tuple[dict[int, float], float]:
@@ -35,12 +38,21 @@ def normalized(ranking: Ranking) -> tuple[dict[int, float], float]:
     if scores.size == 0:
         return {}, 0.0
     if ranking.ideal is None:  # cosines: z-score among the candidates, a third of a unit per sigma
-        values = (scores - scores.mean()) / (scores.std() + 1e-6) / 3
+        mean, std = ranking.scale or (float(scores.mean()), float(scores.std()))
+        values = (scores - mean) / (std + 1e-6) / 3
         floor = float(values[-1])
     else:
         values = scores / max(ranking.ideal, 1e-9)
         floor = 0.0
     return dict(zip(ranking.ids.tolist(), values.tolist(), strict=True)), floor
+
+
+def dense_scale(cosines: list[np.ndarray], depth: int) -> tuple[float, float]:
+    """The mean and standard deviation of the best `depth` cosines of several dense rankings together:
+    the z-scores of one index holding them all."""
+    pooled = np.sort(np.concatenate([np.asarray(c, dtype=np.float64) for c in cosines] or [np.zeros(0)]))[::-1]
+    pooled = pooled[:depth]
+    return (float(pooled.mean()), float(pooled.std())) if pooled.size else (0.0, 1.0)
 
 
 def fuse_scores(rankings: dict[str, Ranking], weights: dict[str, float]) -> dict[int, float]:

@@ -4,6 +4,8 @@ towards the passage that defines its subject (`rag.query.definitions`)."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from rag.config import Settings
@@ -15,6 +17,7 @@ from rag.model import Hit
 from rag.query.definitions import definition_strength, subjects
 from rag.query.names import DocumentNames, question_names
 from rag.query.question import Query
+from rag.retrieval.filters import Filters, filtered_search
 from rag.retrieval.fusion import Ranking, fuse_ranks, fuse_scores, pool_documents
 from rag.text.normalize import compact, normalize
 from rag.text.tokenize import bigrams, words
@@ -26,6 +29,16 @@ class Retriever:
     def __init__(self, kb: KnowledgeBase, embedder: Embedder, settings: Settings) -> None:
         self.kb, self.embedder, self.settings = kb, embedder, settings
         self.document_names = DocumentNames(kb.documents, settings.name_header_chars, settings.name_in_text)
+        self.filters, self.mask = Filters(), None
+        """Only the chunks `mask` allows are retrieved (`narrowed`); None: all."""
+
+    def narrowed(self, filters: Filters) -> Retriever:
+        """This retriever searching only the documents `filters` allow (itself when they allow all)."""
+        if not filters:
+            return self
+        twin = copy.copy(self)
+        twin.filters, twin.mask = filters, filters.mask(self.kb.documents, self.kb.chunks)
+        return twin
 
     def query(self, question: str) -> Query:
         """Normalize, cut and embed a question once for all rankings."""
@@ -34,21 +47,24 @@ class Retriever:
         vector = self.embedder.encode_queries([normalized])[0]
         return Query.of(text, normalized, vector)
 
-    def search(self, question: str | Query, k: int | None = None) -> list[Hit]:
+    def search(
+        self, question: str | Query, k: int | None = None, dense_scale: tuple[float, float] | None = None
+    ) -> list[Hit]:
         """The `k` best chunks for a question, best first: the rankings fused (`rag.retrieval.fusion`), each
         chunk lifted by its document's other good chunks, by the question's names its document
         carries (`rag.query.names`) and, for a definition question, by a sentence that defines its subject
-        (`rag.query.definitions`)."""
+        (`rag.query.definitions`). `dense_scale`: the mean and deviation to normalize cosines with
+        (`rag.retrieval.fusion.dense_scale`, when several knowledge bases are searched together)."""
         query = question if isinstance(question, Query) else self.query(question)
         k = self.settings.top_k if k is None else k
         s = self.settings
         depth = max(s.candidates, k)
         lexical = query.lexical
-        dense_ids, dense_scores = self.kb.dense.search(query.vector, depth)
-        rankings = {"dense": Ranking(dense_ids, dense_scores)}
+        dense_ids, dense_scores = self.dense(query, depth)
+        rankings = {"dense": Ranking(dense_ids, dense_scores, scale=dense_scale)}
         for name, tokenize in (("words", words), ("bigrams", bigrams)):
             tokens = tokenize(lexical)
-            ids, scores = self.kb.lexical[name].search(tokens, depth)
+            ids, scores = filtered_search(self.kb.lexical[name].search, tokens, depth, self.mask)
             rankings[name] = Ranking(ids, scores, self._ideal(name, tokens))
         if s.fusion == "rrf":
             weights = dict(zip(("dense", "words", "bigrams"), s.rrf_weights, strict=True))
@@ -89,6 +105,10 @@ class Retriever:
                 )
             )
         return hits
+
+    def dense(self, query: Query, depth: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The dense ranking of allowed chunks: indices and cosines, `depth` (default `candidates`) best."""
+        return filtered_search(self.kb.dense.search, query.vector, depth or self.settings.candidates, self.mask)
 
     def _defines(self, idx: int, about: list[str]) -> float:
         """How plainly one of the chunk's sentences says what the question's subject is (0..1), judged

@@ -119,7 +119,11 @@ class Indexer(Protocol):
     def remove_document(self, source: str, on_progress: OnProgress | None = None) -> BuildReport: ...
 
     def build(
-        self, corpus: Path | None = None, rebuild: bool = False, progress: bool = True, on_progress: OnProgress | None = None
+        self,
+        corpus: Path | None = None,
+        rebuild: bool = False,
+        progress: bool = True,
+        on_progress: OnProgress | None = None,
     ) -> BuildReport: ...
 
 
