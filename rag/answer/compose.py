@@ -3,7 +3,8 @@
 No language model: the composer reads the question against its passages once (`rag.answer.scoring.Reading`),
 picks sentences (`rag.answer.scoring`), a whole enumerated block (`rag.answer.enumerations`) or a
 shape (`rag.answer.shapes`: comparison, summary, how-to, metadata, a list item), asks `rag.answer.abstain`
-whether that answers the question, and renders the quotes with `[n]` citations (`rag.answer.render`).
+and the answer judge (`rag.answer.judging`) whether that answers the question, and renders the quotes with
+`[n]` citations (`rag.answer.render`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ class Composer:
 
     With a `retriever`, a comparison searches each side on its own and a question not written in
     Chinese has its candidate sentences embedded to rank them. With a loaded `judge` (and
-    `Settings.judge`), the judge orders the passages, chooses the sentences and decides refusals.
+    `Settings.judge`), the judge refuses what the rules would answer when no found sentence answers
+    (`Settings.judge_threshold`); with `Settings.judge_ranks` it also orders the passages and chooses the
+    sentences.
     """
 
     def __init__(
