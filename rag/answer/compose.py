@@ -69,28 +69,29 @@ class Composer:
         quoted in the conversation; `item` is an earlier answer's list item a follow-up asks about."""
         exclude = exclude or set()
         reading = Reading(self.kb, self.settings, query, self._embedder(query))
-        judgement = None
-        if self.judge is not None and item is None and _judged(query):
-            judgement = judge_passages(reading, hits, self.judge, exclude)
-            if judgement is not None and self.settings.judge_ranks:
-                hits = judgement.hits
+        judge = self.judge if item is None and _judged(query) else None
+        judgement: Judgement | None = None
+        if judge is not None and self.settings.judge_ranks:  # the judge's order is what the rules then read
+            judgement = judge_passages(reading, hits, judge, exclude)
+            hits = judgement.hits if judgement is not None else hits
         passages = [Passage.from_hit(h) for h in hits]
         verdict = abstain.assess(reading, hits)
 
-        judged = None if judgement is None else judgement.best
+        def judged() -> float | None:
+            return None if judgement is None else judgement.best
 
         def answer(blocks: list[Block], verdict: Verdict) -> Answer:
             text, citations, truncated = render(self.kb, self.settings, blocks, is_traditional(question))
             return Answer(
                 question, text, False, citations, passages, query.text, query.kind, truncated,
-                verdict.evidence, verdict.confidence, judged=judged,
+                verdict.evidence, verdict.confidence, judged=judged(),
             )  # fmt: skip
 
         def abstained(verdict: Verdict) -> Answer:
             text = abstain.abstention_text(passages, self.settings, verdict)
             return Answer(
                 question, text, True, [], passages, query.text, query.kind, False,
-                verdict.evidence, verdict.confidence, verdict.reason, judged=judged,
+                verdict.evidence, verdict.confidence, verdict.reason, judged=judged(),
             )  # fmt: skip
 
         if item is not None:
@@ -99,20 +100,16 @@ class Composer:
                 return answer([Block(sentences)], Verdict(False, "", "", verdict.evidence, verdict.confidence))
         if verdict.abstain:
             return abstained(verdict)
+        if judge is not None and judgement is None:  # read only when the rules would answer (~0.13 s)
+            judgement = judge_passages(reading, hits, judge, exclude)
         blocks = self._shape(reading, hits, exclude, judgement)
         if blocks is None:
             reason = "no_metadata" if query.kind == "metadata" else "no_quotes"
             return abstained(Verdict(True, reason, "", verdict.evidence, verdict.confidence))
         checked = abstain.check_answer(query, _quotes(self.kb, blocks), self.kb, self.settings, verdict)
-        listed = any(block.as_list for block in blocks)  # an enumerated list: items are no answer sentences
-        if (
-            not checked.abstain
-            and judgement is not None
-            and not listed
-            and judgement.best < self.settings.judge_threshold
-        ):
+        if not checked.abstain and _unsupported(judgement, blocks, self.settings.judge_threshold):
             # the rules found nothing wrong, but no sentence found answers by the judge
-            checked = Verdict(True, "no_more" if exclude else "judge", "", verdict.evidence, judgement.best)
+            checked = Verdict(True, "no_more" if exclude else "judge", "", verdict.evidence, judged() or 0.0)
         if checked.abstain:
             return abstained(checked)
         return answer(blocks, checked)
@@ -171,6 +168,13 @@ class Composer:
             return (encode(texts) @ np.asarray(query.vector, dtype=np.float32)).tolist()
 
         return cosines
+
+
+def _unsupported(judgement: Judgement | None, blocks: list[Block], threshold: float) -> bool:
+    """Whether the judge read the question and no sentence it read answers it well enough; an
+    enumerated list is the rules' (its items are no answer sentences on their own)."""
+    listed = any(block.as_list for block in blocks)
+    return judgement is not None and not listed and judgement.best < threshold
 
 
 _RULED = ("metadata", "comparison", "summary", "yes_no")

@@ -94,7 +94,7 @@ def search(parts: Sequence[Part], question: str | Query, k: int, settings: Setti
     `Settings.judge_passages` in the answer judge's order (as an answer would quote them)."""
     setting = _setting(parts, settings)
     query = question if isinstance(question, Query) else setting.retriever.query(question)
-    depth = max(k, settings.judge_passages if settings.judge else 0)
+    depth = max(k, settings.judge_passages) if settings.judge and settings.judge_ranks else k
     hits = setting.composer.rerank(query, setting.retriever.search(query, depth))[:k]
     passages = [Passage.from_hit(h) for h in hits]
     return setting.restore(Answer("", "", False, [], passages)).passages
