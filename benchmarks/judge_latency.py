@@ -1,7 +1,13 @@
-"""`ask` latency with the answer judge on and off, on one index (2 cores: the judge's batch dominates).
+"""`ask` and `search` latency with the answer judge on and off, on one index (2 cores: the judge's batch dominates).
 
     python benchmarks/judge_latency.py                                     # the project's corpus and index
-    python benchmarks/judge_latency.py --corpus C --index DIR --questions Q.jsonl --update
+    python benchmarks/judge_latency.py --run "NAME=CORPUS,INDEX,QUESTIONS" --update
+    python benchmarks/judge_latency.py --size 10000                        # the 10k-chunk benchmark corpus
+
+`--size N` builds once (in benchmarks/work/judge-size-N/) the N-chunk benchmark corpus of
+`benchmarks/corpora.py` (real CMRC/DRCD passages, variants past the pool) with generated vectors derived
+from the near-miss indexes' real ones (embedding 10k chunks for real takes ~45 min here; the judge's time
+does not depend on the vectors), and times its gold questions.
 
 Questions come from a JSONL file with a `question` field (default: the shared dev_qa questions, or a
 bench set's `queries.jsonl`). Each question is asked once untimed (warm-up), then timed with the judge
@@ -28,6 +34,7 @@ from measuring import percentile  # noqa: E402
 from report import write  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
+WORK = ROOT / "benchmarks" / "work"
 DEV_QA = ROOT.parent / "shared" / "eval" / "dev_qa.jsonl"
 
 
@@ -44,9 +51,9 @@ def measure(corpus: Path | None, index: Path | None, questions: list[str]) -> di
     on = Engine.open(Settings.from_env(**overrides))
     if not on.wait_for_judge():
         raise SystemExit(f"the answer judge did not load: {on.judge.error}")
-    off = Engine(on.settings.replace(judge=False), on.embedder)
+    off = Engine(on.settings.replace(judge=False, search_as_answers=False), on.embedder)
     off.reload()
-    times: dict[str, list[float]] = {"on": [], "off": []}
+    times: dict[str, list[float]] = {"on": [], "off": [], "search_on": [], "search_off": []}
     refused = {"on": 0, "off": 0}
     for question in questions:
         for name, engine in (("on", on), ("off", off)):
@@ -55,14 +62,33 @@ def measure(corpus: Path | None, index: Path | None, questions: list[str]) -> di
             answer = engine.ask(question)
             times[name].append((time.perf_counter() - start) * 1000)
             refused[name] += answer.abstained
+            start = time.perf_counter()
+            engine.search(question)
+            times[f"search_{name}"].append((time.perf_counter() - start) * 1000)
     return {
         "chunks": len(on.kb.chunks),
         "questions": len(questions),
         **{f"{n}_p50": round(percentile(t, 50), 1) for n, t in times.items()},
         **{f"{n}_p95": round(percentile(t, 95), 1) for n, t in times.items()},
-        **{f"{n}_refused": refused[n] for n in times},
+        **{f"{n}_refused": refused[n] for n in refused},
         "load": round(os.getloadavg()[0], 2),
     }
+
+
+def sized_run(size: int) -> str:
+    """`NAME=CORPUS,INDEX,QUESTIONS` of the `size`-chunk benchmark corpus, built first if it is not there."""
+    from corpora import load_pool, make_corpus
+    from measuring import live_build
+    from scale import child_build
+
+    folder = WORK / f"judge-size-{size}"
+    if live_build(folder / "index") is None:
+        pool, queries = load_pool()
+        make_corpus(size, pool, queries).write(folder)
+        sources = sorted(str(p / "index") for p in (WORK / "near_miss").glob("*") if (p / "index").is_dir())
+        child_build({"folder": str(folder), "policy": "generated", "store": "local", "vector_sources": sources})
+    corpus, index, questions = folder / "corpus", folder / "index", folder / "queries.jsonl"
+    return f"benchmark corpus, generated vectors={corpus},{index},{questions}"
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -70,13 +96,17 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         f"Measured by `python benchmarks/judge_latency.py` on {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
         "each question asked once to warm up, then timed with the judge on and off in turn.",
         "",
-        "| index (chunks) | questions | `ask` p50 / p95 judge on (ms) | judge off (ms) | refused on / off | load avg |",
-        "|---|---|---|---|---|---|",
+        "`search` with the judge on ranks as answers do (`search_as_answers`: it composes the answer); off is "
+        "retrieval order alone (`judge=False, search_as_answers=False`).",
+        "",
+        "| index (chunks) | questions | `ask` p50 / p95 judge on (ms) | judge off (ms) | `search` p50 / p95 on (ms) | off (ms) | refused on / off | load avg |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['name']} ({r['chunks']:,}) | {r['questions']} | {r['on_p50']} / {r['on_p95']} | "
-            f"{r['off_p50']} / {r['off_p95']} | {r['on_refused']} / {r['off_refused']} | {r['load']} |"
+            f"{r['off_p50']} / {r['off_p95']} | {r['search_on_p50']} / {r['search_on_p95']} | "
+            f"{r['search_off_p50']} / {r['search_off_p95']} | {r['on_refused']} / {r['off_refused']} | {r['load']} |"
         )
     return "\n".join(lines)
 
@@ -90,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=CORPUS,INDEX,QUESTIONS",
         help="an index to time (repeatable); default: the project's corpus and index on dev_qa",
     )
+    parser.add_argument("--size", type=int, action="append", default=[], help="also time the N-chunk benchmark corpus")
     parser.add_argument("--limit", type=int, default=100, help="questions timed per index")
     parser.add_argument("--update", action="store_true", help="write the figures into docs/benchmarks.md")
     args = parser.parse_args(argv)
-    runs = args.run or [f"project corpus=,,{DEV_QA}"]
+    runs = [*args.run, *(sized_run(n) for n in args.size)] or [f"project corpus=,,{DEV_QA}"]
     rows = []
     for run in runs:
         name, _, spec = run.partition("=")

@@ -255,8 +255,14 @@ class Settings:
     (`rag.answer.judge`; it loads in the background, the rules answer until it has); False = the rules alone."""
     judge_files: Path | None = None
     """Folder of a trained judge (`training/train_judge.py --out`); None = the one shipped in `rag/answer/judge_files/`."""
-    judge_threshold: float = 0.05
-    """Refuse when no judged sentence answers with at least this probability (docs/tuning.md, how chosen)."""
+    judge_threshold: float = 0.03
+    """Refuse when no judged sentence answers with at least this probability, at the rules' confidence
+    `judge_confidence_center` (docs/tuning.md, how chosen)…"""
+    judge_confidence_weight: float = 6.0
+    """…the bar moves with the rules' confidence (`abstain.confidence`): refuse when logit(best probability)
+    + this × (confidence − `judge_confidence_center`) < logit(`judge_threshold`). A passage that matches the
+    question closely needs less of the judge, a weak one more (0 = the judge's probability alone)."""
+    judge_confidence_center: float = 1.0
     judge_passages: int = 8
     """The first passages whose best sentence by the rules the judge reads (and which it reorders)…"""
     judge_per_passage: int = 3
@@ -267,6 +273,11 @@ class Settings:
     """Tokens the judge reads of a (question, sentence) pair; the sentence's context is cut first (trained on 128)."""
     judge_context_chars: int = 40
     """Characters before a sentence (its paragraph's preceding text) the judge reads with it."""
+    search_as_answers: bool = True
+    """`search` (the 检索 tab, `rag search`) lists first the passages the answer to the same question
+    quotes, in its order (they rank by the same judgement as answers: the rules and the judge); the
+    others follow in retrieval order. Costs one answer per search (the judge's batch: ~0.12 s); False =
+    retrieval order alone (docs/benchmarks.md: `search` latency)."""
     judge_ranks: bool = False
     """Also order the passages and choose the sentences by the judge (off: on the policy dev sets it ranked
     worse than the rules, docs/tuning.md; it then only decides refusals)."""

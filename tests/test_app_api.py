@@ -82,7 +82,7 @@ def test_api_search_documents_and_errors(server: str, engine) -> None:
     client = Client(server, verbose=False)
     hits = client.predict("纪委监督责任包括什么", 3, api_name="/search")
     assert [h["rank"] for h in hits] == [1, 2, 3]
-    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+    assert hits[0]["source"].startswith("004")  # what the answer quotes first (search_as_answers)
     assert [h["chunk_id"] for h in hits] == [p.chunk_id for p in engine.search("纪委监督责任包括什么", k=3)]
     documents = client.predict(api_name="/documents")
     assert [d["source"] for d in documents] == [d.source for d in engine.documents()]

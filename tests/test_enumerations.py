@@ -5,11 +5,12 @@ import json
 
 from conftest import SHARED, shared_file
 
-from rag.answer.enumerations import find_enumerations, ordinal
+from rag.answer.enumerations import block_after, find_enumerations, ordinal
 from rag.answer.evidence import has_figure, has_time
 from rag.answer.scoring import is_heading, spells_out
 from rag.config import ComposerSettings
 from rag.ingest.chunk import sentence_spans
+from rag.model import Span
 from rag.query.definitions import definition_strength
 from rag.text.normalize import compact
 
@@ -57,7 +58,18 @@ def test_sentence_heuristics_run_on_every_benchmark_text():
 
 
 def test_parenthesized_and_dotted_numbers_are_item_markers():
-    assert [ordinal(t) for t in ("⑴", "⑿", "⒇", "⒈", "⒛", "㈠", "㈩", "⑪", "⑳", "❸")] == [1, 12, 20, 1, 20, 1, 10, 11, 20, 3]
+    assert [ordinal(t) for t in ("⑴", "⑿", "⒇", "⒈", "⒛", "㈠", "㈩", "⑪", "⑳", "❸")] == [
+        1,
+        12,
+        20,
+        1,
+        20,
+        1,
+        10,
+        11,
+        20,
+        3,
+    ]
     for items in (
         ["⑴以任何名义提供高档菜肴；", "⑵安排与公务无关的宴请；", "⑶用公款赠送纪念品。"],
         ["⒈建立台账。", "⒉定期检查。", "⒊严肃问责。"],
@@ -70,3 +82,19 @@ def test_parenthesized_and_dotted_numbers_are_item_markers():
         assert [[text[s.start : s.end] for s in group] for group in find_enumerations(text)] == [items], items
     mixed = "要求如下：\n⑴建立台账。\n①定期检查。"  # two styles: no run of one
     assert find_enumerations(mixed) == []
+
+
+def test_the_block_a_sentence_leads_in():
+    text = "为此，必须把握二者的关系。\n一是相互依存。甲。\n二是相互区别。乙。\n其他段落。"
+    lead = Span(0, text.index("\n"))
+    block = block_after(text, lead)
+    assert block is not None and [text[s.start : s.end] for s in block] == ["一是相互依存。", "二是相互区别。"]
+    assert block_after(text, Span(text.index("其他"), len(text))) is None
+    assert block_after(text, Span(text.index("甲"), text.index("甲") + 2)) is None  # the block is not after it
+
+
+def test_an_abbreviation_spelled_out_with_quoted_items():
+    sentence = "明确党委主体责任是根本、纪委监督责任是保障、党委书记第一责任人责任是关键、班子成员“一岗双责”是支撑。"
+    assert spells_out(sentence, 4, "责")
+    assert spells_out("实现“转职能、转方式、转作风”要求以来", 3, "转")
+    assert not spells_out("转职能、转方式的要求", 3, "转")

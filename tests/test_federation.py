@@ -28,16 +28,31 @@ def test_merged_keys_split_back():
 
 
 def test_search_in_both_merges_by_score_and_labels_each_passage(two_kbs):
-    passages = two_kbs.search("全面从严治党主体责任", k=8, kbs=["default", "主体责任"])
+    settings = two_kbs.settings
+    two_kbs.settings = settings.replace(search_as_answers=False)  # retrieval order alone
+    try:
+        passages = two_kbs.search("全面从严治党主体责任", k=8, kbs=["default", "主体责任"])
+        alone = two_kbs.search("全面从严治党主体责任", k=8, kbs=["主体责任"])
+    finally:
+        two_kbs.settings = settings
     assert [p.rank for p in passages] == list(range(1, 9))
     assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
     assert {p.kb for p in passages} == {"default", "主体责任"}
     for p in passages:
         assert p.source in KB_DOCUMENTS[p.kb]
         assert two_kbs.document(p.source, kb=p.kb).text[p.start : p.end] == p.text
-    alone = two_kbs.search("全面从严治党主体责任", k=8, kbs=["主体责任"])
     ours = [(p.source, p.start) for p in passages if p.kb == "主体责任"]
     assert ours == [(p.source, p.start) for p in alone][: len(ours)]  # each knowledge base's own order kept
+
+
+def test_search_in_both_shows_first_what_the_answer_in_both_quotes(two_kbs):
+    question = "纪检监察机关和党委如何落实两个责任"
+    answer = two_kbs.ask(question, kbs=["default", "主体责任"])
+    passages = two_kbs.search(question, k=8, kbs=["default", "主体责任"])
+    first = answer.citations[0]
+    assert (passages[0].kb, passages[0].source) == (first.kb, first.source)
+    assert passages[0].start <= first.start < passages[0].end
+    assert [p.rank for p in passages] == list(range(1, 9))
 
 
 def test_asking_both_cites_both(two_kbs):

@@ -62,3 +62,33 @@ def test_a_judge_that_cannot_load_says_why(tmp_path):
     assert not judge.wait(60)
     assert "judge.json" in judge.error or "No such file" in judge.error
     assert judge.probabilities("问题", [Candidate("句子。")]) is None
+
+
+def test_judges_and_the_passage_model_load_side_by_side_in_a_fresh_process(tmp_path):
+    """transformers' lazy imports fail when two threads run them at once (`cannot import name
+    'AutoConfig'`): two judges and the passage model, loaded together from cold, all load."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "judge_files"
+    shutil.copytree(FILES, copy)
+    code = (
+        "import threading\n"
+        "from pathlib import Path\n"
+        "from rag.answer.judge import Judge\n"
+        "from rag.embedding.embedder import default_model_folder, load_embedder\n"
+        "base = lambda: default_model_folder()[0]\n"
+        f"judges = [Judge(base), Judge(base, files=Path({str(copy)!r}))]\n"
+        "embedder = load_embedder()\n"
+        "passages = threading.Thread(target=lambda: embedder.encode_documents(['纪委监督责任。']))\n"
+        "for judge in judges:\n"
+        "    judge.start()\n"
+        "passages.start()\n"
+        "passages.join()\n"
+        "print([judge.wait(120) for judge in judges], [judge.error for judge in judges])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[True, True] ['', '']"

@@ -41,6 +41,18 @@ def test_sentences_are_rescored_by_the_judge_and_unread_ones_follow():
     assert judgement.best == 0.8 and Judgement({}, []).best == 0.0
 
 
+def test_the_judges_bar_moves_with_the_rules_confidence():
+    from rag.config import Settings
+
+    judgement = Judgement({("a.txt", 0): 0.04}, [])
+    settings = Settings(judge_threshold=0.05, judge_confidence_weight=3.0, judge_confidence_center=1.0)
+    assert not judgement.answers(1.0, settings)  # at the centre: the plain threshold, 0.04 < 0.05
+    assert judgement.answers(1.2, settings)  # a close match needs less: logit(0.04) + 0.6 > logit(0.05)
+    assert not Judgement({("a.txt", 0): 0.2}, []).answers(0.4, settings)  # a weak one more: 0.2 is not enough
+    plain = settings.replace(judge_confidence_weight=0.0)
+    assert Judgement({("a.txt", 0): 0.2}, []).answers(0.4, plain) and not judgement.answers(1.2, plain)
+
+
 def _engine(engine, **settings):
     from rag.engine import Engine
 
@@ -50,14 +62,25 @@ def _engine(engine, **settings):
     return other
 
 
-def test_ranking_by_the_judge_search_shows_what_the_answer_quotes_first(engine):
+def test_search_shows_first_what_the_answer_quotes(engine):
+    question = "纪委监督责任包括什么"
+    answer = engine.ask(question)
+    assert not answer.abstained and answer.citations[0].source.startswith("004")
+    first = answer.citations[0]  # 004's definition: 纪委的监督责任主要是指…
+    passages = engine.search(question, k=5)
+    assert passages[0].source == first.source and passages[0].start <= first.start < passages[0].end
+    assert [p.rank for p in passages] == [1, 2, 3, 4, 5]
+    plain = _engine(engine, search_as_answers=False).search(question, k=10)  # retrieval order alone
+    assert not any(p.start <= first.start < p.end for p in plain[:3] if p.source == first.source)
+
+
+def test_ranking_by_the_judge_answers_and_search_agree(engine):
     ranked = _engine(engine, judge_ranks=True)
     answer = ranked.ask("纪委监督责任包括什么")
     assert not answer.abstained and answer.judged is not None
     first = answer.citations[0]
     passages = ranked.search("纪委监督责任包括什么", k=5)
-    assert any(p.source == first.source and p.start <= first.start < p.end for p in passages[:3])
-    assert [p.rank for p in passages] == [1, 2, 3, 4, 5]
+    assert passages[0].source == first.source and passages[0].start <= first.start < passages[0].end
 
 
 def test_a_question_no_found_sentence_answers_well_enough_is_refused_by_the_judge(engine):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rag.query.question import Query, comparison_sides, is_chinese, ordinal_reference, question_kind
+from rag.query.question import Query, compares, comparison_sides, is_chinese, ordinal_reference, question_kind
 from rag.text.normalize import normalize
 from rag.text.tokenize import strip_question_words
 
@@ -103,3 +103,13 @@ def test_numbered_items_a_question_names_are_identifiers_and_key_terms():
     assert "编号7" in _query("编号7的事项是什么?").key_terms  # a one-digit number is no key term on its own
     for ordinal in ("第一种形态的比例是多少?", "第三点具体指什么?", "谁是第一责任人?", "第一次全会在哪开?"):
         assert _query(ordinal).identifiers == (), ordinal
+
+
+def test_which_before_a_count_is_no_part_of_the_term():
+    terms = _query("“三转”是哪三转?").key_terms
+    assert "三转" in terms and "哪三转" not in terms
+
+
+def test_comparison_words_are_how_a_comparison_is_asked():
+    assert compares("不同") and compares("异同") and compares("区别")
+    assert not compares("责任清单") and not compares("不同分管范围")

@@ -36,12 +36,13 @@ def test_traditional_question_finds_simplified_passage_and_back(engine):
 
 
 def test_passages_are_ranked_with_falling_fused_scores(engine):
-    passages = engine.search("纪委监督责任包括什么", k=8)
-    assert [p.rank for p in passages] == list(range(1, 9))
-    scores = [p.score for p in passages]
+    retriever = engine._state().retriever
+    hits = retriever.search(retriever.query("纪委监督责任包括什么"), 8)
+    assert [h.rank for h in hits] == list(range(1, 9))
+    scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
-    for p in passages:
-        assert engine.document(p.source).text[p.start : p.end] == p.text
+    for h in hits:
+        assert engine.document(h.chunk.source).text[h.chunk.start : h.chunk.end] == h.chunk.text
 
 
 def test_each_hit_records_where_each_ranking_put_it(engine):

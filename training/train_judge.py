@@ -1,7 +1,7 @@
 """Train the answer judge: the default model's encoder as a cross-encoder (`rag.embedding.cross_encoder`).
 
     python training/data.py                  # pairs from CMRC 2018 trial/dev + DRCD dev (held-out slices left out)
-    python training/train_judge.py           # 20.8 min (one epoch, 1 thread, shared 2-core machine); writes rag/answer/judge_files/
+    python training/train_judge.py           # 24.6 min (two epochs, 2 threads, 2-core machine); writes rag/answer/judge_files/
 
 Seeded; the questions are split 90/10 into train and validation (by question, never by pair). The
 manifest (`judge.json`) records the data's sha256, the seed, the shape, the time and the validation
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=Path, default=PAIRS)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--layers", type=int, default=JudgeShape.layers)

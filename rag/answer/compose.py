@@ -9,19 +9,20 @@ and the answer judge (`rag.answer.judging`) whether that answers the question, a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
 
 from rag.answer import abstain, shapes
 from rag.answer.abstain import Quote, Verdict
-from rag.answer.enumerations import Enumerations
+from rag.answer.enumerations import Enumerations, with_what_follows
 from rag.answer.evidence import answers_count, has_time
 from rag.answer.judge import Judge
 from rag.answer.judging import Judgement, judge_passages
 from rag.answer.metadata import document_about
 from rag.answer.render import render
-from rag.answer.scoring import Reading, select
+from rag.answer.scoring import Reading, select, spelling_hits, with_relation
 from rag.answer.shapes import Block
 from rag.answer.types import Answer, Citation
 from rag.config import Settings
@@ -50,12 +51,16 @@ class Composer:
         self.judge = judge if settings.judge else None
         self.enumerations = Enumerations()
 
-    def rerank(self, query: Query, hits: list[Hit]) -> list[Hit]:
-        """`hits` in the judge's order (unchanged while it is not loaded, is off or does not rank)."""
-        if self.judge is None or not hits or not self.settings.judge_ranks:
+    def quoted_first(self, question: str, query: Query, hits: list[Hit]) -> list[Hit]:
+        """`hits` with the passages the answer to `question` quotes first, in the answer's order (the rest
+        after them as they were; ranks renumbered): search ranks by the same judgement as answers."""
+        answer = self.compose(question, query, hits)
+        if answer.abstained:
             return hits
-        judgement = judge_passages(Reading(self.kb, self.settings, query, self._embedder(query)), hits, self.judge)
-        return hits if judgement is None else judgement.hits
+        order = list(dict.fromkeys(c.chunk_id for c in answer.citations if c.chunk_id))
+        first = [h for cid in order for h in hits if h.chunk.id == cid]
+        rest = [h for h in hits if h.chunk.id not in order]
+        return [dataclasses.replace(h, rank=i) for i, h in enumerate([*first, *rest], start=1)]
 
     def compose(
         self,
@@ -84,7 +89,8 @@ class Composer:
             text, citations, truncated = render(self.kb, self.settings, blocks, is_traditional(question))
             return Answer(
                 question, text, False, citations, passages, query.text, query.kind, truncated,
-                verdict.evidence, verdict.confidence, judged=judged(),
+                verdict.evidence, verdict.confidence,
+                judged=None if any(b.as_list for b in blocks) else judged(),  # a list is the rules' answer
             )  # fmt: skip
 
         def abstained(verdict: Verdict) -> Answer:
@@ -107,7 +113,7 @@ class Composer:
             reason = "no_metadata" if query.kind == "metadata" else "no_quotes"
             return abstained(Verdict(True, reason, "", verdict.evidence, verdict.confidence))
         checked = abstain.check_answer(query, _quotes(self.kb, blocks), self.kb, self.settings, verdict)
-        if not checked.abstain and _unsupported(judgement, blocks, self.settings.judge_threshold):
+        if not checked.abstain and _unsupported(judgement, blocks, verdict.confidence, self.settings):
             # the rules found nothing wrong, but no sentence found answers by the judge
             checked = Verdict(True, "no_more" if exclude else "judge", "", verdict.evidence, judged() or 0.0)
         if checked.abstain:
@@ -123,6 +129,7 @@ class Composer:
         top = hits[: self.settings.answer_passages]
         if kind != "comparison":  # a comparison quotes each side's documents itself
             top = quotable(top)
+            top = [*top, *spelling_hits(reading, top)]
         if kind == "metadata":
             blocks = shapes.metadata(reading, hits)
             if blocks is not None or shapes.about_a_document(query):
@@ -145,13 +152,15 @@ class Composer:
                 return [Block(items, as_list=True)]
         if judgement is not None and self.settings.judge_ranks:
             ranked = judgement.rescored(ranked, self.settings.judge_rule_weight)
-        picked = select(ranked, kind, top, self.settings, query.chinese)
+        picked = with_relation(scorer, select(ranked, kind, top, self.settings, query.chinese), ranked)
         if kind == "how":
             picked = shapes.extend_methods(reading, picked)
         elif kind == "number":
             picked = shapes.with_figure_before(reading, picked, lambda t: answers_count(query, t))
         elif kind == "time":
             picked = shapes.with_figure_before(reading, picked, has_time)
+        elif kind == "definition":  # a term named in a lead-in is defined after it
+            picked = with_what_follows(reading, picked, self.settings.answer_max_chars // 2)
         return [Block(picked)]
 
     def _search(self, text: str, k: int | None = None) -> list[Hit]:
@@ -170,11 +179,11 @@ class Composer:
         return cosines
 
 
-def _unsupported(judgement: Judgement | None, blocks: list[Block], threshold: float) -> bool:
-    """Whether the judge read the question and no sentence it read answers it well enough; an
-    enumerated list is the rules' (its items are no answer sentences on their own)."""
+def _unsupported(judgement: Judgement | None, blocks: list[Block], confidence: float, settings: Settings) -> bool:
+    """Whether the judge read the question and no sentence it read answers it well enough at the rules'
+    `confidence`; an enumerated list is the rules' (its items are no answer sentences on their own)."""
     listed = any(block.as_list for block in blocks)
-    return judgement is not None and not listed and judgement.best < threshold
+    return judgement is not None and not listed and not judgement.answers(confidence, settings)
 
 
 _RULED = ("metadata", "comparison", "summary", "yes_no")

@@ -1,15 +1,17 @@
 """Enumerated blocks in a document (一是…二是…, （一）（二）, 1. 2., (1)(2), ①②, ⑴⑵, ⒈⒉, ㈠㈡, 首先…其次…)
 and the one, if any, that answers a list question: its lead-in introduces what the question asks for;
-and what a sentence stands under (its numbered paragraph, headings, list lead-in)."""
+what a sentence stands under (its numbered paragraph, headings, list lead-in); and what a quoted
+lead-in announces (`with_what_follows`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from functools import lru_cache
 
 from rag.answer.evidence import coverage
-from rag.answer.scoring import Sentence, SentenceScorer
+from rag.answer.scoring import Reading, Sentence, SentenceScorer
 from rag.ingest.chunk import heading_level, sentence_spans
 from rag.model import Document, Hit, Span
 from rag.text.normalize import compact
@@ -35,6 +37,14 @@ _MARKERS: list[tuple[str, re.Pattern[str]]] = [
     *((style, re.compile(rf"^([{signs}])")) for style, signs in _NUMBER_SIGNS.items()),
     ("首先", re.compile(r"^(首先|其次|再次|最后)")),
 ]
+#: A sentence that announces what follows it: a colon, a count or 如下/以下, or a closing noun that
+#: names parts to come (`…的辩证关系。` before `一是…二是…`).
+_ANNOUNCES_PARTS = re.compile(
+    r"[:：]$|[一二三四五六七八九十两几\d]+(?:个|项|条|点|种|大)|如下|以下|包括"
+    r"|(?:关系|方面|问题|要求|原则|措施|举措|环节|任务|重点|做法|路径)[。.]?$"
+)
+#: A sentence that defines a term the sentence before it named (`“一本”即…`, `“三转”就是…`).
+_DEFINES_TERM = re.compile(r"[“\"「][^”\"」]{1,10}[”\"」](?:即|就是|是指|指的是|指)")
 _SEQUENCE_WORDS = {"首先": 1, "其次": 2, "再次": 3, "最后": 99}
 _ANNOUNCES_LIST = re.compile(r"[一二三四五六七八九十两几\d]+(?:个|项|条|点|种|大)|以下|如下|主要|包括|[:：]$")
 
@@ -191,6 +201,12 @@ def list_lead_in(text: str, position: int) -> str:
     return _lead_in(text, group[0]) if group is not None else ""
 
 
+def block_after(text: str, lead: Span) -> list[Span] | None:
+    """The enumerated block `text[lead.start:lead.end]` is the lead-in of (its first item follows it
+    with nothing but a line break between), or None."""
+    return next((g for g in _blocks(text) if g[0].start >= lead.end and not text[lead.end : g[0].start].strip()), None)
+
+
 def _line(text: str, position: int) -> Span:
     """The line of `text` that holds `position`."""
     end = text.find("\n", position)
@@ -221,3 +237,48 @@ def heading_before(text: str, position: int) -> Span | None:
             first = sentence_spans(text, line_start, end)
             return first[0] if first else Span(line_start, end)
     return None
+
+
+def with_what_follows(reading: Reading, picked: list[Sentence], budget: int) -> list[Sentence]:
+    """Quotes, each lead-in followed by what it announces, within `budget` characters in all: the
+    items of the enumerated block it introduces (`必须准确把握…的辩证关系。` → `一是…` `二是…`: each
+    item's first sentence, then each one's second), the rest of its paragraph after a colon, or the
+    sentences right after it that define the terms it names (`打出“一本一书”组合拳。` → `“一本”即…`
+    `“一书”即…`). A lead-in alone says that something follows, not what."""
+    used = sum(s.end - s.start for s in picked)
+    out = list(picked)
+    for sentence in picked:
+        document = reading.kb.documents[sentence.source]
+        text = document.text
+        own = text[sentence.start : sentence.end].strip()
+        block = block_after(text, Span(sentence.start, sentence.end)) if _ANNOUNCES_PARTS.search(own) else None
+        if block is not None:
+            lines = [reading.sentences(document, item.start, _line_end(text, item.start)) for item in block]
+            following = [spans[i] for i in range(2) for spans in lines if i < len(spans)]
+        else:
+            following = reading.sentences(document, sentence.end, _line_end(text, sentence.end))
+            if not own.endswith((":", "：")):  # else only the terms it names, each defined (“一本”即…)
+                defined = [s for s in following if _DEFINES_TERM.match(text, s.start)]
+                following = following[: next((i for i, s in enumerate(following) if s not in defined), len(following))]
+            if not following:
+                continue
+        added = []
+        for span in following:
+            if used + span.end - span.start > budget or any(
+                o.source == sentence.source and o.start == span.start for o in [*out, *added]
+            ):
+                continue
+            used += span.end - span.start
+            added.append(
+                dataclasses.replace(
+                    sentence, start=span.start, end=span.end, score=0.0, grams=frozenset(), coverage=0.0
+                )
+            )
+        at = out.index(sentence) + 1
+        out[at:at] = sorted(added, key=lambda s: s.start)
+    return out
+
+
+def _line_end(text: str, position: int) -> int:
+    end = text.find("\n", position)
+    return len(text) if end < 0 else end

@@ -10,10 +10,12 @@ quoted.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from rag.answer.judge import Candidate, Judge
 from rag.answer.scoring import Reading, Sentence, is_heading
+from rag.config import Settings
 from rag.model import Hit, Span
 from rag.text.normalize import to_simplified
 
@@ -31,6 +33,16 @@ class Judgement:
     def best(self) -> float:
         """The highest probability of any judged sentence (0 when none was judged)."""
         return max(self.scores.values(), default=0.0)
+
+    def answers(self, confidence: float, settings: Settings) -> bool:
+        """Whether the best judged sentence answers, its logit moved by the rules' `confidence`
+        (`Settings.judge_threshold`, `judge_confidence_weight`, `judge_confidence_center`)."""
+        best = min(max(self.best, 1e-6), 1 - 1e-6)
+        moved = math.log(best / (1 - best)) + settings.judge_confidence_weight * (
+            confidence - settings.judge_confidence_center
+        )
+        threshold = min(max(settings.judge_threshold, 1e-6), 1 - 1e-6)
+        return moved >= math.log(threshold / (1 - threshold))
 
     def rescored(self, ranked: list[Sentence], rule_weight: float) -> list[Sentence]:
         """`ranked` scored by the judge's probability plus `rule_weight` × the rules' score (as a share of

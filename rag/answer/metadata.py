@@ -16,7 +16,7 @@ from rag.model import Document
 #: How an answer labels each kind of metadata value.
 LABELS = {
     "author": "作者",
-    "byline": "署名",
+    "byline": "作者",
     "affiliation": "单位",
     "date": "日期",
     "publisher": "刊载",
@@ -30,7 +30,7 @@ LABELS = {
 
 #: Which metadata a question asks for (normalized question → keys, in the order they are quoted).
 _WANTED: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
-    (re.compile(r"作者|谁写|撰写|执笔|署名|撰稿|\bwrote\b|\bauthor|\bwritten\b"), ("author", "byline")),
+    (re.compile(r"作者|谁写|撰写|执笔|署名|撰稿|\bwrote\b|\bauthor|\bwritten\b"), ("author", "byline", "affiliation")),
     (re.compile(r"单位|\baffiliat|\borgani[sz]ation\b"), ("affiliation", "byline")),
     (re.compile(r"发布|日期|时间|哪天|哪一天|何时|什么时候|\bwhen\b|\bdate\b"), ("date",)),
     (

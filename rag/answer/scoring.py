@@ -10,6 +10,7 @@ terms' weights, the sentences of each span of a document, the scorers.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,7 +45,11 @@ _ASKS_RELATION = re.compile(r"关系|联系|区别|异同|不同")
 _RELATES = re.compile(
     r"相互|互为|既.{1,24}又|是(?:前提|保障|根本|基础|关键|支撑|核心|统领)|有机整体|辩证|统一|密不可分|相辅相成"
 )
-_ABBREVIATION = re.compile(r"^([一二三四五六七八九十两])(?:个|项|大|种)?([\u4e00-\u9fff]{1,2})$")
+#: A question about what two things are to each other (not how they differ)…
+_ASKS_ROLES = re.compile(r"关系|联系")
+#: …and sentences that say what part each plays (`统一`, `相互` alone are as often about something else).
+_STATES_RELATION = re.compile(r"是(?:前提|保障|根本|基础|关键|支撑|核心|统领)|互为|相辅相成|密不可分|有机整体|辩证统一")
+_ABBREVIATION = re.compile(r"^([一二三四五六七八九十两])(?:个|项|大|种)?(?!(?:个|项|大|种)$)([\u4e00-\u9fff]{1,2})$")
 
 
 @dataclass
@@ -118,12 +123,19 @@ class SentenceScorer:
         self._covered: dict[str, float] = {}
         kind = query.kind
         self.focus = query.focus_terms if kind != "definition" else []  # definitions: the subject decides
+        if terms is not None:  # other terms (a comparison's topic): the focus only where it is among them
+            self.focus = [t for t in self.focus if t in terms]
         self.focus_weights = term_weights(kb, self.focus)
         self.subjects = subjects(query.lexical) if kind in ("definition", "list") else []
         self.names = list(query.names)
-        self.abbreviations = abbreviations(query) if kind in ("definition", "list", "general") else []
+        self.abbreviations = abbreviations(query) if kind in ("definition", "list", "general", "comparison") else []
         self.relation = bool(_ASKS_RELATION.search(query.normalized))
         self.embed = reading.embed
+
+    def abbreviation_terms(self, spelled: list[str]) -> list[str]:
+        """The question's words for the abbreviations `spelled` (`3转` → `三转`), as it writes them."""
+        terms = (*self.query.quoted, *self.query.key_terms)
+        return [t for t in terms if (m := _ABBREVIATION.match(t)) and f"{_number(m.group(1))}{m.group(2)}" in spelled]
 
     def cover(self, text: str) -> float:
         """IDF-weighted coverage of the scorer's terms, a masked word (`*`) counting where it stands in
@@ -189,8 +201,10 @@ class SentenceScorer:
                     self.cover(norm[: norm.find("是") + 1]) >= cfg.purpose_subject_coverage
                 )
                 bonus += cfg.purpose_bonus * (2 if opens else 1)
-        if self.abbreviations and any(spells_out(norm, n, key) for n, key in self.abbreviations):
+        spelled = [f"{n}{key}" for n, key in self.abbreviations if spells_out(norm, n, key)]
+        if spelled:  # `转职能、转方式、转作风` covers the question's `三转`
             bonus += cfg.abbreviation_bonus
+            cover = max(cover, self.cover(f"{text}\n{' '.join(self.abbreviation_terms(spelled))}"))
         if self.relation and _RELATES.search(norm):
             bonus += cfg.relation_bonus
         if self.names and any(name in norm for name in self.names):
@@ -211,8 +225,8 @@ def select(
     """The best sentence, then others that add to it (MMR), the best first and the rest in
     document order."""
     cfg = settings.composer
-    short = kind in ("number", "time", "definition", "who", "yes_no")
-    limit = cfg.short_sentences if short else cfg.why_sentences if kind == "why" else cfg.sentences
+    short = kind in _SHORT
+    limit = _limit(kind, settings)
     budget = settings.answer_max_chars // 2 if short else settings.answer_max_chars
     head = ranked[0]
     chosen = [head]
@@ -242,6 +256,37 @@ def select(
     return [head, *rest]
 
 
+def with_relation(scorer: SentenceScorer, picked: list[Sentence], ranked: list[Sentence]) -> list[Sentence]:
+    """A 关系 question's quotes, one of which says how the things relate (`…是根本、…是保障`): when
+    none does, the best candidate that does and scores `ComposerSettings.pool_score_ratio` of the best
+    takes the last place (the relation is what is asked; a sentence that defines one side is not it)."""
+    if not _ASKS_ROLES.search(scorer.query.normalized) or not picked or any(relates(scorer, s) for s in picked):
+        return picked
+    bar = scorer.cfg.pool_score_ratio * ranked[0].score
+    best = next((s for s in ranked if s.score >= bar and relates(scorer, s)), None)
+    if best is None:
+        return picked
+    limit = _limit(scorer.query.kind, scorer.settings)
+    return [*picked[: limit - 1], best] if len(picked) >= limit else [*picked, best]
+
+
+_SHORT = ("number", "time", "definition", "who", "yes_no")
+"""Kinds answered by a fact: fewer quotes, half the length budget."""
+
+
+def _limit(kind: str, settings: Settings) -> int:
+    """At most this many quotes answer a question of `kind`."""
+    cfg = settings.composer
+    return cfg.short_sentences if kind in _SHORT else cfg.why_sentences if kind == "why" else cfg.sentences
+
+
+def relates(scorer: SentenceScorer, sentence: Sentence) -> bool:
+    """Whether a sentence says what role each thing plays for the other (是前提/是保障, 互为…, 有机整体)."""
+    return bool(
+        _STATES_RELATION.search(compact(scorer.kb.documents[sentence.source].text[sentence.start : sentence.end]))
+    )
+
+
 def overlap(a: Sentence, b: Sentence) -> float:
     """Jaccard overlap of two sentences' character bigrams."""
     if not a.grams or not b.grams:
@@ -255,15 +300,41 @@ def abbreviations(query: Query) -> list[tuple[int, str]]:
     for term in (*query.quoted, *query.key_terms):
         match = _ABBREVIATION.match(term)
         if match:
-            number = "一二三四五六七八九十".find(match.group(1)) + 1 or 2  # 两 = 2
-            found.append((number, match.group(2)))
+            found.append((_number(match.group(1)), match.group(2)))
     return list(dict.fromkeys(found))
+
+
+def _number(numeral: str) -> int:
+    return "一二三四五六七八九十".find(numeral) + 1 or 2  # 两 = 2
+
+
+def spelling_hits(reading: Reading, hits: list[Hit]) -> list[Hit]:
+    """For a question about a numbered abbreviation (`哪三转`) none of whose `hits` spells it out: the
+    other passages of the first `Settings.evidence_passages` hits' documents that do (`转职能、转方式、
+    转作风`, written where the abbreviation is not), each ranked as its document's best hit. An
+    abbreviation and its items seldom share a passage, and retrieval finds the abbreviation."""
+    pairs = abbreviations(reading.query) if reading.query.kind in ("definition", "list", "general") else []
+    if not pairs or any(_spelled(hit.chunk.text, pairs) for hit in hits):
+        return []
+    found: list[Hit] = []
+    seen = {hit.chunk.id for hit in hits}
+    for hit in hits[: reading.settings.evidence_passages]:
+        for chunk in reading.kb.chunks_of(hit.chunk.source):
+            if chunk.id not in seen and _spelled(chunk.text, pairs):
+                seen.add(chunk.id)
+                found.append(dataclasses.replace(hit, chunk=chunk))
+    return found
+
+
+def _spelled(text: str, pairs: list[tuple[int, str]]) -> bool:
+    norm = compact(text)
+    return any(spells_out(norm, n, key) for n, key in pairs)
 
 
 def spells_out(sentence: str, number: int, key: str) -> bool:
     """Whether a sentence lists `number` items joined by 、 that each hold the characters of `key`
     (`转职能、转方式、转作风` for (3, `转`))."""
-    for run in re.findall(r"[^，,。；;：:“”\"（）()]+", sentence):
+    for run in re.findall(r"[^，,。；;：:（）()]+", sentence):  # quotation marks stay inside items
         items = run.split("、")
         if len(items) >= number and sum(all(c in item for c in key) for item in items) >= number:
             return True

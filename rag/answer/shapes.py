@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rag.answer.enumerations import Enumerations
+from rag.answer.enumerations import Enumerations, with_what_follows
 from rag.answer.evidence import coverage, mentions, term_weights
 from rag.answer.metadata import LABELS, in_metadata, meta_spans, wanted_keys
 from rag.answer.scoring import Reading, Sentence, select
@@ -20,7 +20,7 @@ from rag.config import Settings
 from rag.index.knowledge_base import KnowledgeBase
 from rag.ingest.chunk import heading_level
 from rag.model import Document, Hit, Span
-from rag.query.question import Query
+from rag.query.question import Query, compares
 from rag.text.normalize import compact
 from rag.text.tokenize import key_terms
 
@@ -30,6 +30,9 @@ _ANNOUNCES_METHOD = re.compile(r"[:：]$|组合拳|如下|以下|下功夫|几�
 _ELABORATES = re.compile(
     r"^(?:[“\"「][^”\"」]{1,10}[”\"」](?:即|就是|是指|指)|一是|首先|第一|其一|具体|通过|其中|一方面|[(（]一[)）]|1[.、．])"
 )
+#: Metadata keys whose value is a name a question may name an article by; and a publication's name.
+_NAMES_IN_META = ("author", "photographer")
+_PUBLICATION = re.compile(r"《([^》]{2,20})》")
 _NAMED_DOCUMENT = re.compile(r"那篇|这篇|该文|本文|一文|文章|材料|报道|稿件|\barticle\b|\bpiece\b")
 
 
@@ -132,8 +135,11 @@ def comparison(reading: Reading, hits: list[Hit], search: Search | None) -> list
             others = claimed[1 - i] or {d for d, _ in found[1 - i][2][:1]}
             document = next((d for d, about in documents if about and d not in others), None)
             named = [s for s in ranked if s.source == document] or named
+        else:  # those that name the side off the topic (a photo caption) are no answer
+            named = [s for s in named if s.coverage > 0]
         named = [s for s in named if s.key not in taken]
         picked = select(named, "general", hits, limited)[:limit] if named else []
+        picked = with_what_follows(reading, picked, reading.settings.answer_max_chars // len(sides))
         taken.update(s.key for s in picked)
         note = "" if picked else f"知识库中没有找到关于“{side}”的内容。"
         blocks.append(Block(picked, label=side, note=note))
@@ -158,10 +164,22 @@ def _side_candidates(
     side_hits = search(_side_question(query.normalized, side, other)) if search else hits
     side_terms = key_terms(side) or [side]
     other_terms = key_terms(other)
-    topic = [t for t in query.key_terms if not any(t in s or s in t for s in (side, other, *other_terms))]
+    topic = [
+        t
+        for t in query.key_terms
+        if not compares(t)  # 不同, 异同: how the question is asked; 那篇, 文章: the sides' documents
+        and not _NAMED_DOCUMENT.search(t)
+        and not any(t in s or s in t for s in (side, other, *other_terms))
+    ]
+    passages = compact("\n".join(h.chunk.text for h in side_hits))
+    topic = [t for t in topic if t in passages]  # a word none of them has tells no sentence from another
     scorer = reading.scorer(topic or side_terms)
     ranked = scorer.candidates(side_hits)
     named = [s for s in ranked if mentions(side, compact(kb.documents[s.source].text[s.start : s.end]))]
+    for sentence in named:  # `天津市建立“五必谈”制度…` in a paragraph on 督责机制 is on the topic
+        if sentence.coverage == 0:
+            text = kb.documents[sentence.source].text
+            sentence.coverage = scorer.cover(text[text.rfind("\n", 0, sentence.start) + 1 : sentence.end])
     sources = list(dict.fromkeys(h.chunk.source for h in side_hits))
     about = {s: coverage(side_terms, [1.0] * len(side_terms), _document_text(kb.documents[s])) for s in sources}
     documents = sorted(sources, key=lambda s: (about[s] < about_share, sources.index(s)))
@@ -170,7 +188,8 @@ def _side_candidates(
 
 def _documents_compared(reading: Reading, hits: list[Hit], limited: Settings, limit: int) -> list[Block] | None:
     """The two best-ranked documents of `hits` side by side, up to `limit` quotes each."""
-    scorer = reading.scorer()
+    topic = [t for t in reading.query.key_terms if not compares(t) and not _NAMED_DOCUMENT.search(t)]
+    scorer = reading.scorer(topic or None)
     sources = list(dict.fromkeys(h.chunk.source for h in hits))[:2]
     if len(sources) < 2:
         return None
@@ -298,24 +317,51 @@ def metadata(reading: Reading, hits: list[Hit]) -> list[Block] | None:
     documents += [
         kb.documents[s] for s in dict.fromkeys(h.chunk.source for h in hits[: reading.settings.evidence_passages])
     ]
-    for document in {d.source: d for d in documents}.values():
+    signed = _signed(kb, query)
+    for document in signed or {d.source: d for d in documents}.values():
         spans = meta_spans(document)
         found = [(key, spans[key]) for key in keys if key in spans]
         if not found:
             continue
         rank = next((h.rank for h in hits if h.chunk.source == document.source), 1)
         chunk_of = _chunk_finder(kb, document.source)
-        blocks: list[Block] = []
-        seen: list[tuple[int, int]] = []
-        for key, (start, end) in found:
-            if any(start < e and s < end for s, e in seen):
-                continue  # the author inside its byline: quoted once
-            seen.append((start, end))
-            blocks.append(
-                Block([Sentence(document.source, start, end, rank, chunk_of(start))], label=LABELS.get(key, key))
-            )
-        return blocks
+        return [
+            Block([Sentence(document.source, start, end, rank, chunk_of(start))], label="、".join(labels))
+            for labels, (start, end) in _merged(found)
+        ]
     return None
+
+
+def _signed(kb: KnowledgeBase, query: Query) -> list[Document]:
+    """The documents whose metadata names a person or a publication the question names (`李金英那篇
+    文章…`: the article her byline signs; `人民日报那篇…`): the question names its article by them,
+    and another article's date is no answer."""
+    asked = compact(query.normalized)
+    signed = []
+    for document in kb.documents.values():
+        spans = meta_spans(document)
+        values = [document.text[s:e] for key, (s, e) in spans.items() if key in _NAMES_IN_META]
+        values += _PUBLICATION.findall(" ".join(document.text[s:e] for s, e in spans.values()))
+        if any(len(v) >= 2 and compact(v) in asked for v in values):
+            signed.append(document)
+    return signed
+
+
+def _merged(found: list[tuple[str, tuple[int, int]]]) -> list[tuple[list[str], tuple[int, int]]]:
+    """Wanted metadata values, overlapping ones quoted once as their union with every label they
+    answer: the author inside its byline gives the byline (`宁都县委常委、县纪委* 钟恢生`: the post
+    the article gives with the name), a date inside a newspaper line gives the line (its paper and
+    page)."""
+    groups: list[tuple[list[str], tuple[int, int]]] = []
+    for key, (start, end) in found:
+        label = LABELS.get(key, key)
+        for i, (labels, (s, e)) in enumerate(groups):
+            if start < e and s < end:
+                groups[i] = ([*labels, label] if label not in labels else labels, (min(s, start), max(e, end)))
+                break
+        else:
+            groups.append(([label], (start, end)))
+    return groups
 
 
 # --- a list item, for 第N点… follow-ups -------------------------------------------------------------

@@ -91,8 +91,8 @@ class Answer:
     continuation leaves those out too. Kept with the conversation, not in the JSON form."""
     judged: float | None = None
     """The answer judge's highest probability that a found sentence answers the question (None: the
-    judge did not read this question: off, still loading, a kind its rules decide, or refused by the
-    rules before it was needed)."""
+    judge did not decide: off, still loading, a kind its rules decide, an enumerated list (the rules'
+    answer), or refused by the rules before it was needed)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON form (README, “JSON output”)."""

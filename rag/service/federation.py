@@ -90,12 +90,16 @@ def _composer(part: Part, kb: KnowledgeBase, retriever: Retriever | Federation) 
 
 
 def search(parts: Sequence[Part], question: str | Query, k: int, settings: Settings) -> list[Passage]:
-    """The `k` best passages of the knowledge bases together, best first, each with its `kb`: the first
-    `Settings.judge_passages` in the answer judge's order (as an answer would quote them)."""
+    """The `k` best passages of the knowledge bases together, best first, each with its `kb`; with
+    `Settings.search_as_answers` the passages the answer to the question quotes come first."""
     setting = _setting(parts, settings)
     query = question if isinstance(question, Query) else setting.retriever.query(question)
-    depth = max(k, settings.judge_passages) if settings.judge and settings.judge_ranks else k
-    hits = setting.composer.rerank(query, setting.retriever.search(query, depth))[:k]
+    text = question if isinstance(question, str) else question.text
+    if settings.search_as_answers:
+        hits = setting.retriever.search(query, max(k, settings.answer_passages))
+        hits = setting.composer.quoted_first(text, query, hits)[:k]
+    else:
+        hits = setting.retriever.search(query, k)
     passages = [Passage.from_hit(h) for h in hits]
     return setting.restore(Answer("", "", False, [], passages)).passages
 
