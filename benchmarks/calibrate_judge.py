@@ -93,26 +93,28 @@ def near_miss_set(name: str) -> tuple[object, list[tuple[str, bool]]]:
     return near_miss.index(nms, None), questions
 
 
-def refused(reading: Reading, weight: float, threshold: float) -> bool:
+def refused(reading: Reading, settings) -> bool:
+    """Whether the product with `settings` refuses the question `reading` read."""
     from rag.answer.judging import Judgement
-    from rag.config import Settings
 
     if reading.ruled_out:
         return True
     if reading.judged is None:
         return False
-    settings = Settings(judge_threshold=threshold, judge_confidence_weight=weight)
     return not Judgement({("", 0): reading.judged}, []).answers(reading.confidence, settings)
 
 
 def figures(readings: list[Reading], weight: float, threshold: float) -> tuple[int, int, int, int]:
     """(near misses refused, near misses, answerable refused, answerable)."""
+    from rag.config import Settings
+
+    settings = Settings(judge_threshold=threshold, judge_confidence_weight=weight)
     near = [r for r in readings if not r.answerable]
     answerable = [r for r in readings if r.answerable]
     return (
-        sum(refused(r, weight, threshold) for r in near),
+        sum(refused(r, settings) for r in near),
         len(near),
-        sum(refused(r, weight, threshold) for r in answerable),
+        sum(refused(r, settings) for r in answerable),
         len(answerable),
     )
 

@@ -44,7 +44,7 @@ _ANNOUNCES_PARTS = re.compile(
     r"|(?:关系|方面|问题|要求|原则|措施|举措|环节|任务|重点|做法|路径)[。.]?$"
 )
 #: A sentence that defines a term the sentence before it named (`“一本”即…`, `“三转”就是…`).
-_DEFINES_TERM = re.compile(r"[“\"「][^”\"」]{1,10}[”\"」](?:即|就是|是指|指的是|指)")
+DEFINES_TERM = re.compile(r"[“\"「][^”\"」]{1,10}[”\"」](?:即|就是|是指|指的是|指)")
 _SEQUENCE_WORDS = {"首先": 1, "其次": 2, "再次": 3, "最后": 99}
 _ANNOUNCES_LIST = re.compile(r"[一二三四五六七八九十两几\d]+(?:个|项|条|点|种|大)|以下|如下|主要|包括|[:：]$")
 
@@ -253,12 +253,12 @@ def with_what_follows(reading: Reading, picked: list[Sentence], budget: int) -> 
         own = text[sentence.start : sentence.end].strip()
         block = block_after(text, Span(sentence.start, sentence.end)) if _ANNOUNCES_PARTS.search(own) else None
         if block is not None:
-            lines = [reading.sentences(document, item.start, _line_end(text, item.start)) for item in block]
+            lines = [reading.sentences(document, item.start, _line(text, item.start).end) for item in block]
             following = [spans[i] for i in range(2) for spans in lines if i < len(spans)]
         else:
-            following = reading.sentences(document, sentence.end, _line_end(text, sentence.end))
+            following = reading.sentences(document, sentence.end, _line(text, sentence.end).end)
             if not own.endswith((":", "：")):  # else only the terms it names, each defined (“一本”即…)
-                defined = [s for s in following if _DEFINES_TERM.match(text, s.start)]
+                defined = [s for s in following if DEFINES_TERM.match(text, s.start)]
                 following = following[: next((i for i, s in enumerate(following) if s not in defined), len(following))]
             if not following:
                 continue
@@ -277,8 +277,3 @@ def with_what_follows(reading: Reading, picked: list[Sentence], budget: int) -> 
         at = out.index(sentence) + 1
         out[at:at] = sorted(added, key=lambda s: s.start)
     return out
-
-
-def _line_end(text: str, position: int) -> int:
-    end = text.find("\n", position)
-    return len(text) if end < 0 else end

@@ -37,12 +37,8 @@ class Judgement:
     def answers(self, confidence: float, settings: Settings) -> bool:
         """Whether the best judged sentence answers, its logit moved by the rules' `confidence`
         (`Settings.judge_threshold`, `judge_confidence_weight`, `judge_confidence_center`)."""
-        best = min(max(self.best, 1e-6), 1 - 1e-6)
-        moved = math.log(best / (1 - best)) + settings.judge_confidence_weight * (
-            confidence - settings.judge_confidence_center
-        )
-        threshold = min(max(settings.judge_threshold, 1e-6), 1 - 1e-6)
-        return moved >= math.log(threshold / (1 - threshold))
+        moved = _logit(self.best) + settings.judge_confidence_weight * (confidence - settings.judge_confidence_center)
+        return moved >= _logit(settings.judge_threshold)
 
     def rescored(self, ranked: list[Sentence], rule_weight: float) -> list[Sentence]:
         """`ranked` scored by the judge's probability plus `rule_weight` × the rules' score (as a share of
@@ -53,6 +49,12 @@ class Judgement:
             rules = sentence.score / top if top > 0 else 0.0
             sentence.score = self.scores.get(sentence.key, 0.0) + rule_weight * rules
         return sorted(ranked, key=lambda s: (-s.score, s.rank, s.start))
+
+
+def _logit(p: float) -> float:
+    """log(p / (1 − p)), `p` kept within [1e-6, 1 − 1e-6]."""
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
 
 
 def candidates(reading: Reading, hits: list[Hit], exclude: set[tuple[str, int]]) -> list[Sentence]:

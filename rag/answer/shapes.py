@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rag.answer.enumerations import Enumerations, with_what_follows
+from rag.answer.enumerations import DEFINES_TERM, Enumerations, with_what_follows
 from rag.answer.evidence import coverage, mentions, term_weights
 from rag.answer.metadata import LABELS, in_metadata, meta_spans, wanted_keys
 from rag.answer.scoring import Reading, Sentence, select
@@ -28,7 +28,7 @@ from rag.text.tokenize import key_terms
 _ANNOUNCES_METHOD = re.compile(r"[:：]$|组合拳|如下|以下|下功夫|几个方面|几点|重点抓|着力|主要做法|具体做法|坚持做到")
 #: A sentence that carries on the one before it: a defined term (“一本”即…), an item, a means.
 _ELABORATES = re.compile(
-    r"^(?:[“\"「][^”\"」]{1,10}[”\"」](?:即|就是|是指|指)|一是|首先|第一|其一|具体|通过|其中|一方面|[(（]一[)）]|1[.、．])"
+    rf"^(?:{DEFINES_TERM.pattern}|一是|首先|第一|其一|具体|通过|其中|一方面|[(（]一[)）]|1[.、．])"
 )
 #: Metadata keys whose value is a name a question may name an article by; and a publication's name.
 _NAMES_IN_META = ("author", "photographer")
