@@ -255,16 +255,16 @@ class Settings:
     (`rag.answer.judge`; it loads in the background, the rules answer until it has); False = the rules alone."""
     judge_files: Path | None = None
     """Folder of a trained judge (`training/train_judge.py --out`); None = the one shipped in `rag/answer/judge_files/`."""
-    judge_threshold: float = 0.03
+    judge_threshold: float = 0.05
     """Refuse when no judged sentence answers with at least this probability, at the rules' confidence
     `judge_confidence_center` (docs/tuning.md, how chosen)…"""
-    judge_confidence_weight: float = 6.0
+    judge_confidence_weight: float = 5.0
     """…the bar moves with the rules' confidence (`abstain.confidence`): refuse when logit(best probability)
     + this × (confidence − `judge_confidence_center`) < logit(`judge_threshold`). A passage that matches the
     question closely needs less of the judge, a weak one more (0 = the judge's probability alone)."""
     judge_confidence_center: float = 1.0
     judge_passages: int = 8
-    """The first passages whose best sentence by the rules the judge reads (and which it reorders)…"""
+    """The first passages whose best sentence by the rules the judge reads (and reorders: `judge_order_weight`)…"""
     judge_per_passage: int = 3
     """…then the next best sentences overall, at most this many of one passage…"""
     judge_candidates: int = 10
@@ -276,15 +276,17 @@ class Settings:
     search_as_answers: bool = True
     """`search` (the 检索 tab, `rag search`) lists first the passages the answer to the same question
     quotes, in its order (they rank by the same judgement as answers: the rules and the judge); the
-    others follow in retrieval order. Costs one answer per search (the judge's batch: ~0.12 s); False =
-    retrieval order alone (docs/benchmarks.md: `search` latency)."""
+    others follow in the answer's passage order (`judge_order_weight`). Costs one answer per search (the
+    judge's batch: ~0.14 s); False = retrieval order alone (docs/benchmarks.md: `search` latency)."""
+    judge_order_weight: float = 1.0
+    """The passages are ordered by their retrieval score plus this × the judge's probability of their best
+    sentence (the first `judge_passages`; docs/tuning.md, how chosen); 0 = retrieval order, and the judge
+    reads a question only when the rules would answer it."""
     judge_ranks: bool = False
-    """Also order the passages and choose the sentences by the judge (off: on the policy dev sets it ranked
-    worse than the rules, docs/tuning.md; it then only decides refusals)."""
+    """Also choose the sentences by the judge (off: on the policy dev sets it chose worse than the rules,
+    docs/tuning.md)."""
     judge_rule_weight: float = 0.3
     """A sentence is chosen by the judge's probability plus this × its score by the rules (as a share of the best)."""
-    judge_rank_weight: float = 0.1
-    """A judged passage ranks by its best sentence's probability plus this / its retrieval rank."""
     strong_match_coverage: float = 0.6
     """The top passage is a strong match when it is among the dense ranking's first `strong_match_rank`
     and covers this share of the question's key terms other than names; a name the knowledge base knows

@@ -279,7 +279,8 @@ class Engine(Library):
     ) -> list[Passage]:
         """The `k` best passages for a question, best first, in the knowledge bases `kbs` (default: this
         engine's), from the documents the filters allow (see `ask`): the passages the answer to it quotes
-        first (`Settings.search_as_answers`), then the others in retrieval order."""
+        first (`Settings.search_as_answers`), then the others as the answer orders its passages (retrieval
+        score moved by the answer judge, `Settings.judge_order_weight`)."""
         question = _checked(question)
         parts = self._parts(kbs, _filters(source, date_from, date_to))
         return federation.search(parts, question, self.settings.top_k if k is None else k, self.settings)

@@ -96,7 +96,8 @@ def test_list_items_one_per_line_in_order(engine):
 def test_numbered_abbreviation_is_spelled_out(engine):
     answer = engine.ask("“两个维护”之外,纪检工作常说的“三转”指的是什么?")
     assert not answer.abstained
-    assert "转职能、转方式、转作风" in to_simplified(answer.answer) or "三转" in answer.answer
+    assert "转职能、转方式、转作风" in to_simplified(answer.answer)  # spelled out in 001, named in 004 first
+    assert answer.judged is not None and answer.judged < 0.5  # the judge, which never learnt abbreviations, doubts it
 
 
 def test_simplified_question_reads_traditional_sources_in_simplified(engine):

@@ -103,14 +103,18 @@ def test_a_written_answer_in_both_keeps_each_citations_knowledge_base(two_kbs, s
     from rag import Delta, Final
 
     question = "纪检监察机关和党委如何落实两个责任"
-    given = two_kbs.ask(question, kbs=["default", "主体责任"]).passages[: two_kbs.settings.llm_passages]
+    shown = 10  # the model is given this many passages: both knowledge bases are among them
+    given = two_kbs.ask(question, kbs=["default", "主体责任"], k=shown).passages
     quotes = {}  # a sentence of the first passage of each knowledge base the model is given, written back verbatim
     for p in given:
         sentences = [t for t in re.split(r"(?<=。)", p.text.replace("\n", "")) if len(t) > 20 and "*" not in t]
         quotes.setdefault(p.kb, sentences[0])
-    assert set(quotes) == {"default", "主体责任"}
+    assert set(quotes) == {"default", "主体责任"}, [(p.kb, p.chunk_id) for p in given]
     scripted_llm.replies = [citing("".join(f"{q}[@{q[:12]}]\n" for q in quotes.values()))]
-    writer = Engine(two_kbs.settings.replace(llm_base_url=scripted_llm.url, llm_model="scripted"), two_kbs.embedder)
+    writer = Engine(
+        two_kbs.settings.replace(llm_base_url=scripted_llm.url, llm_model="scripted", llm_passages=shown, top_k=shown),
+        two_kbs.embedder,
+    )
     writer.reload()
     answer = writer.ask(question, kbs=["default", "主体责任"])
     assert answer.mode == "generated" and answer.generation.dropped == 0, answer.generation

@@ -12,18 +12,21 @@ def _hit(rank: int, chunk_id: str) -> Hit:
     return Hit(rank, chunk, 1.0 / rank, 0.5)
 
 
-def test_passages_rank_by_their_best_sentence_with_the_retrieval_as_a_small_prior():
-    hits = [_hit(1, "a#1"), _hit(2, "a#2"), _hit(3, "a#3"), _hit(4, "a#4")]
+def test_passages_rank_by_retrieval_score_plus_their_best_sentences_probability():
+    hits = [_hit(1, "a#1"), _hit(2, "a#2"), _hit(3, "a#3"), _hit(4, "a#4")]  # scores 1, 0.5, 0.33, 0.25
     chosen = [
         Sentence("a.txt", 0, 3, 1, "a#1"),
         Sentence("a.txt", 10, 13, 2, "a#2"),
         Sentence("a.txt", 20, 23, 3, "a#3"),
     ]
     scores = {("a.txt", 0): 0.30, ("a.txt", 10): 0.90, ("a.txt", 20): 0.36}
-    ordered = rerank(hits, chosen, scores, weight=0.1)
-    assert [h.chunk.id for h in ordered] == ["a#2", "a#1", "a#3", "a#4"]  # 0.30 + 0.1/1 > 0.36 + 0.1/3
+    ordered = rerank(hits, chosen, scores, weight=1.0)
+    assert [h.chunk.id for h in ordered] == ["a#2", "a#1", "a#3", "a#4"]  # 0.5 + 0.9 > 1 + 0.3 > 0.33 + 0.36
     assert [h.rank for h in ordered] == [1, 2, 3, 4]
     assert hits[0].rank == 1 and hits[0].chunk.id == "a#1"  # the retriever's hits are left as they were
+    light = rerank(hits, chosen, scores, weight=0.5)  # 1 + 0.15 > 0.5 + 0.45: retrieval keeps the lead
+    assert [h.chunk.id for h in light] == ["a#1", "a#2", "a#3", "a#4"]
+    assert [h.chunk.id for h in rerank(hits, chosen, scores, weight=0.0)] == ["a#1", "a#2", "a#3", "a#4"]
 
 
 def test_sentences_are_rescored_by_the_judge_and_unread_ones_follow():
@@ -95,3 +98,38 @@ def test_a_question_no_found_sentence_answers_well_enough_is_refused_by_the_judg
 def test_with_the_judge_off_the_rules_answer_alone(engine):
     answer = _engine(engine, judge=False).ask("纪委监督责任包括什么")
     assert answer.judged is None and not answer.abstained
+
+
+def test_the_judge_reads_a_masked_word_where_the_question_has_it(engine):
+    from rag.answer.judging import as_read, candidates
+    from rag.answer.scoring import Reading
+
+    state = engine._state()
+    question = "党委主体责任的内涵是什么"  # 004 masks 党委: `*的主体责任主要是指…`
+    query = state.retriever.query(question)
+    hits = state.retriever.search(query, 10)
+    reading = Reading(state.kb, engine.settings, query, None)
+    chosen = candidates(reading, hits, set())
+    read = as_read(reading, hits, chosen)
+    masked = [
+        (s, c)
+        for s, c in zip(chosen, read, strict=True)
+        if "*的主体责任主要是指" in state.kb.documents[s.source].text[s.start : s.end]
+    ]
+    assert masked, "004's masked definition should be among the sentences the judge reads"
+    for _, candidate in masked:
+        assert "党委的主体责任主要是指" in candidate.sentence and "*的主体责任" not in candidate.sentence
+        assert "反*斗争" in candidate.sentence  # a mask the question has no word for stays
+    quoted = state.kb.documents[masked[0][0].source].text[masked[0][0].start : masked[0][0].end]
+    assert "*的主体责任" in quoted  # the document (and any quote of it) stays as published
+
+
+def test_the_judge_moves_up_the_passage_whose_sentence_answers(engine):
+    """004's masked definition ranks below 003's two passages that repeat the question's words; the judge
+    finds it answers and the answer's passages put it first (retrieval order alone does not)."""
+    question = "党委主体责任指的是什么"
+    plain = _engine(engine, judge_order_weight=0.0).ask(question)
+    judged = engine.ask(question)
+    assert not plain.passages[0].source.startswith("004") and not plain.passages[0].text.count("主体责任主要是指")
+    assert judged.passages[0].source.startswith("004") and "主体责任主要是指" in judged.passages[0].text
+    assert {p.start for p in judged.passages} == {p.start for p in plain.passages}  # reordered, not replaced

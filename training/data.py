@@ -127,14 +127,14 @@ class Pool:
         holding the answer."""
         total = len(self.sentences)
         scores: dict[int, float] = {}
-        for gram in {question[j : j + 2] for j in range(len(question) - 1)}:
+        for gram in sorted({question[j : j + 2] for j in range(len(question) - 1)}):  # one order: one sum
             hits = self.postings.get(gram, [])
             if not hits or len(hits) > total // 10:
                 continue
             weight = math.log(total / len(hits))
             for i in hits:
                 scores[i] = scores.get(i, 0.0) + weight
-        best = sorted(scores, key=lambda i: -scores[i])
+        best = sorted(scores, key=lambda i: (-scores[i], i))  # ties by position, not by hash order
         picked = [i for i in best[: n * 4] if self.sentences[i][3] != paragraph and answer not in self.sentences[i][0]]
         return picked[:n]
 

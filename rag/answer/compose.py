@@ -22,7 +22,7 @@ from rag.answer.judge import Judge
 from rag.answer.judging import Judgement, judge_passages
 from rag.answer.metadata import document_about
 from rag.answer.render import render
-from rag.answer.scoring import Reading, select, spelling_hits, with_relation
+from rag.answer.scoring import Reading, select, spelling_hits, spells_abbreviation, with_relation
 from rag.answer.shapes import Block
 from rag.answer.types import Answer, Citation
 from rag.config import Settings
@@ -40,8 +40,8 @@ class Composer:
     With a `retriever`, a comparison searches each side on its own and a question not written in
     Chinese has its candidate sentences embedded to rank them. With a loaded `judge` (and
     `Settings.judge`), the judge refuses what the rules would answer when no found sentence answers
-    (`Settings.judge_threshold`); with `Settings.judge_ranks` it also orders the passages and chooses the
-    sentences.
+    (`Settings.judge_threshold`) and moves up the passages whose sentences it finds answer
+    (`Settings.judge_order_weight`); with `Settings.judge_ranks` it also chooses the sentences.
     """
 
     def __init__(
@@ -52,15 +52,15 @@ class Composer:
         self.enumerations = Enumerations()
 
     def quoted_first(self, question: str, query: Query, hits: list[Hit]) -> list[Hit]:
-        """`hits` with the passages the answer to `question` quotes first, in the answer's order (the rest
-        after them as they were; ranks renumbered): search ranks by the same judgement as answers."""
+        """`hits` with the passages the answer to `question` quotes first, in the answer's order, then the
+        others in the order of the answer's passages (the judge's, `Settings.judge_order_weight`); ranks
+        renumbered: search ranks by the same judgement as answers."""
         answer = self.compose(question, query, hits)
-        if answer.abstained:
-            return hits
-        order = list(dict.fromkeys(c.chunk_id for c in answer.citations if c.chunk_id))
-        first = [h for cid in order for h in hits if h.chunk.id == cid]
-        rest = [h for h in hits if h.chunk.id not in order]
-        return [dataclasses.replace(h, rank=i) for i, h in enumerate([*first, *rest], start=1)]
+        quoted = [] if answer.abstained else [c.chunk_id for c in answer.citations if c.chunk_id]
+        order = list(dict.fromkeys([*quoted, *(p.chunk_id for p in answer.passages)]))
+        position = {chunk_id: i for i, chunk_id in enumerate(order)}
+        ranked = sorted(hits, key=lambda h: (position.get(h.chunk.id, len(order)), h.rank))
+        return [dataclasses.replace(h, rank=i) for i, h in enumerate(ranked, start=1)]
 
     def compose(
         self,
@@ -76,8 +76,8 @@ class Composer:
         reading = Reading(self.kb, self.settings, query, self._embedder(query))
         judge = self.judge if item is None and _judged(query) else None
         judgement: Judgement | None = None
-        if judge is not None and self.settings.judge_ranks:  # the judge's order is what the rules then read
-            judgement = judge_passages(reading, hits, judge, exclude)
+        if judge is not None and (self.settings.judge_order_weight or self.settings.judge_ranks):
+            judgement = judge_passages(reading, hits, judge, exclude)  # the rules then read the judge's order
             hits = judgement.hits if judgement is not None else hits
         passages = [Passage.from_hit(h) for h in hits]
         verdict = abstain.assess(reading, hits)
@@ -106,14 +106,16 @@ class Composer:
                 return answer([Block(sentences)], Verdict(False, "", "", verdict.evidence, verdict.confidence))
         if verdict.abstain:
             return abstained(verdict)
-        if judge is not None and judgement is None:  # read only when the rules would answer (~0.13 s)
+        if judge is not None and judgement is None:  # not read to order passages: only now the rules would answer
             judgement = judge_passages(reading, hits, judge, exclude)
         blocks = self._shape(reading, hits, exclude, judgement)
         if blocks is None:
             reason = "no_metadata" if query.kind == "metadata" else "no_quotes"
             return abstained(Verdict(True, reason, "", verdict.evidence, verdict.confidence))
-        checked = abstain.check_answer(query, _quotes(self.kb, blocks), self.kb, self.settings, verdict)
-        if not checked.abstain and _unsupported(judgement, blocks, verdict.confidence, self.settings):
+        quotes = _quotes(self.kb, blocks)
+        checked = abstain.check_answer(query, quotes, self.kb, self.settings, verdict)
+        spelled = any(spells_abbreviation(query, q.text) for q in quotes)  # the rules' answer, as a list is
+        if not checked.abstain and not spelled and _unsupported(judgement, blocks, verdict.confidence, self.settings):
             # the rules found nothing wrong, but no sentence found answers by the judge
             checked = Verdict(True, "no_more" if exclude else "judge", "", verdict.evidence, judged() or 0.0)
         if checked.abstain:

@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass
 
 from rag.answer.judge import Candidate, Judge
-from rag.answer.scoring import Reading, Sentence, is_heading
+from rag.answer.masks import fill_with_terms
+from rag.answer.scoring import Reading, Sentence, is_heading, spelling_hits
 from rag.config import Settings
 from rag.model import Hit, Span
 from rag.text.normalize import to_simplified
@@ -27,7 +28,7 @@ class Judgement:
     scores: dict[tuple[str, int], float]
     """P(answers the question) of each judged sentence, by (source, start)."""
     hits: list[Hit]
-    """The passages, the judged ones reordered by their best sentence (ranks renumbered)."""
+    """The passages reordered by retrieval score and their best sentence's probability (ranks renumbered)."""
 
     @property
     def best(self) -> float:
@@ -58,10 +59,12 @@ def _logit(p: float) -> float:
 
 
 def candidates(reading: Reading, hits: list[Hit], exclude: set[tuple[str, int]]) -> list[Sentence]:
-    """The sentences the judge reads: the rules' best of each of the first passages, then the next best
+    """The sentences the judge reads: the rules' best of each of the first passages (and of the passages
+    that spell out an abbreviation the question asks about, `scoring.spelling_hits`), then the next best
     overall (at most `judge_per_passage` of a passage) up to `judge_candidates`."""
     settings = reading.settings
-    ranked = reading.scorer().candidates(hits[: settings.judge_passages], exclude)
+    first = hits[: settings.judge_passages]
+    ranked = reading.scorer().candidates([*first, *spelling_hits(reading, first)], exclude)
     chosen: dict[tuple[str, int], Sentence] = {}
     seen: set[str] = set()
     for sentence in ranked:
@@ -87,6 +90,27 @@ def candidates(reading: Reading, hits: list[Hit], exclude: set[tuple[str, int]])
     return [s for s in ranked if s.key in chosen]
 
 
+def as_read(reading: Reading, hits: list[Hit], chosen: list[Sentence]) -> list[Candidate]:
+    """The `chosen` sentences as the judge reads them: in Simplified, with up to `judge_context_chars` of
+    their line before them and their document's title and heading; a masked word (`*的主体责任`) filled
+    where the question has it, as the rules read it (`rag.answer.masks.fill_with_terms`)."""
+    kb, settings = reading.kb, reading.settings
+    headings = {h.chunk.id: h.chunk.heading for h in hits}
+    terms, asked = reading.scorer().terms, reading.query.lexical
+
+    def read(text: str) -> str:
+        return to_simplified(fill_with_terms(text, terms, asked))
+
+    texts = []
+    for s in chosen:
+        document = kb.documents[s.source]
+        line_start = document.text.rfind("\n", 0, s.start) + 1
+        before = document.text[max(line_start, s.start - settings.judge_context_chars) : s.start]
+        title = " ".join(part for part in (document.title, headings.get(s.chunk_id, "")) if part)
+        texts.append(Candidate(read(document.text[s.start : s.end]), read(before), to_simplified(title)))
+    return texts
+
+
 def judge_passages(
     reading: Reading, hits: list[Hit], judge: Judge, exclude: set[tuple[str, int]] | None = None
 ) -> Judgement | None:
@@ -95,33 +119,21 @@ def judge_passages(
         judge.start()
         return None
     chosen = candidates(reading, hits, exclude or set())
-    kb, settings = reading.kb, reading.settings
-    headings = {h.chunk.id: h.chunk.heading for h in hits}
-    texts = []
-    for s in chosen:
-        document = kb.documents[s.source]
-        heading = headings.get(s.chunk_id, "")
-        line_start = document.text.rfind("\n", 0, s.start) + 1
-        before = document.text[max(line_start, s.start - settings.judge_context_chars) : s.start]
-        title = " ".join(part for part in (document.title, heading) if part)
-        texts.append(
-            Candidate(to_simplified(document.text[s.start : s.end]), to_simplified(before), to_simplified(title))
-        )
+    settings = reading.settings
+    texts = as_read(reading, hits, chosen)
     question = to_simplified(reading.query.text)[: settings.judge_max_tokens // 2]  # the sentence keeps room
     probabilities = judge.probabilities(question, texts, settings.judge_max_tokens)
     if probabilities is None:
         return None
     scores = {s.key: p for s, p in zip(chosen, probabilities, strict=True)}
-    return Judgement(scores, rerank(hits, chosen, scores, settings.judge_rank_weight))
+    return Judgement(scores, rerank(hits, chosen, scores, settings.judge_order_weight))
 
 
 def rerank(hits: list[Hit], chosen: list[Sentence], scores: dict[tuple[str, int], float], weight: float) -> list[Hit]:
-    """The passages by their best judged sentence (plus `weight / rank`, the retrieval's say), the
-    passages without a judged sentence after them in their order; ranks renumbered from 1."""
+    """The passages by their retrieval score plus `weight` × the probability of their best judged sentence
+    (a passage without one adds nothing); ranks renumbered from 1."""
     best: dict[str, float] = {}
     for s in chosen:
         best[s.chunk_id] = max(best.get(s.chunk_id, 0.0), scores[s.key])
-    judged = [h for h in hits if h.chunk.id in best]
-    judged.sort(key=lambda h: -(best[h.chunk.id] + weight / h.rank))
-    rest = [h for h in hits if h.chunk.id not in best]
-    return [dataclasses.replace(h, rank=i) for i, h in enumerate([*judged, *rest], start=1)]
+    ordered = sorted(hits, key=lambda h: (-(h.score + weight * best.get(h.chunk.id, 0.0)), h.rank))
+    return [dataclasses.replace(h, rank=i) for i, h in enumerate(ordered, start=1)]

@@ -309,21 +309,37 @@ def _number(numeral: str) -> int:
 
 
 def spelling_hits(reading: Reading, hits: list[Hit]) -> list[Hit]:
-    """For a question about a numbered abbreviation (`哪三转`) none of whose `hits` spells it out: the
-    other passages of the first `Settings.evidence_passages` hits' documents that do (`转职能、转方式、
-    转作风`, written where the abbreviation is not), each ranked as its document's best hit. An
-    abbreviation and its items seldom share a passage, and retrieval finds the abbreviation."""
-    pairs = abbreviations(reading.query) if reading.query.kind in ("definition", "list", "general") else []
-    if not pairs or any(_spelled(hit.chunk.text, pairs) for hit in hits):
+    """For a question about a numbered abbreviation (`哪三转`) that none of `hits` spells out (each one on
+    its own: `两个维护` spelled out does not answer for `三转`): the other passages that do (`转职能、转方式、
+    转作风`, written where the abbreviation is not) in the documents of the first
+    `Settings.evidence_passages` hits and of the hits that name it, each ranked as its document's best hit.
+    An abbreviation and its items seldom share a passage, and retrieval finds the abbreviation."""
+    asked = abbreviations(reading.query) if reading.query.kind in ("definition", "list", "general") else []
+    pairs = [pair for pair in asked if not any(_spelled(hit.chunk.text, [pair]) for hit in hits)]
+    if not pairs:  # each abbreviation is spelled out in the hits already
         return []
     found: list[Hit] = []
     seen = {hit.chunk.id for hit in hits}
-    for hit in hits[: reading.settings.evidence_passages]:
+    named = [hit for hit in hits if any(_names(hit.chunk.text, n, key) for n, key in pairs)]
+    for hit in [*hits[: reading.settings.evidence_passages], *named]:
         for chunk in reading.kb.chunks_of(hit.chunk.source):
             if chunk.id not in seen and _spelled(chunk.text, pairs):
                 seen.add(chunk.id)
                 found.append(dataclasses.replace(hit, chunk=chunk))
     return found
+
+
+def spells_abbreviation(query: Query, text: str) -> bool:
+    """Whether `text` spells out a numbered abbreviation the question asks about (`三转` → `转职能、转方式、
+    转作风`): an answer the judge cannot see (it never learnt abbreviations) and the rules can."""
+    pairs = abbreviations(query)
+    return bool(pairs) and _spelled(text, pairs)
+
+
+def _names(text: str, number: int, key: str) -> bool:
+    """Whether `text` writes the abbreviation itself (`三转`, `三个转`)."""
+    numeral = "一二三四五六七八九十"[number - 1] + ("两" if number == 2 else "")
+    return re.search(f"[{numeral}](?:个|项|大|种)?{re.escape(key)}", compact(text)) is not None
 
 
 def _spelled(text: str, pairs: list[tuple[int, str]]) -> bool:
