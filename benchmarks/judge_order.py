@@ -20,7 +20,6 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -29,9 +28,10 @@ if str(ROOT) not in sys.path:
 from report import write  # noqa: E402
 
 from rag.answer.judging import candidates, judge_passages, rerank  # noqa: E402
-from rag.answer.scoring import Reading  # noqa: E402
+from rag.answer.scoring import Reading, Sentence  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.engine import Engine  # noqa: E402
+from rag.model import Hit  # noqa: E402
 from rag.service.evaluate import EvalQuestion, load_questions  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -47,8 +47,8 @@ class Read:
     """One question's passages and the judge's probabilities of their sentences."""
 
     question: EvalQuestion
-    hits: list[Any]
-    chosen: list[Any]
+    hits: list[Hit]
+    chosen: list[Sentence]
     scores: dict[tuple[str, int], float]
 
 
