@@ -48,6 +48,17 @@ def shared_file(path: Path) -> Path:
     return path
 
 
+def run_python(code: str, **env: str) -> str:
+    """The standard output of `code` run by a fresh interpreter in the repository, with the repository
+    importable and `env` added to the environment (fails the test when it exits with an error)."""
+    import subprocess
+
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, check=True
+    ).stdout
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 

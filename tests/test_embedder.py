@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_python
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -98,8 +97,7 @@ def test_answering_questions_loads_neither_torch_nor_sentence_transformers(engin
         "first = judged.ask('纪委监督责任包括什么')\n"
         "print(first.judged is None and not first.abstained, judged.wait_for_judge(120), judged.ask('纪委监督责任包括什么').judged is not None)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    out = run_python(code)
     source, loaded, judged = out.strip().splitlines()[-3:]
     assert source in {d.source for d in engine.documents()}
     assert loaded == "[]"

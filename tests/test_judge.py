@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import run_python
 
 from rag.answer.judge import FILES, Candidate, Judge
 from rag.embedding.cross_encoder import CONFIG, WEIGHTS
@@ -67,10 +68,7 @@ def test_a_judge_that_cannot_load_says_why(tmp_path):
 def test_judges_and_the_passage_model_load_side_by_side_in_a_fresh_process(tmp_path):
     """transformers' lazy imports fail when two threads run them at once (`cannot import name
     'AutoConfig'`): two judges and the passage model, loaded together from cold, all load."""
-    import os
     import shutil
-    import subprocess
-    import sys
 
     copy = tmp_path / "judge_files"
     shutil.copytree(FILES, copy)
@@ -89,6 +87,4 @@ def test_judges_and_the_passage_model_load_side_by_side_in_a_fresh_process(tmp_p
         "passages.join()\n"
         "print([judge.wait(120) for judge in judges], [judge.error for judge in judges])\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
-    assert out.strip().splitlines()[-1] == "[True, True] ['', '']"
+    assert run_python(code).strip().splitlines()[-1] == "[True, True] ['', '']"

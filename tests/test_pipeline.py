@@ -4,14 +4,12 @@ every document when it changed, re-embedding only chunk texts that changed."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_python
 
 from rag.cli import main
 from rag.config import Settings
@@ -29,8 +27,7 @@ def test_the_version_is_stable_and_the_same_in_another_process():
     assert pipeline_version(Settings()) == version
     assert set(version["parts"]) == {"clean", "chunk", "index_text", "tokenize"}
     code = "import json; from rag.index.pipeline import pipeline_version; from rag.config import Settings; print(json.dumps(pipeline_version(Settings())))"
-    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    out = run_python(code, PYTHONHASHSEED="12345")
     assert json.loads(out.strip().splitlines()[-1]) == version
 
 
