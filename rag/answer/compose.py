@@ -114,8 +114,7 @@ class Composer:
             return abstained(Verdict(True, reason, "", verdict.evidence, verdict.confidence))
         quotes = _quotes(self.kb, blocks)
         checked = abstain.check_answer(query, quotes, self.kb, self.settings, verdict)
-        spelled = any(spells_abbreviation(query, q.text) for q in quotes)  # the rules' answer, as a list is
-        if not checked.abstain and not spelled and _unsupported(judgement, blocks, verdict.confidence, self.settings):
+        if not checked.abstain and _unsupported(judgement, query, blocks, quotes, verdict.confidence, self.settings):
             # the rules found nothing wrong, but no sentence found answers by the judge
             checked = Verdict(True, "no_more" if exclude else "judge", "", verdict.evidence, judged() or 0.0)
         if checked.abstain:
@@ -181,11 +180,23 @@ class Composer:
         return cosines
 
 
-def _unsupported(judgement: Judgement | None, blocks: list[Block], confidence: float, settings: Settings) -> bool:
+def _unsupported(
+    judgement: Judgement | None,
+    query: Query,
+    blocks: list[Block],
+    quotes: list[Quote],
+    confidence: float,
+    settings: Settings,
+) -> bool:
     """Whether the judge read the question and no sentence it read answers it well enough at the rules'
-    `confidence`; an enumerated list is the rules' (its items are no answer sentences on their own)."""
-    listed = any(block.as_list for block in blocks)
-    return judgement is not None and not listed and not judgement.answers(confidence, settings)
+    `confidence`. The rules' own answers are not the judge's to refuse: an enumerated list (its items are no
+    answer sentences on their own) and quotes that spell out a numbered abbreviation the question asks about
+    (`三转` → 转职能、转方式、转作风: the judge never learnt abbreviations, the rules check each item)."""
+    if judgement is None or any(block.as_list for block in blocks):
+        return False
+    if any(spells_abbreviation(query, q.text) for q in quotes):
+        return False
+    return not judgement.answers(confidence, settings)
 
 
 _RULED = ("metadata", "comparison", "summary", "yes_no")
